@@ -1,0 +1,216 @@
+//! The crate's one error type.
+//!
+//! Callers branch on what went wrong with predicates (`is_decode`,
+//! `is_unreachable`, …) rather than matching variants, so the representation
+//! can grow without breaking anyone.
+
+use std::{fmt, time::Duration};
+
+/// Everything that can go wrong in the store.
+///
+/// The `Display` text says what happened and, where there is one, what to do
+/// about it. It never contains a session id.
+pub struct Error(Box<Repr>);
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+enum Repr {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(
+        "MongoDB server not reachable within {bound:?} ({reason}). Check the URI's host and \
+         port, that the server is running, and network access/credentials"
+    )]
+    Unreachable {
+        bound: Duration,
+        reason: String,
+        #[source]
+        source: Option<mongodb::error::Error>,
+    },
+    #[error("MongoDB operation `{operation}` did not finish within {bound:?}")]
+    Timeout {
+        operation: &'static str,
+        bound: Duration,
+    },
+    #[error("MongoDB operation `{operation}` failed: {source}")]
+    Database {
+        operation: &'static str,
+        #[source]
+        source: mongodb::error::Error,
+    },
+    #[error("session document field `{field}` cannot be decoded: {reason}")]
+    Decode { field: String, reason: String },
+    #[error("session cannot be encoded: {0}")]
+    Encode(String),
+    #[error("{0}")]
+    IndexConflict(String),
+    #[error("could not find a free session id after {0} attempts")]
+    IdExhausted(u32),
+}
+
+impl Error {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::from(Repr::Config(message.into()))
+    }
+
+    pub(crate) fn unreachable(bound: Duration, source: Option<mongodb::error::Error>) -> Self {
+        let reason = source
+            .as_ref()
+            .map_or_else(|| "no answer".to_string(), |e| e.to_string());
+        Self::from(Repr::Unreachable {
+            bound,
+            reason,
+            source,
+        })
+    }
+
+    pub(crate) fn timeout(operation: &'static str, bound: Duration) -> Self {
+        Self::from(Repr::Timeout { operation, bound })
+    }
+
+    pub(crate) fn database(operation: &'static str, source: mongodb::error::Error) -> Self {
+        Self::from(Repr::Database { operation, source })
+    }
+
+    pub(crate) fn decode(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::from(Repr::Decode {
+            field: field.into(),
+            reason: reason.into(),
+        })
+    }
+
+    pub(crate) fn encode(message: impl Into<String>) -> Self {
+        Self::from(Repr::Encode(message.into()))
+    }
+
+    pub(crate) fn index_conflict(message: impl Into<String>) -> Self {
+        Self::from(Repr::IndexConflict(message.into()))
+    }
+
+    pub(crate) fn id_exhausted(attempts: u32) -> Self {
+        Self::from(Repr::IdExhausted(attempts))
+    }
+
+    /// The builder was given options that cannot work together, or none that
+    /// say which database to use.
+    pub fn is_config(&self) -> bool {
+        matches!(*self.0, Repr::Config(_))
+    }
+
+    /// The server could not be reached (at build time or later) within the
+    /// configured bound.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(*self.0, Repr::Unreachable { .. })
+    }
+
+    /// An operation exceeded the configured operation timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(*self.0, Repr::Timeout { .. })
+    }
+
+    /// The server answered with an error (permissions, write concern, …).
+    pub fn is_database(&self) -> bool {
+        matches!(*self.0, Repr::Database { .. })
+    }
+
+    /// A stored document does not have the shape the store expects.
+    pub fn is_decode(&self) -> bool {
+        matches!(*self.0, Repr::Decode { .. })
+    }
+
+    /// Session data could not be turned into a document.
+    pub fn is_encode(&self) -> bool {
+        matches!(*self.0, Repr::Encode(_))
+    }
+
+    /// An existing index on the expiry field disagrees with the configured
+    /// one. The message names the fix.
+    pub fn is_index_conflict(&self) -> bool {
+        matches!(*self.0, Repr::IndexConflict(_))
+    }
+
+    /// `create` drew colliding ids more often than is plausible.
+    pub fn is_id_exhausted(&self) -> bool {
+        matches!(*self.0, Repr::IdExhausted(_))
+    }
+
+    /// The document field a decode error is about, such as `expires` or
+    /// `data.cart`.
+    pub fn decode_field(&self) -> Option<&str> {
+        match &*self.0 {
+            Repr::Decode { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The driver error behind a server failure.
+    pub(crate) fn driver_error(&self) -> Option<&mongodb::error::Error> {
+        match &*self.0 {
+            Repr::Database { source, .. } => Some(source),
+            Repr::Unreachable { source, .. } => source.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// True for failures that retrying later may cure: the server was
+    /// unreachable, slow, or answered with a transient error.
+    pub fn is_transient(&self) -> bool {
+        match &*self.0 {
+            Repr::Unreachable { .. } | Repr::Timeout { .. } => true,
+            Repr::Database { source, .. } => is_transient_driver_error(source),
+            _ => false,
+        }
+    }
+}
+
+fn is_transient_driver_error(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    matches!(
+        *error.kind,
+        ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. }
+    ) || error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+}
+
+impl From<Repr> for Error {
+    fn from(repr: Repr) -> Self {
+        Self(Box::new(repr))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_match_their_constructor_only() {
+        let decode = Error::decode("data.cart", "expected a document");
+        assert!(decode.is_decode());
+        assert!(!decode.is_config() && !decode.is_transient());
+        assert_eq!(decode.decode_field(), Some("data.cart"));
+        assert!(decode.to_string().contains("`data.cart`"));
+
+        let timeout = Error::timeout("find", Duration::from_secs(1));
+        assert!(timeout.is_timeout() && timeout.is_transient());
+        assert_eq!(timeout.decode_field(), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! [tower-sessions](https://docs.rs/tower-sessions) integration:
+//! [`MongoSessionStore`] implements [`SessionStore`] and [`ExpiredDeletion`].
+//!
+//! Everything here translates between tower-sessions' [`Record`] and the
+//! store's core operations; no store logic lives in this module.
+//!
+//! - `create` inserts, drawing a new [`Id`] on a collision — never
+//!   overwriting another session.
+//! - `save` writes only the keys the request changed, never recreates a
+//!   deleted session, and for an unchanged session only moves the expiry
+//!   (honouring `touch_after`). tower-sessions calls `save` for unchanged
+//!   sessions only with
+//!   [`with_always_save(true)`](https://docs.rs/tower-sessions/latest/tower_sessions/service/struct.SessionManagerLayer.html#method.with_always_save):
+//!   turn it on for a sliding expiry that costs no data rewrite.
+//! - `load` returns `None` for a missing, expired or undecodable session, so
+//!   the visitor gets a fresh one; the decode error is logged (without the
+//!   id).
+//!
+//! A loaded record carries one reserved entry, [`RESERVED_KEY`], which the
+//! store uses to tell what changed. Do not read or write it; use
+//! [`stored_keys`] to list the session's keys.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tower_sessions_core::{
+    session::{Id, Record},
+    session_store::{self, ExpiredDeletion, SessionStore},
+    Session,
+};
+
+use crate::{snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome, RESERVED_KEY};
+
+#[async_trait]
+impl SessionStore for MongoSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = to_map(record);
+        let mut id = record.id;
+        let mut first = true;
+        let next_id = || {
+            if !first {
+                id = Id::default();
+            }
+            first = false;
+            id.to_string()
+        };
+        self.create_with(next_id, &data, record.expiry_date.into())
+            .await?;
+        record.id = id;
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let id = record.id.to_string();
+        let outcome = self
+            .save(&id, &to_map(record), record.expiry_date.into())
+            .await?;
+        if outcome == SaveOutcome::Missing {
+            tracing::debug!(session = %RedactedId::new(&id), "save of a deleted or expired session ignored");
+        }
+        Ok(())
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let id = session_id.to_string();
+        match self.load(&id).await {
+            Ok(found) => Ok(found.map(|loaded| Record {
+                id: *session_id,
+                expiry_date: OffsetDateTime::from(loaded.expires),
+                data: loaded.into_tracked_data().into_iter().collect(),
+            })),
+            Err(e) if e.is_decode() => {
+                tracing::warn!(session = %RedactedId::new(&id), error = %e, "undecodable session treated as absent");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        self.delete(&session_id.to_string()).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for MongoSessionStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        self.delete_expired().await?;
+        Ok(())
+    }
+}
+
+impl From<Error> for session_store::Error {
+    fn from(error: Error) -> Self {
+        if error.is_decode() {
+            Self::Decode(error.to_string())
+        } else if error.is_encode() {
+            Self::Encode(error.to_string())
+        } else {
+            Self::Backend(error.to_string())
+        }
+    }
+}
+
+fn to_map(record: &Record) -> Map<String, Value> {
+    record
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The keys the session held when it was loaded from the store, sorted.
+///
+/// tower-sessions has no way to list a session's keys; this reads them from
+/// the store's reserved entry. Keys inserted or removed during the current
+/// request are not reflected, and a session not loaded from the store (new,
+/// or cleared) has none.
+///
+/// # Errors
+///
+/// As [`Session::get_value`] (the session is loaded if it was not yet).
+pub async fn stored_keys(session: &Session) -> Result<Vec<String>, tower_sessions_core::session::Error> {
+    let entry = session.get_value(RESERVED_KEY).await?;
+    let mut keys: Vec<String> = entry
+        .as_ref()
+        .and_then(Snapshot::from_value)
+        .map(|snapshot| snapshot.fingerprints.into_keys().collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    Ok(keys)
+}

@@ -1,0 +1,91 @@
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mongodb::{bson::Document, Client, Collection, Database};
+
+/// The server under test. Panics with instructions when none is configured.
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI").unwrap_or_else(|_| {
+        panic!(
+            "MONGODB_URI is not set. Run the tests with `scripts/test` (it starts a throwaway \
+             local server), or set MONGODB_URI to a MongoDB server"
+        )
+    })
+}
+
+/// A database of its own for one test.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    /// A client on the test server.
+    pub client: Client,
+    /// The database's name, unique to this test and run.
+    pub name: String,
+}
+
+impl TestDb {
+    /// A fresh, empty database named after `test`.
+    pub async fn new(test: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let client = Client::with_uri_str(mongodb_uri())
+            .await
+            .expect("MONGODB_URI is not a valid MongoDB URI");
+        let unique = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let prefix: String = test.chars().filter(char::is_ascii_alphanumeric).take(40).collect();
+        let name = format!("t_{prefix}_{unique}");
+        let db = Self { client, name };
+        db.database().drop().await.expect("dropping the test database");
+        db
+    }
+
+    /// The database.
+    pub fn database(&self) -> Database {
+        self.client.database(&self.name)
+    }
+
+    /// A collection in it.
+    pub fn collection(&self, name: &str) -> Collection<Document> {
+        self.database().collection(name)
+    }
+
+    /// The URI of the test server with this database as its default.
+    pub fn uri(&self) -> String {
+        with_database(&mongodb_uri(), &self.name)
+    }
+
+    /// Drops the database; call at the end of a test so real servers do not
+    /// collect leftovers.
+    pub async fn cleanup(self) {
+        let _ = self.database().drop().await;
+    }
+}
+
+/// `uri` with its path (the default database) replaced by `db`.
+pub fn with_database(uri: &str, db: &str) -> String {
+    let (head, query) = match uri.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (uri, None),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let hosts_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &head[..hosts_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_goes_into_the_path() {
+        assert_eq!(with_database("mongodb://h:1/?x=1", "d"), "mongodb://h:1/d?x=1");
+        assert_eq!(with_database("mongodb://h:1", "d"), "mongodb://h:1/d");
+        assert_eq!(with_database("mongodb+srv://u:p@h/old?a=b", "d"), "mongodb+srv://u:p@h/d?a=b");
+    }
+}

@@ -1,0 +1,14 @@
+//! Test support shared by the store's tests, the demos' tests and the
+//! benchmarks.
+//!
+//! The server is found at run time, once: `MONGODB_URI` if set (a real
+//! `mongod`, a replica set, Atlas), which `scripts/with-mongodb` sets to a
+//! throwaway local server when it was not. Each test gets its own database,
+//! so tests run in parallel and re-runs start clean.
+
+mod browser;
+mod db;
+pub mod suite;
+
+pub use browser::{Browser, Reply};
+pub use db::{mongodb_uri, with_database, TestDb};

@@ -1,0 +1,1 @@
+//! The HTTP acceptance suite (filled in below).
