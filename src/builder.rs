@@ -133,6 +133,15 @@ impl StoreBuilder {
         self
     }
 
+    /// Largest session accepted, measured as its values' JSON encoding
+    /// (default 1 MiB; MongoDB's own document limit is 16 MiB). A bigger
+    /// session fails to save with an error for which [`Error::is_encode`] is
+    /// true, before anything is sent to the server.
+    pub fn max_session_bytes(mut self, limit: usize) -> Self {
+        self.config.max_session_bytes = limit;
+        self
+    }
+
     /// How expired sessions are removed (default [`AutoRemove::Native`]).
     /// connect-mongo's `autoRemove`.
     pub fn auto_remove(mut self, mode: AutoRemove) -> Self {
@@ -192,7 +201,10 @@ impl StoreBuilder {
 
     fn validate(&self) -> Result<()> {
         let name = &self.collection;
-        if name.is_empty() || name.contains('$') || name.contains('\0') || name.starts_with("system.")
+        if name.is_empty()
+            || name.contains('$')
+            || name.contains('\0')
+            || name.starts_with("system.")
         {
             return Err(Error::config(format!(
                 "collection name {name:?} is not valid: it must be non-empty, must not contain \
@@ -210,6 +222,9 @@ impl StoreBuilder {
                 config.touch_after, config.ttl
             )));
         }
+        if config.max_session_bytes == 0 {
+            return Err(Error::config("max_session_bytes must be above zero"));
+        }
         if self.connect_timeout.is_zero() || config.operation_timeout.is_zero() {
             return Err(Error::config("timeouts must be longer than zero"));
         }
@@ -218,9 +233,7 @@ impl StoreBuilder {
 }
 
 fn validate_database_name(name: &str) -> Result<()> {
-    let bad = name.is_empty()
-        || name.len() > 63
-        || name.chars().any(|c| "/\\. \"$\0".contains(c));
+    let bad = name.is_empty() || name.len() > 63 || name.chars().any(|c| "/\\. \"$\0".contains(c));
     if bad {
         return Err(Error::config(format!(
             "database name {name:?} is not valid: 1–63 characters, none of / \\ . space \" $ NUL"

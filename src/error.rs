@@ -169,7 +169,9 @@ fn is_transient_driver_error(error: &mongodb::error::Error) -> bool {
     use mongodb::error::ErrorKind;
     matches!(
         *error.kind,
-        ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. }
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
     ) || error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
 }
 

@@ -47,7 +47,10 @@ pub(crate) async fn ensure_ttl_index(
     }
 }
 
-async fn find_index_on(collection: &Collection<Document>, field: &str) -> Result<Option<IndexModel>> {
+async fn find_index_on(
+    collection: &Collection<Document>,
+    field: &str,
+) -> Result<Option<IndexModel>> {
     let cursor = match collection.list_indexes().await {
         Ok(cursor) => cursor,
         Err(e) if server_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(None),
@@ -57,7 +60,9 @@ async fn find_index_on(collection: &Collection<Document>, field: &str) -> Result
         .try_collect()
         .await
         .map_err(|e| Error::database("listIndexes", e))?;
-    Ok(indexes.into_iter().find(|index| is_ascending_on(&index.keys, field)))
+    Ok(indexes
+        .into_iter()
+        .find(|index| is_ascending_on(&index.keys, field)))
 }
 
 fn is_ascending_on(keys: &Document, field: &str) -> bool {

@@ -113,6 +113,20 @@ impl<'a> UserEntries<'a> {
         key != RESERVED_KEY && self.0.contains_key(key)
     }
 
+    /// Bytes the entries take as a JSON object, without building it.
+    pub(crate) fn json_size(self) -> usize {
+        let mut counter = ByteCounter(0);
+        let mut entries = 0;
+        for (key, value) in self.iter() {
+            // Writing to a counter cannot fail.
+            let _ = serde_json::to_writer(&mut counter, key);
+            let _ = serde_json::to_writer(&mut counter, value);
+            entries += 1;
+        }
+        // Braces, a colon per entry, a comma between entries.
+        counter.0 + 2 + entries + entries.saturating_sub(1)
+    }
+
     pub(crate) fn to_map(self) -> Map<String, Value> {
         self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
@@ -124,6 +138,19 @@ fn fingerprint(value: &Value) -> u64 {
     // Writing into a hasher cannot fail, and a JSON value always serializes.
     let _ = serde_json::to_writer(&mut writer, value);
     writer.0.finish()
+}
+
+struct ByteCounter(usize);
+
+impl io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 struct HashWriter<H>(H);
@@ -158,7 +185,11 @@ mod tests {
 
     #[test]
     fn a_clobbered_entry_is_ignored() {
-        for bad in [json!("x"), json!({"v": 99}), json!({"v": 1, "k": {"a": "x"}, "e": 1})] {
+        for bad in [
+            json!("x"),
+            json!({"v": 99}),
+            json!({"v": 1, "k": {"a": "x"}, "e": 1}),
+        ] {
             assert_eq!(Snapshot::from_value(&bad), None, "{bad}");
         }
     }
@@ -169,5 +200,6 @@ mod tests {
         let (entries, _) = split(map.as_object().unwrap());
         assert_eq!(entries.iter().count(), 1);
         assert!(!entries.contains(RESERVED_KEY));
+        assert_eq!(entries.json_size(), r#"{"a":1}"#.len());
     }
 }

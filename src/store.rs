@@ -20,7 +20,7 @@ use crate::{
     error::{Error, Result},
     id::{generate_id, is_plausible, RedactedId},
     schema::Fields,
-    snapshot::{split, Snapshot, RESERVED_KEY},
+    snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
     write::{plan_save, Clock, Plan},
 };
 
@@ -33,6 +33,7 @@ pub(crate) struct Config {
     pub(crate) ttl: Duration,
     pub(crate) touch_after: Duration,
     pub(crate) operation_timeout: Duration,
+    pub(crate) max_session_bytes: usize,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             ttl: Duration::from_secs(14 * 24 * 60 * 60),
             touch_after: Duration::ZERO,
             operation_timeout: Duration::from_secs(10),
+            max_session_bytes: 1024 * 1024,
         }
     }
 }
@@ -217,6 +219,7 @@ impl MongoSessionStore {
         expires: SystemTime,
     ) -> Result<String> {
         let (entries, snapshot) = split(data);
+        self.check_size(entries)?;
         let values = object_to_document(&entries.to_map());
         let now = DateTime::now();
         // An id regenerated mid-session (login) keeps its creation time, so
@@ -273,7 +276,10 @@ impl MongoSessionStore {
         };
         let (update, outcome) = match plan_save(&self.inner.fields, data, clock) {
             Plan::Skip => return Ok(SaveOutcome::Unchanged),
-            Plan::Update(update) => (update, SaveOutcome::Updated),
+            Plan::Update(update) => {
+                self.check_size(split(data).0)?;
+                (update, SaveOutcome::Updated)
+            }
             Plan::Touch(update) => (update, SaveOutcome::Touched),
         };
         let filter = self.live_filter(id, clock.now);
@@ -325,6 +331,18 @@ impl MongoSessionStore {
         if self.inner.owns_client {
             self.inner.client.clone().shutdown().await;
         }
+    }
+
+    fn check_size(&self, entries: UserEntries<'_>) -> Result<()> {
+        let limit = self.inner.config.max_session_bytes;
+        let size = entries.json_size();
+        if size > limit {
+            return Err(Error::encode(format!(
+                "the session's values take {size} bytes as JSON, over the limit of {limit} \
+                 (max_session_bytes)"
+            )));
+        }
+        Ok(())
     }
 
     fn live_filter(&self, id: &str, now: DateTime) -> Document {

@@ -121,7 +121,9 @@ fn to_map(record: &Record) -> Map<String, Value> {
 /// # Errors
 ///
 /// As [`Session::get_value`] (the session is loaded if it was not yet).
-pub async fn stored_keys(session: &Session) -> Result<Vec<String>, tower_sessions_core::session::Error> {
+pub async fn stored_keys(
+    session: &Session,
+) -> Result<Vec<String>, tower_sessions_core::session::Error> {
     let entry = session.get_value(RESERVED_KEY).await?;
     let mut keys: Vec<String> = entry
         .as_ref()

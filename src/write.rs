@@ -132,9 +132,15 @@ mod tests {
         };
         let set = update.get_document("$set").unwrap();
         assert_eq!(set.get("data.change"), Some(&Bson::Int32(20)));
-        assert_eq!(set.get("data.add%2Edotted"), Some(&Bson::String("x".into())));
+        assert_eq!(
+            set.get("data.add%2Edotted"),
+            Some(&Bson::String("x".into()))
+        );
         assert!(set.get("data.keep").is_none() && set.get(RESERVED_KEY).is_none());
-        assert!(update.get_document("$unset").unwrap().contains_key("data.drop"));
+        assert!(update
+            .get_document("$unset")
+            .unwrap()
+            .contains_key("data.drop"));
     }
 
     #[test]
@@ -143,7 +149,14 @@ mod tests {
         let Plan::Update(update) = plan_save(&Fields::default(), &map, clock(0, 10, 0)) else {
             panic!("expected an update");
         };
-        assert_eq!(update.get_document("$set").unwrap().get_document("data").unwrap(), &doc! {"a": 1});
+        assert_eq!(
+            update
+                .get_document("$set")
+                .unwrap()
+                .get_document("data")
+                .unwrap(),
+            &doc! {"a": 1}
+        );
     }
 
     #[test]
@@ -151,17 +164,29 @@ mod tests {
         let fields = Fields::default();
         let map = loaded(json!({"a": 1}), 10_000, 1_000);
         // 30 s after the last write, with touch_after = 60 s: no write.
-        assert_eq!(plan_save(&fields, &map, clock(31_000, 90_000, 60)), Plan::Skip);
+        assert_eq!(
+            plan_save(&fields, &map, clock(31_000, 90_000, 60)),
+            Plan::Skip
+        );
         // 61 s after: a touch that sets only the stamps.
         let Plan::Touch(update) = plan_save(&fields, &map, clock(62_000, 90_000, 60)) else {
             panic!("expected a touch");
         };
         assert!(!update.get_document("$set").unwrap().contains_key("data"));
         // touch_after = 0: every request with a later expiry touches.
-        assert!(matches!(plan_save(&fields, &map, clock(2_000, 10_001, 0)), Plan::Touch(_)));
+        assert!(matches!(
+            plan_save(&fields, &map, clock(2_000, 10_001, 0)),
+            Plan::Touch(_)
+        ));
         // The same expiry: nothing to do.
-        assert_eq!(plan_save(&fields, &map, clock(2_000, 10_000, 0)), Plan::Skip);
+        assert_eq!(
+            plan_save(&fields, &map, clock(2_000, 10_000, 0)),
+            Plan::Skip
+        );
         // A shorter expiry is always written, even inside touch_after.
-        assert!(matches!(plan_save(&fields, &map, clock(2_000, 5_000, 60)), Plan::Touch(_)));
+        assert!(matches!(
+            plan_save(&fields, &map, clock(2_000, 5_000, 60)),
+            Plan::Touch(_)
+        ));
     }
 }

@@ -36,14 +36,22 @@ async fn forced_id_collision_never_overwrites_the_existing_session() {
     let db = TestDb::new("collision").await;
     let store = store(&db).await;
     let first = store
-        .create_with(|| "taken".into(), &map(json!({"owner": "alice"})), in_an_hour())
+        .create_with(
+            || "taken".into(),
+            &map(json!({"owner": "alice"})),
+            in_an_hour(),
+        )
         .await
         .unwrap();
     assert_eq!(first, "taken");
 
     let mut ids = ["taken", "taken", "free"].into_iter();
     let second = store
-        .create_with(|| ids.next().unwrap().into(), &map(json!({"owner": "mallory"})), in_an_hour())
+        .create_with(
+            || ids.next().unwrap().into(),
+            &map(json!({"owner": "mallory"})),
+            in_an_hour(),
+        )
         .await
         .unwrap();
 
@@ -59,7 +67,10 @@ async fn forced_id_collision_never_overwrites_the_existing_session() {
 async fn collisions_every_time_end_in_a_typed_error() {
     let db = TestDb::new("exhausted").await;
     let store = store(&db).await;
-    store.create_with(|| "x".into(), &Map::new(), in_an_hour()).await.unwrap();
+    store
+        .create_with(|| "x".into(), &Map::new(), in_an_hour())
+        .await
+        .unwrap();
     let err = store
         .create_with(|| "x".into(), &Map::new(), in_an_hour())
         .await
@@ -72,7 +83,10 @@ async fn collisions_every_time_end_in_a_typed_error() {
 async fn a_save_after_delete_does_not_resurrect() {
     let db = TestDb::new("resurrect").await;
     let store = store(&db).await;
-    let id = store.create(&map(json!({"n": 1})), in_an_hour()).await.unwrap();
+    let id = store
+        .create(&map(json!({"n": 1})), in_an_hour())
+        .await
+        .unwrap();
     let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
 
     assert!(store.delete(&id).await.unwrap());
@@ -82,7 +96,10 @@ async fn a_save_after_delete_does_not_resurrect() {
     assert_eq!(outcome, SaveOutcome::Missing);
     assert!(raw(&db, &id).await.is_none());
     // An untracked save (the whole session) does not resurrect either.
-    let outcome = store.save(&id, &map(json!({"n": 3})), in_an_hour()).await.unwrap();
+    let outcome = store
+        .save(&id, &map(json!({"n": 3})), in_an_hour())
+        .await
+        .unwrap();
     assert_eq!(outcome, SaveOutcome::Missing);
     assert!(raw(&db, &id).await.is_none());
     db.cleanup().await;
@@ -95,9 +112,15 @@ async fn an_expired_but_unreaped_session_is_not_returned_nor_revived() {
     let past = SystemTime::now() - Duration::from_secs(1);
     let id = store.create(&map(json!({"n": 1})), past).await.unwrap();
 
-    assert!(raw(&db, &id).await.is_some(), "the TTL monitor has not run yet");
+    assert!(
+        raw(&db, &id).await.is_some(),
+        "the TTL monitor has not run yet"
+    );
     assert!(store.load(&id).await.unwrap().is_none());
-    let outcome = store.save(&id, &map(json!({"n": 2})), in_an_hour()).await.unwrap();
+    let outcome = store
+        .save(&id, &map(json!({"n": 2})), in_an_hour())
+        .await
+        .unwrap();
     assert_eq!(outcome, SaveOutcome::Missing);
     assert_eq!(store.delete_expired().await.unwrap(), 1);
     assert!(raw(&db, &id).await.is_none());
@@ -125,7 +148,10 @@ async fn the_ttl_index_exists_with_expire_after_zero_and_building_is_idempotent(
     store(&db).await;
     let index = ttl_index(&db).await.expect("a TTL index on expires");
     let seconds = index.get("expireAfterSeconds").unwrap();
-    assert_eq!(seconds.as_i64().or(seconds.as_i32().map(i64::from)), Some(0));
+    assert_eq!(
+        seconds.as_i64().or(seconds.as_i32().map(i64::from)),
+        Some(0)
+    );
     db.cleanup().await;
 }
 
@@ -185,10 +211,26 @@ async fn a_corrupted_document_gives_a_decode_error_naming_the_field() {
     let sessions = db.collection("sessions");
     let expires = DateTime::from_system_time(in_an_hour());
     let cases = [
-        ("bad-data", doc! {"_id": "bad-data", "data": "not a document", "expires": expires}, "data"),
-        ("no-data", doc! {"_id": "no-data", "expires": expires}, "data"),
-        ("bad-created", doc! {"_id": "bad-created", "data": {}, "expires": expires, "createdAt": 5}, "createdAt"),
-        ("bad-key", doc! {"_id": "bad-key", "data": {"x%zz": 1}, "expires": expires}, "data.x%zz"),
+        (
+            "bad-data",
+            doc! {"_id": "bad-data", "data": "not a document", "expires": expires},
+            "data",
+        ),
+        (
+            "no-data",
+            doc! {"_id": "no-data", "expires": expires},
+            "data",
+        ),
+        (
+            "bad-created",
+            doc! {"_id": "bad-created", "data": {}, "expires": expires, "createdAt": 5},
+            "createdAt",
+        ),
+        (
+            "bad-key",
+            doc! {"_id": "bad-key", "data": {"x%zz": 1}, "expires": expires},
+            "data.x%zz",
+        ),
     ];
     for (id, document, field) in cases {
         sessions.insert_one(document).await.unwrap();
@@ -204,12 +246,18 @@ async fn a_session_survives_a_new_store_instance() {
     let db = TestDb::new("survives").await;
     let id = store(&db)
         .await
-        .create(&map(json!({"cart": [1, 2], "user": {"name": "ada"}})), in_an_hour())
+        .create(
+            &map(json!({"cart": [1, 2], "user": {"name": "ada"}})),
+            in_an_hour(),
+        )
         .await
         .unwrap();
     let other = MongoSessionStore::from_uri(db.uri()).build().await.unwrap();
     let loaded = other.load(&id).await.unwrap().unwrap();
-    assert_eq!(loaded.data, map(json!({"cart": [1, 2], "user": {"name": "ada"}})));
+    assert_eq!(
+        loaded.data,
+        map(json!({"cart": [1, 2], "user": {"name": "ada"}}))
+    );
     other.close().await;
     db.cleanup().await;
 }
@@ -219,7 +267,10 @@ async fn the_document_has_the_documented_schema() {
     let db = TestDb::new("schema").await;
     let store = store(&db).await;
     let id = store
-        .create(&map(json!({"n": 1, "a.b": {"$c": 2}, "": true})), in_an_hour())
+        .create(
+            &map(json!({"n": 1, "a.b": {"$c": 2}, "": true})),
+            in_an_hour(),
+        )
         .await
         .unwrap();
     let document = raw(&db, &id).await.unwrap();
@@ -228,7 +279,10 @@ async fn the_document_has_the_documented_schema() {
         &doc! {"%": true, "a%2Eb": {"%24c": 2}, "n": 1}
     );
     for field in ["expires", "createdAt", "lastModified"] {
-        assert!(matches!(document.get(field), Some(Bson::DateTime(_))), "{field}");
+        assert!(
+            matches!(document.get(field), Some(Bson::DateTime(_))),
+            "{field}"
+        );
     }
     db.cleanup().await;
 }
@@ -237,15 +291,24 @@ async fn the_document_has_the_documented_schema() {
 async fn saves_write_only_changed_keys_so_concurrent_changes_merge() {
     let db = TestDb::new("merge").await;
     let store = store(&db).await;
-    let id = store.create(&map(json!({"a": 0, "b": 0, "gone": 1})), in_an_hour()).await.unwrap();
+    let id = store
+        .create(&map(json!({"a": 0, "b": 0, "gone": 1})), in_an_hour())
+        .await
+        .unwrap();
     let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
     let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
 
     first.insert("a".into(), json!(1));
     second.insert("b".into(), json!(2));
     second.remove("gone");
-    assert_eq!(store.save(&id, &first, in_an_hour()).await.unwrap(), SaveOutcome::Updated);
-    assert_eq!(store.save(&id, &second, in_an_hour()).await.unwrap(), SaveOutcome::Updated);
+    assert_eq!(
+        store.save(&id, &first, in_an_hour()).await.unwrap(),
+        SaveOutcome::Updated
+    );
+    assert_eq!(
+        store.save(&id, &second, in_an_hour()).await.unwrap(),
+        SaveOutcome::Updated
+    );
 
     let merged = store.load(&id).await.unwrap().unwrap();
     assert_eq!(merged.data, map(json!({"a": 1, "b": 2})));
@@ -256,7 +319,10 @@ async fn saves_write_only_changed_keys_so_concurrent_changes_merge() {
 async fn an_unchanged_save_only_moves_the_expiry() {
     let db = TestDb::new("touch").await;
     let store = store(&db).await;
-    let id = store.create(&map(json!({"n": 1})), in_an_hour()).await.unwrap();
+    let id = store
+        .create(&map(json!({"n": 1})), in_an_hour())
+        .await
+        .unwrap();
     let loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
     db.collection("sessions")
         .update_one(doc! {"_id": &id}, doc! {"$set": {"data.n": 99}})
@@ -264,19 +330,33 @@ async fn an_unchanged_save_only_moves_the_expiry() {
         .unwrap();
 
     let later = in_an_hour() + Duration::from_secs(60);
-    assert_eq!(store.save(&id, &loaded, later).await.unwrap(), SaveOutcome::Touched);
+    assert_eq!(
+        store.save(&id, &loaded, later).await.unwrap(),
+        SaveOutcome::Touched
+    );
 
     let document = raw(&db, &id).await.unwrap();
-    assert_eq!(document.get_document("data").unwrap(), &doc! {"n": 99}, "data untouched");
+    assert_eq!(
+        document.get_document("data").unwrap(),
+        &doc! {"n": 99},
+        "data untouched"
+    );
     let expires = document.get_datetime("expires").unwrap();
-    assert_eq!(expires.timestamp_millis(), DateTime::from_system_time(later).timestamp_millis());
+    assert_eq!(
+        expires.timestamp_millis(),
+        DateTime::from_system_time(later).timestamp_millis()
+    );
     db.cleanup().await;
 }
 
 #[tokio::test]
 async fn building_against_an_unreachable_server_fails_within_the_bound() {
     // A port nothing listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let bound = Duration::from_millis(1500);
     let started = Instant::now();
     let err = MongoSessionStore::from_uri(format!("mongodb://127.0.0.1:{port}/app"))
@@ -337,5 +417,42 @@ async fn hostile_ids_are_no_session_without_error() {
         assert!(store.load(id).await.unwrap().is_none());
         assert!(!store.delete(id).await.unwrap());
     }
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_oversized_session_is_a_typed_error_and_nothing_is_lost() {
+    let db = TestDb::new("oversized").await;
+    let store = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .max_session_bytes(1000)
+        .build()
+        .await
+        .unwrap();
+    let big = json!({"blob": "x".repeat(2000)});
+    let err = store
+        .create(&map(big.clone()), in_an_hour())
+        .await
+        .unwrap_err();
+    assert!(err.is_encode(), "{err}");
+    assert!(err.to_string().contains("max_session_bytes"), "{err}");
+
+    let id = store
+        .create(&map(json!({"small": 1})), in_an_hour())
+        .await
+        .unwrap();
+    let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    loaded.insert("blob".into(), big["blob"].clone());
+    assert!(store
+        .save(&id, &loaded, in_an_hour())
+        .await
+        .unwrap_err()
+        .is_encode());
+    let kept = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.data,
+        map(json!({"small": 1})),
+        "the stored session is unchanged"
+    );
     db.cleanup().await;
 }

@@ -82,7 +82,17 @@ mod tests {
     #[test]
     fn special_keys_round_trip_and_are_safe_field_names() {
         let long = "k".repeat(1000);
-        for key in ["a.b", "$x", "", "%", "%25", "50%.$", "\0", "a%2Eb", long.as_str()] {
+        for key in [
+            "a.b",
+            "$x",
+            "",
+            "%",
+            "%25",
+            "50%.$",
+            "\0",
+            "a%2Eb",
+            long.as_str(),
+        ] {
             let field = escape_key(key);
             assert!(!field.contains('.') && !field.starts_with('$') && !field.is_empty());
             assert!(!field.contains('\0'));

@@ -46,6 +46,14 @@ impl Browser {
         }
     }
 
+    /// A browser for another server that shares this one's cookie.
+    pub fn at(&self, base: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            ..self.clone()
+        }
+    }
+
     /// The session cookie's current value.
     pub fn cookie(&self) -> Option<String> {
         self.cookie.lock().unwrap().clone()
@@ -63,7 +71,8 @@ impl Browser {
 
     /// POST `path` with a JSON body (or none).
     pub async fn post(&self, path: &str, body: Option<Value>) -> Reply {
-        self.send(Method::POST, path, body.map(|b| b.to_string())).await
+        self.send(Method::POST, path, body.map(|b| b.to_string()))
+            .await
     }
 
     /// PUT `path` with a JSON body.

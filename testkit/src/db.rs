@@ -33,10 +33,17 @@ impl TestDb {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let prefix: String = test.chars().filter(char::is_ascii_alphanumeric).take(40).collect();
+        let prefix: String = test
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(40)
+            .collect();
         let name = format!("t_{prefix}_{unique}");
         let db = Self { client, name };
-        db.database().drop().await.expect("dropping the test database");
+        db.database()
+            .drop()
+            .await
+            .expect("dropping the test database");
         db
     }
 
@@ -69,7 +76,9 @@ pub fn with_database(uri: &str, db: &str) -> String {
         None => (uri, None),
     };
     let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let hosts_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
+    let hosts_end = head[scheme_end..]
+        .find('/')
+        .map_or(head.len(), |i| scheme_end + i);
     let mut out = format!("{}/{db}", &head[..hosts_end]);
     if let Some(query) = query {
         out.push('?');
@@ -84,8 +93,14 @@ mod tests {
 
     #[test]
     fn database_goes_into_the_path() {
-        assert_eq!(with_database("mongodb://h:1/?x=1", "d"), "mongodb://h:1/d?x=1");
+        assert_eq!(
+            with_database("mongodb://h:1/?x=1", "d"),
+            "mongodb://h:1/d?x=1"
+        );
         assert_eq!(with_database("mongodb://h:1", "d"), "mongodb://h:1/d");
-        assert_eq!(with_database("mongodb+srv://u:p@h/old?a=b", "d"), "mongodb+srv://u:p@h/d?a=b");
+        assert_eq!(
+            with_database("mongodb+srv://u:p@h/old?a=b", "d"),
+            "mongodb+srv://u:p@h/d?a=b"
+        );
     }
 }

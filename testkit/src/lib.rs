@@ -8,7 +8,9 @@
 
 mod browser;
 mod db;
+mod process;
 pub mod suite;
 
 pub use browser::{Browser, Reply};
 pub use db::{mongodb_uri, with_database, TestDb};
+pub use process::spawn_binary;

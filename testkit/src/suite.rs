@@ -1,1 +1,345 @@
-//! The HTTP acceptance suite (filled in below).
+//! The HTTP acceptance suite: the demo contract and the store's guarantees,
+//! checked over real HTTP with a real cookie against a real server.
+//!
+//! It is written once and run against every demo app (axum, actix-web) with
+//! [`acceptance_suite!`](crate::acceptance_suite): each app only supplies a
+//! function that starts it from environment-style settings.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+
+use crate::{mongodb_uri, Browser, TestDb};
+
+/// The cookie the demos use.
+pub const COOKIE: &str = "sid";
+
+/// Environment-style settings: a variable name to its value.
+pub type Settings = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+type SpawnFuture = Pin<Box<dyn Future<Output = Result<SocketAddr, String>> + Send>>;
+type Spawner = Arc<dyn Fn(Settings) -> SpawnFuture + Send + Sync>;
+
+/// A running demo app with its own database.
+pub struct App {
+    /// A browser pointed at the app.
+    pub browser: Browser,
+    /// The app's database.
+    pub db: TestDb,
+    /// The app's address.
+    pub address: SocketAddr,
+    spawner: Spawner,
+    vars: Arc<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Starts an app through `spawn` on a fresh database named after `test`,
+    /// with `extra` settings on top of the server and database.
+    pub async fn start<F, Fut>(test: &str, spawn: F, extra: &[(&str, &str)]) -> Self
+    where
+        F: Fn(Settings) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<SocketAddr, String>> + Send + 'static,
+    {
+        let db = TestDb::new(test).await;
+        let mut vars: Vec<(String, String)> = vec![
+            ("MONGODB_URI".into(), mongodb_uri()),
+            ("SESSION_DATABASE".into(), db.name.clone()),
+            ("SESSION_COLLECTION".into(), "sessions".into()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let spawner: Spawner = Arc::new(move |settings| Box::pin(spawn(settings)));
+        let vars = Arc::new(vars);
+        let address = spawner(lookup(&vars)).await.expect("starting the app");
+        Self {
+            browser: Browser::new(format!("http://{address}"), COOKIE),
+            db,
+            address,
+            spawner,
+            vars,
+        }
+    }
+
+    /// Starts another instance of the same app on the same database and
+    /// returns a browser for it that shares this browser's cookie.
+    pub async fn another_instance(&self) -> Browser {
+        let address = (self.spawner)(lookup(&self.vars))
+            .await
+            .expect("starting another instance");
+        self.browser.at(format!("http://{address}"))
+    }
+
+    /// The sessions collection's documents.
+    pub async fn documents(&self) -> Vec<Document> {
+        use futures_util::TryStreamExt;
+        self.db
+            .collection("sessions")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// Drops the app's database.
+    pub async fn cleanup(self) {
+        self.db.cleanup().await;
+    }
+}
+
+fn lookup(vars: &Arc<Vec<(String, String)>>) -> Settings {
+    let vars = Arc::clone(vars);
+    Box::new(move |name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// Instantiates every suite test for an app: pass a closure that takes
+/// [`Settings`] and starts the app, returning its address.
+#[macro_export]
+macro_rules! acceptance_suite {
+    ($spawn:expr) => {
+        $crate::acceptance_suite!(@tests $spawn;
+            healthz_answers_ok,
+            reading_without_a_session_creates_nothing,
+            put_stores_a_value_and_reads_back_the_full_data,
+            delete_removes_one_key,
+            counter_increments_an_integer,
+            login_regenerates_the_id_and_deletes_the_old_one,
+            logout_deletes_the_session_and_the_cookie,
+            a_forged_cookie_gets_a_fresh_empty_session,
+            malformed_input_gets_a_json_4xx,
+            unknown_routes_get_a_json_404,
+            the_page_shows_the_session,
+            sessions_survive_an_app_restart,
+        );
+    };
+    (@tests $spawn:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let app = $crate::suite::App::start(stringify!($name), $spawn, &[]).await;
+                $crate::suite::$name(&app).await;
+                app.cleanup().await;
+            }
+        )*
+    };
+}
+
+/// `GET /healthz` → 200 `ok`.
+pub async fn healthz_answers_ok(app: &App) {
+    let reply = app.browser.get("/healthz").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!("ok"));
+}
+
+/// `GET /api/session` without a cookie: `{"data": {}}`, no cookie, nothing stored.
+pub async fn reading_without_a_session_creates_nothing(app: &App) {
+    let reply = app.browser.get("/api/session").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({"data": {}}));
+    assert!(reply.set_cookies.is_empty(), "{:?}", reply.set_cookies);
+    assert!(app.documents().await.is_empty());
+}
+
+/// `PUT /api/session/{key}` stores any JSON under `key` and answers the full data.
+pub async fn put_stores_a_value_and_reads_back_the_full_data(app: &App) {
+    let browser = &app.browser;
+    let reply = browser
+        .put(
+            "/api/session/profile",
+            json!({"name": "Ada", "tags": [1, 2]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        json!({"data": {"profile": {"name": "Ada", "tags": [1, 2]}}})
+    );
+    assert!(browser.cookie().is_some(), "a session cookie was set");
+
+    let reply = browser.put("/api/session/theme", json!("dark")).await;
+    let expected = json!({"data": {"profile": {"name": "Ada", "tags": [1, 2]}, "theme": "dark"}});
+    assert_eq!(reply.body, expected);
+    assert_eq!(browser.get("/api/session").await.body, expected);
+
+    let documents = app.documents().await;
+    assert_eq!(documents.len(), 1);
+    let data = documents[0]
+        .get_document("data")
+        .expect("data is a sub-document");
+    assert_eq!(data.get_str("theme").unwrap(), "dark");
+    // A fresh browser sees none of it.
+    assert_eq!(
+        browser.fresh().get("/api/session").await.body,
+        json!({"data": {}})
+    );
+}
+
+/// `DELETE /api/session/{key}` removes that key only.
+pub async fn delete_removes_one_key(app: &App) {
+    let browser = &app.browser;
+    browser.put("/api/session/a", json!(1)).await;
+    browser.put("/api/session/b", json!(2)).await;
+    let reply = browser.delete("/api/session/a").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({"data": {"b": 2}}));
+    assert_eq!(
+        browser.get("/api/session").await.body,
+        json!({"data": {"b": 2}})
+    );
+}
+
+/// `POST /api/counter` increments `counter`.
+pub async fn counter_increments_an_integer(app: &App) {
+    for n in 1..=3 {
+        let reply = app.browser.post("/api/counter", None).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, json!({"counter": n}));
+    }
+    assert_eq!(
+        app.browser.get("/api/session").await.body,
+        json!({"data": {"counter": 3}})
+    );
+}
+
+/// `POST /api/login` gives a new id, deletes the old one, keeps the data.
+pub async fn login_regenerates_the_id_and_deletes_the_old_one(app: &App) {
+    let browser = &app.browser;
+    browser.put("/api/session/cart", json!(["book"])).await;
+    let before = browser.cookie().expect("a session");
+
+    let reply = browser
+        .post("/api/login", Some(json!({"user": "ada"})))
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({"user": "ada"}));
+    let after = browser.cookie().expect("a session");
+    assert_ne!(before, after, "the id was regenerated");
+
+    assert_eq!(
+        browser.get("/api/session").await.body,
+        json!({"data": {"cart": ["book"], "user": "ada"}})
+    );
+    assert_eq!(
+        app.documents().await.len(),
+        1,
+        "the old id's document is gone"
+    );
+    let old = browser.fresh();
+    old.set_cookie(Some(before));
+    assert_eq!(old.get("/api/session").await.body, json!({"data": {}}));
+}
+
+/// `POST /api/logout` deletes the session and clears the cookie.
+pub async fn logout_deletes_the_session_and_the_cookie(app: &App) {
+    let browser = &app.browser;
+    browser.put("/api/session/x", json!(1)).await;
+    let old = browser.cookie().expect("a session");
+    let reply = browser.post("/api/logout", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(browser.cookie(), None, "the cookie was removed");
+    assert!(app.documents().await.is_empty());
+    browser.set_cookie(Some(old));
+    assert_eq!(browser.get("/api/session").await.body, json!({"data": {}}));
+}
+
+/// An id the server never issued reads as no session and stores nothing.
+pub async fn a_forged_cookie_gets_a_fresh_empty_session(app: &App) {
+    let browser = &app.browser;
+    for forged in ["AAAAAAAAAAAAAAAAAAAAAA", "not-an-id", "%00%24gt"] {
+        browser.set_cookie(Some(forged.into()));
+        let reply = browser.get("/api/session").await;
+        assert_eq!(reply.status, 200, "{forged}");
+        assert_eq!(reply.body, json!({"data": {}}), "{forged}");
+    }
+    assert!(app.documents().await.is_empty());
+}
+
+/// Malformed JSON, an over-long key, an over-large body: 4xx with a JSON error.
+pub async fn malformed_input_gets_a_json_4xx(app: &App) {
+    use reqwest::Method;
+    let browser = &app.browser;
+    let long_key = "k".repeat(2000);
+    let big = format!("\"{}\"", "x".repeat(70 * 1024));
+    let cases = [
+        (
+            Method::PUT,
+            "/api/session/k".to_string(),
+            "{not json".to_string(),
+        ),
+        (
+            Method::PUT,
+            format!("/api/session/{long_key}"),
+            "1".to_string(),
+        ),
+        (Method::PUT, "/api/session/k".to_string(), big),
+        (
+            Method::POST,
+            "/api/login".to_string(),
+            "{\"user\": 5}".to_string(),
+        ),
+        (Method::POST, "/api/login".to_string(), "[".to_string()),
+    ];
+    for (method, path, body) in cases {
+        let reply = browser.send(method.clone(), &path, Some(body)).await;
+        assert!(
+            reply.status.is_client_error(),
+            "{method} {}: {}",
+            &path[..20.min(path.len())],
+            reply.status
+        );
+        assert!(reply.body["error"].is_string(), "{method}: {}", reply.body);
+    }
+    assert!(app.documents().await.is_empty(), "nothing was stored");
+}
+
+/// Routes outside the contract answer a JSON 404.
+pub async fn unknown_routes_get_a_json_404(app: &App) {
+    let reply = app.browser.get("/nope").await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body["error"].is_string());
+}
+
+/// `GET /` is an HTML page showing the session's data.
+pub async fn the_page_shows_the_session(app: &App) {
+    app.browser
+        .put("/api/session/greeting", json!("<hello>"))
+        .await;
+    let reply = app.browser.get("/").await;
+    assert_eq!(reply.status, 200);
+    let html = reply.body.as_str().expect("an HTML body");
+    assert!(html.contains("<html"), "{html}");
+    assert!(
+        html.contains("greeting") && html.contains("&lt;hello&gt;"),
+        "{html}"
+    );
+}
+
+/// Data outlives the app instance that wrote it: a second instance on the
+/// same collection reads it, and its writes are seen by the first.
+pub async fn sessions_survive_an_app_restart(app: &App) {
+    app.browser.put("/api/session/kept", json!(true)).await;
+    let second = app.another_instance().await;
+    assert_eq!(
+        second.get("/api/session").await.body,
+        json!({"data": {"kept": true}})
+    );
+    second.put("/api/session/more", json!(2)).await;
+    assert_eq!(
+        app.browser.get("/api/session").await.body,
+        json!({"data": {"kept": true, "more": 2}})
+    );
+}

@@ -1,0 +1,145 @@
+//! What `examples/demo` and `examples/demo-actix` share: the contract, not
+//! the framework. Each demo routes requests and talks to its session layer;
+//! the rules for what a request may contain and what an answer looks like
+//! live here, once.
+
+mod page;
+mod settings;
+
+pub use page::render_page;
+use serde_json::{json, Map, Value};
+pub use settings::Settings;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "sid";
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest session key accepted.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest user name accepted by login.
+pub const MAX_USER_BYTES: usize = 256;
+
+/// A client error, answered as `{"error": "..."}` with a 4xx status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: u16,
+    /// What was wrong, for the client.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The session layer failed; the cause is logged, not shown.
+    pub fn unavailable() -> Self {
+        Self::new(500, "the session store is unavailable")
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({ "error": self.message })
+    }
+}
+
+/// Checks a session key taken from the URL.
+pub fn validate_key(key: &str, reserved: &str) -> Result<(), ApiError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::new(
+            414,
+            format!(
+                "the key is {} bytes; at most {MAX_KEY_BYTES} are allowed",
+                key.len()
+            ),
+        ));
+    }
+    if key == reserved {
+        return Err(ApiError::new(
+            400,
+            format!("the key {reserved:?} is reserved"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a request body as JSON.
+pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(400, format!("malformed JSON body: {e}")))
+}
+
+/// The answer to a body over [`MAX_BODY_BYTES`].
+pub fn too_large() -> ApiError {
+    ApiError::new(413, format!("the body is over {MAX_BODY_BYTES} bytes"))
+}
+
+/// The user name from a login body `{"user": "<name>"}`.
+pub fn login_user(body: &Value) -> Result<String, ApiError> {
+    match body.get("user").and_then(Value::as_str) {
+        Some(user) if !user.is_empty() && user.len() <= MAX_USER_BYTES => Ok(user.to_string()),
+        _ => Err(ApiError::new(
+            422,
+            format!("expected {{\"user\": \"<name>\"}} with 1 to {MAX_USER_BYTES} bytes of name"),
+        )),
+    }
+}
+
+/// The counter after an increment of the stored value (absent counts as 0).
+pub fn next_counter(current: Option<&Value>) -> Result<i64, ApiError> {
+    let current = match current {
+        None | Some(Value::Null) => 0,
+        Some(value) => value
+            .as_i64()
+            .ok_or_else(|| ApiError::new(409, "the session's `counter` is not an integer"))?,
+    };
+    current
+        .checked_add(1)
+        .ok_or_else(|| ApiError::new(409, "the counter cannot grow any further"))
+}
+
+/// `{"data": {...}}`.
+pub fn data_body(data: Map<String, Value>) -> Value {
+    json!({ "data": data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_bodies_are_checked() {
+        assert!(validate_key("a.b", "r").is_ok());
+        assert!(validate_key("", "r").is_ok());
+        assert_eq!(
+            validate_key(&"k".repeat(1025), "r").unwrap_err().status,
+            414
+        );
+        assert_eq!(validate_key("r", "r").unwrap_err().status, 400);
+        assert_eq!(parse_body(b"{").unwrap_err().status, 400);
+        assert_eq!(
+            parse_body(&vec![b' '; MAX_BODY_BYTES + 1])
+                .unwrap_err()
+                .status,
+            413
+        );
+    }
+
+    #[test]
+    fn counter_and_login_rules() {
+        assert_eq!(next_counter(None).unwrap(), 1);
+        assert_eq!(next_counter(Some(&json!(41))).unwrap(), 42);
+        assert_eq!(next_counter(Some(&json!("x"))).unwrap_err().status, 409);
+        assert_eq!(login_user(&json!({"user": "ada"})).unwrap(), "ada");
+        assert_eq!(login_user(&json!({"user": ""})).unwrap_err().status, 422);
+        assert_eq!(login_user(&json!([])).unwrap_err().status, 422);
+    }
+}

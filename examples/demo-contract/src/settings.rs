@@ -1,0 +1,68 @@
+use std::time::Duration;
+
+/// The demo's configuration, read from environment variables (or, in tests,
+/// from any lookup function with the same names).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `MONGODB_URI` (required).
+    pub mongodb_uri: String,
+    /// `HOST` (default `127.0.0.1`).
+    pub host: String,
+    /// `PORT` (default 3000).
+    pub port: u16,
+    /// `SESSION_DATABASE` (default `demo`).
+    pub database: String,
+    /// `SESSION_COLLECTION` (default `sessions`).
+    pub collection: String,
+    /// `COOKIE_SECURE` (default false, so the demo works over plain http).
+    pub cookie_secure: bool,
+    /// `SESSION_TTL_SECS`: idle lifetime of a session (default 14 days).
+    pub ttl: Duration,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (a variable name to its value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mongodb_uri = lookup("MONGODB_URI").ok_or(
+            "MONGODB_URI is not set: point it at a MongoDB server, or start the demo with \
+             scripts/demo, which starts a local one",
+        )?;
+        let text = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.into());
+        Ok(Self {
+            mongodb_uri,
+            host: text("HOST", "127.0.0.1"),
+            port: parse(&lookup, "PORT", 3000)?,
+            database: text("SESSION_DATABASE", "demo"),
+            collection: text("SESSION_COLLECTION", "sessions"),
+            cookie_secure: parse_bool(&lookup, "COOKIE_SECURE")?,
+            ttl: Duration::from_secs(parse(&lookup, "SESSION_TTL_SECS", 14 * 24 * 3600)?),
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, String> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={raw:?} is not a valid number")),
+    }
+}
+
+fn parse_bool(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool, String> {
+    match lookup(name).as_deref().map(str::trim) {
+        None | Some("") | Some("0") | Some("false") => Ok(false),
+        Some("1") | Some("true") => Ok(true),
+        Some(other) => Err(format!("{name}={other:?} must be true or false")),
+    }
+}

@@ -1,0 +1,171 @@
+//! The axum + tower-sessions demo. Its HTTP contract is public and
+//! documented in the README; `demo-contract` holds the framework-neutral
+//! rules, this crate the routing and the session calls.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, DefaultBodyLimit, Path},
+    http::StatusCode,
+    response::{Html, IntoResponse, Response},
+    routing::{get, post, put},
+    Json, Router,
+};
+use demo_contract::{ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use mongodb_session_store::{tower::stored_keys, MongoSessionStore, RESERVED_KEY};
+use serde_json::{json, Map, Value};
+use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
+
+/// Builds the store from `settings` and returns the demo's router.
+///
+/// # Errors
+///
+/// The store could not be built (server unreachable, bad settings).
+pub async fn app(settings: &Settings) -> Result<Router, mongodb_session_store::Error> {
+    let store = MongoSessionStore::from_uri(&settings.mongodb_uri)
+        .database(&settings.database)
+        .collection(&settings.collection)
+        .ttl(settings.ttl)
+        .build()
+        .await?;
+    let idle = time::Duration::try_from(settings.ttl).unwrap_or(time::Duration::WEEK);
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(COOKIE_NAME)
+        .with_secure(settings.cookie_secure)
+        .with_same_site(SameSite::Lax)
+        .with_expiry(Expiry::OnInactivity(idle));
+    Ok(Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/session", get(read_session))
+        .route("/api/session/", put(put_empty_key).delete(delete_empty_key))
+        .route("/api/session/{key}", put(put_key).delete(delete_key))
+        .route("/api/counter", post(counter))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .fallback(|| async { Failure(ApiError::new(404, "no such route")) })
+        .layer(sessions)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+}
+
+struct Failure(ApiError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, Json(self.0.body())).into_response()
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<tower_sessions::session::Error> for Failure {
+    fn from(error: tower_sessions::session::Error) -> Self {
+        tracing::error!(%error, "session layer failed");
+        Self(ApiError::unavailable())
+    }
+}
+
+impl From<BytesRejection> for Failure {
+    fn from(rejection: BytesRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self(demo_contract::too_large()),
+            status => Self(ApiError::new(status.as_u16(), rejection.body_text())),
+        }
+    }
+}
+
+type Reply = Result<Json<Value>, Failure>;
+
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Failure> {
+    Ok(demo_contract::parse_body(&body?)?)
+}
+
+/// The session's data: the keys it was loaded with, plus `touched` (a key
+/// this request set), as they are now.
+async fn current_data(
+    session: &Session,
+    touched: Option<&str>,
+) -> Result<Map<String, Value>, Failure> {
+    let mut keys = stored_keys(session).await?;
+    keys.extend(touched.map(str::to_string));
+    let mut data = Map::new();
+    for key in keys {
+        if let Some(value) = session.get_value(&key).await? {
+            data.insert(key, value);
+        }
+    }
+    Ok(data)
+}
+
+async fn page(session: Session) -> Result<Html<String>, Failure> {
+    Ok(Html(demo_contract::render_page(
+        &current_data(&session, None).await?,
+    )))
+}
+
+async fn read_session(session: Session) -> Reply {
+    Ok(Json(demo_contract::data_body(
+        current_data(&session, None).await?,
+    )))
+}
+
+async fn put_key(
+    session: Session,
+    Path(key): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    set_key(session, key, body).await
+}
+
+async fn put_empty_key(session: Session, body: Result<Bytes, BytesRejection>) -> Reply {
+    set_key(session, String::new(), body).await
+}
+
+async fn set_key(session: Session, key: String, body: Result<Bytes, BytesRejection>) -> Reply {
+    demo_contract::validate_key(&key, RESERVED_KEY)?;
+    let value = json_body(body)?;
+    session.insert_value(&key, value).await?;
+    Ok(Json(demo_contract::data_body(
+        current_data(&session, Some(&key)).await?,
+    )))
+}
+
+async fn delete_key(session: Session, Path(key): Path<String>) -> Reply {
+    remove_key(session, key).await
+}
+
+async fn delete_empty_key(session: Session) -> Reply {
+    remove_key(session, String::new()).await
+}
+
+async fn remove_key(session: Session, key: String) -> Reply {
+    demo_contract::validate_key(&key, RESERVED_KEY)?;
+    session.remove_value(&key).await?;
+    Ok(Json(demo_contract::data_body(
+        current_data(&session, None).await?,
+    )))
+}
+
+async fn counter(session: Session) -> Reply {
+    let current = session.get_value("counter").await?;
+    let next = demo_contract::next_counter(current.as_ref())?;
+    session.insert("counter", next).await?;
+    Ok(Json(json!({ "counter": next })))
+}
+
+async fn login(session: Session, body: Result<Bytes, BytesRejection>) -> Reply {
+    let user = demo_contract::login_user(&json_body(body)?)?;
+    // A new id on every privilege change; the old one is deleted now.
+    session.cycle_id().await?;
+    session.insert("user", &user).await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+async fn logout(session: Session) -> Reply {
+    session.flush().await?;
+    Ok(Json(json!({ "ok": true })))
+}
