@@ -1,13 +1,18 @@
 //! Building a store: options, validation, connection check and index setup.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use mongodb::{bson::doc, options::ClientOptions, Client};
+use mongodb::{
+    bson::doc,
+    options::{ClientOptions, CollectionOptions, ReadConcern, SelectionCriteria, WriteConcern},
+    Client,
+};
 
 use crate::{
+    codec::Codec,
     error::{Error, Result},
-    index::ensure_ttl_index,
-    schema::Fields,
+    index::{ensure_ttl_index, ensure_unique_index},
+    schema::Layout,
     store::{Config, MongoSessionStore},
 };
 
@@ -22,6 +27,13 @@ pub enum AutoRemove {
     /// (about once a minute). connect-mongo's `autoRemove: 'native'`.
     #[default]
     Native,
+    /// A background task deletes expired documents every period (for
+    /// deployments where TTL indexes are not available, such as some
+    /// Cosmos DB setups). It stops on [`MongoSessionStore::close`] or when the
+    /// store is dropped. connect-mongo's `autoRemove: 'interval'` with
+    /// `autoRemoveInterval` (there in minutes; default 10 minutes, here
+    /// [`AutoRemove::DEFAULT_INTERVAL`]).
+    Interval(Duration),
     /// Nothing: no index is created (for users without the `createIndex`
     /// privilege, or who manage indexes themselves). Call
     /// [`MongoSessionStore::delete_expired`] from your own schedule.
@@ -29,14 +41,21 @@ pub enum AutoRemove {
     Disabled,
 }
 
+impl AutoRemove {
+    /// connect-mongo's default `autoRemoveInterval`: 10 minutes.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
+}
+
 enum Source {
     Uri(String),
+    Options(Box<ClientOptions>),
     Client(Client),
 }
 
 /// Configures and builds a [`MongoSessionStore`].
 ///
-/// Created by [`MongoSessionStore::from_uri`] or
+/// Created by [`MongoSessionStore::from_uri`],
+/// [`MongoSessionStore::from_client_options`] or
 /// [`MongoSessionStore::from_client`]; every method consumes and returns the
 /// builder, and [`build`](Self::build) validates the whole configuration.
 #[must_use = "a builder does nothing until `.build().await`"]
@@ -45,18 +64,23 @@ pub struct StoreBuilder {
     database: Option<String>,
     collection: String,
     config: Config,
+    layout: Layout,
+    timestamps: bool,
     connect_timeout: Duration,
     auto_remove: AutoRemove,
+    expire_after: Option<Duration>,
+    ttl_index_field: Option<String>,
+    collection_options: CollectionOptions,
 }
 
 impl std::fmt::Debug for StoreBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URI can hold credentials: never print it.
+        // The URI and client options can hold credentials: never print them.
         f.debug_struct("StoreBuilder")
             .field("database", &self.database)
             .field("collection", &self.collection)
             .field("config", &self.config)
-            .field("connect_timeout", &self.connect_timeout)
+            .field("layout", &self.layout)
             .field("auto_remove", &self.auto_remove)
             .finish_non_exhaustive()
     }
@@ -69,13 +93,26 @@ impl StoreBuilder {
             database: None,
             collection: "sessions".into(),
             config: Config::default(),
+            layout: Layout::default(),
+            timestamps: true,
             connect_timeout: Duration::from_secs(10),
             auto_remove: AutoRemove::default(),
+            expire_after: None,
+            ttl_index_field: None,
+            collection_options: CollectionOptions::builder()
+                .selection_criteria(SelectionCriteria::ReadPreference(
+                    mongodb::options::ReadPreference::Primary,
+                ))
+                .build(),
         }
     }
 
     pub(crate) fn from_uri(uri: impl Into<String>) -> Self {
         Self::new(Source::Uri(uri.into()))
+    }
+
+    pub(crate) fn from_client_options(options: ClientOptions) -> Self {
+        Self::new(Source::Options(Box::new(options)))
     }
 
     pub(crate) fn from_client(client: Client) -> Self {
@@ -105,9 +142,9 @@ impl StoreBuilder {
         self
     }
 
-    /// Within this long of a session's last write, saving it unchanged writes
-    /// nothing (default zero: every save of an unchanged session moves its
-    /// expiry). connect-mongo's `touchAfter`.
+    /// Within this long of a session's last write, saving or touching it
+    /// unchanged writes nothing (default zero: every save of an unchanged
+    /// session moves its expiry). connect-mongo's `touchAfter`.
     ///
     /// The stored expiry can then lag the cookie's by up to this much, so
     /// keep it well below the session lifetime; `build` rejects a value not
@@ -117,9 +154,110 @@ impl StoreBuilder {
         self
     }
 
+    /// How the `data` field is stored (default [`Codec::Bson`]).
+    /// connect-mongo's `stringify` ([`Codec::JsonString`]) and
+    /// `serialize`/`unserialize` ([`Codec::Custom`]).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.layout.codec = codec;
+        self
+    }
+
+    /// Whether to write `createdAt` and `lastModified` (default true).
+    /// Without them, `lastModified` is still written when `touch_after` is
+    /// set (as connect-mongo does), and an absolute lifetime cannot be
+    /// enforced. connect-mongo 6's `timestamps`.
+    pub fn timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// Names of the timestamp fields (default `createdAt`, `lastModified`;
+    /// connect-mongo 6 uses `createdAt`, `updatedAt`).
+    pub fn timestamp_fields(
+        mut self,
+        created_at: impl Into<String>,
+        last_modified: impl Into<String>,
+    ) -> Self {
+        self.layout.fields.created_at = Some(created_at.into());
+        self.layout.fields.last_modified = Some(last_modified.into());
+        self
+    }
+
+    /// The field holding the session id (default `_id`).
+    /// connect-mongodb-session's `idField`. Any other field gets a unique
+    /// index, so `create` stays collision-safe.
+    pub fn id_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.id = name.into();
+        self
+    }
+
+    /// The field holding the session's values (default `data`; both Node
+    /// stores use `session`).
+    pub fn data_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.data = name.into();
+        self
+    }
+
+    /// The field holding the expiry date (default `expires`).
+    /// connect-mongodb-session's `expiresKey`.
+    pub fn expires_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.expires = name.into();
+        self
+    }
+
+    /// Maps the session id to what is stored in the id field.
+    /// connect-mongo's `transformId`.
+    pub fn transform_id(
+        mut self,
+        transform: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.layout.transform_id = Some(Arc::new(transform));
+        self
+    }
+
+    /// The TTL index's `expireAfterSeconds` (default zero: a document goes
+    /// when its expiry date passes). connect-mongodb-session's
+    /// `expiresAfterSeconds`.
+    pub fn expire_after(mut self, delay: Duration) -> Self {
+        self.expire_after = Some(delay);
+        self
+    }
+
+    /// The Azure Cosmos DB profile. Cosmos DB's API for MongoDB only honours
+    /// a TTL index on its own `_ts` field (the time of the last write), so
+    /// the index goes on `_ts` with `expireAfterSeconds` equal to `ttl`
+    /// (unless [`expire_after`](Self::expire_after) says otherwise); the
+    /// `expires` field is still written and checked on every load, so expiry
+    /// is exact even though removal follows the last write.
+    /// connect-mongodb-session's `expiresKey: '_ts'` recipe.
+    pub fn cosmos_db(mut self) -> Self {
+        self.ttl_index_field = Some("_ts".into());
+        self
+    }
+
+    /// Write concern for every write (connect-mongo's
+    /// `writeOperationOptions`). Default: the client's.
+    pub fn write_concern(mut self, concern: WriteConcern) -> Self {
+        self.collection_options.write_concern = Some(concern);
+        self
+    }
+
+    /// Read concern for every read. Default: the client's.
+    pub fn read_concern(mut self, concern: ReadConcern) -> Self {
+        self.collection_options.read_concern = Some(concern);
+        self
+    }
+
+    /// Which servers reads go to. Default: the primary, so a session written
+    /// by one request is seen by the next.
+    pub fn selection_criteria(mut self, criteria: SelectionCriteria) -> Self {
+        self.collection_options.selection_criteria = Some(criteria);
+        self
+    }
+
     /// How long `build` waits for the server to answer (default 10 s). For a
-    /// store built from a URI it also bounds server selection for every later
-    /// operation, unless the URI sets `serverSelectionTimeoutMS` itself.
+    /// store that opens its own client it also bounds server selection for
+    /// every later operation, unless the options set it themselves.
     pub fn connect_timeout(mut self, bound: Duration) -> Self {
         self.connect_timeout = bound;
         self
@@ -150,8 +288,8 @@ impl StoreBuilder {
     }
 
     /// Validates the options, connects (for a URI), checks that the server
-    /// answers within [`connect_timeout`](Self::connect_timeout), and ensures
-    /// the TTL index.
+    /// answers within [`connect_timeout`](Self::connect_timeout), ensures the
+    /// indexes, and starts background removal if asked.
     ///
     /// # Errors
     ///
@@ -162,21 +300,22 @@ impl StoreBuilder {
     ///   with this configuration (the message says how to fix it);
     /// - [`Error::is_database`]: the server refused (for example, missing
     ///   privileges).
-    pub async fn build(self) -> Result<MongoSessionStore> {
+    pub async fn build(mut self) -> Result<MongoSessionStore> {
         self.validate()?;
+        self.settle_timestamps();
         let bound = self.connect_timeout;
-        let (client, owns_client, default_db) = match self.source {
-            Source::Uri(uri) => {
-                let client = client_from_uri(&uri, bound).await?;
-                let default_db = client.default_database().map(|db| db.name().to_string());
-                (client, true, default_db)
+        let (client, owns_client) = match self.source {
+            Source::Uri(ref uri) => (
+                client_from_options(parse_uri(uri, bound).await?, bound)?,
+                true,
+            ),
+            Source::Options(ref options) => {
+                (client_from_options((**options).clone(), bound)?, true)
             }
-            Source::Client(client) => {
-                let default_db = client.default_database().map(|db| db.name().to_string());
-                (client, false, default_db)
-            }
+            Source::Client(ref client) => (client.clone(), false),
         };
-        let database = self.database.or(default_db).ok_or_else(|| {
+        let default_db = client.default_database().map(|db| db.name().to_string());
+        let database = self.database.take().or(default_db).ok_or_else(|| {
             Error::config(
                 "no database: name one in the URI path (mongodb://host/mydb) or call \
                  .database(\"mydb\") on the builder",
@@ -185,18 +324,53 @@ impl StoreBuilder {
         validate_database_name(&database)?;
         let db = client.database(&database);
         ping(&db, bound).await?;
-        let collection = db.collection(&self.collection);
-        let fields = Fields::default();
-        if self.auto_remove == AutoRemove::Native {
-            ensure_ttl_index(&collection, &fields.expires, Duration::ZERO).await?;
+        let collection =
+            db.collection_with_options(&self.collection, self.collection_options.clone());
+        self.ensure_indexes(&collection).await?;
+        let auto_remove = self.auto_remove;
+        let store =
+            MongoSessionStore::new(client, owns_client, collection, self.layout, self.config);
+        if let AutoRemove::Interval(period) = auto_remove {
+            store.spawn_interval_removal(period);
         }
-        Ok(MongoSessionStore::new(
-            client,
-            owns_client,
-            collection,
-            fields,
-            self.config,
-        ))
+        Ok(store)
+    }
+
+    fn settle_timestamps(&mut self) {
+        if self.timestamps {
+            return;
+        }
+        let fields = &mut self.layout.fields;
+        fields.created_at = None;
+        if self.config.touch_after.is_zero() {
+            fields.last_modified = None;
+        }
+    }
+
+    async fn ensure_indexes(
+        &self,
+        collection: &mongodb::Collection<mongodb::bson::Document>,
+    ) -> Result<()> {
+        let fields = &self.layout.fields;
+        let needs_unique_id = fields.id != "_id";
+        match self.auto_remove {
+            AutoRemove::Native => {
+                let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
+                let cosmos = self.ttl_index_field.is_some();
+                let delay = self.expire_after.unwrap_or(if cosmos {
+                    self.config.ttl
+                } else {
+                    Duration::ZERO
+                });
+                ensure_ttl_index(collection, field, delay).await?;
+            }
+            AutoRemove::Interval(_) | AutoRemove::Disabled => {}
+        }
+        if needs_unique_id {
+            let create = self.auto_remove != AutoRemove::Disabled;
+            ensure_unique_index(collection, &fields.id, create).await?;
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<()> {
@@ -211,6 +385,22 @@ impl StoreBuilder {
                  '$' or NUL, and must not start with \"system.\""
             )));
         }
+        let fields = &self.layout.fields;
+        for field in [&fields.id, &fields.data, &fields.expires]
+            .into_iter()
+            .chain(fields.created_at.as_ref())
+            .chain(fields.last_modified.as_ref())
+        {
+            if field.is_empty()
+                || field.starts_with('$')
+                || field.contains('.')
+                || field.contains('\0')
+            {
+                return Err(Error::config(format!(
+                    "field name {field:?} is not valid: non-empty, no '.', no NUL, not starting with '$'"
+                )));
+            }
+        }
         let config = &self.config;
         if config.ttl.is_zero() {
             return Err(Error::config("ttl must be longer than zero"));
@@ -224,6 +414,11 @@ impl StoreBuilder {
         }
         if config.max_session_bytes == 0 {
             return Err(Error::config("max_session_bytes must be above zero"));
+        }
+        if matches!(self.auto_remove, AutoRemove::Interval(p) if p.is_zero()) {
+            return Err(Error::config(
+                "AutoRemove::Interval needs a period above zero",
+            ));
         }
         if self.connect_timeout.is_zero() || config.operation_timeout.is_zero() {
             return Err(Error::config("timeouts must be longer than zero"));
@@ -242,12 +437,15 @@ fn validate_database_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn client_from_uri(uri: &str, bound: Duration) -> Result<Client> {
+async fn parse_uri(uri: &str, bound: Duration) -> Result<ClientOptions> {
     // Parsing resolves mongodb+srv:// through DNS, so it gets the bound too.
-    let mut options = tokio::time::timeout(bound, ClientOptions::parse(uri))
+    tokio::time::timeout(bound, ClientOptions::parse(uri))
         .await
         .map_err(|_| Error::unreachable(bound, None))?
-        .map_err(|e| Error::config(format!("invalid MongoDB URI: {e}")))?;
+        .map_err(|e| Error::config(format!("invalid MongoDB URI: {e}")))
+}
+
+fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Client> {
     options.server_selection_timeout.get_or_insert(bound);
     options.connect_timeout.get_or_insert(bound);
     options

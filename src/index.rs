@@ -47,6 +47,42 @@ pub(crate) async fn ensure_ttl_index(
     }
 }
 
+/// Makes sure a custom id field has a unique index, without which `create`
+/// could not detect collisions. With `create` false (indexes are the
+/// operator's job) a missing index is a configuration error naming the fix.
+pub(crate) async fn ensure_unique_index(
+    collection: &Collection<Document>,
+    field: &str,
+    create: bool,
+) -> Result<()> {
+    if let Some(existing) = find_index_on(collection, field).await? {
+        if existing.options.as_ref().and_then(|o| o.unique) == Some(true) {
+            return Ok(());
+        }
+        return Err(Error::index_conflict(format!(
+            "index on {{{field}: 1}} in `{}` is not unique; the session id field needs a unique \
+             index so that create cannot overwrite another session",
+            collection.namespace()
+        )));
+    }
+    if !create {
+        return Err(Error::config(format!(
+            "the id field `{field}` has no unique index and AutoRemove::Disabled forbids creating \
+             one: run db.getCollection(\"{}\").createIndex({{{field}: 1}}, {{unique: true}})",
+            collection.name()
+        )));
+    }
+    let model = IndexModel::builder()
+        .keys(doc! { field: 1 })
+        .options(IndexOptions::builder().unique(true).build())
+        .build();
+    collection
+        .create_index(model)
+        .await
+        .map(drop)
+        .map_err(|e| Error::database("createIndex", e))
+}
+
 async fn find_index_on(
     collection: &Collection<Document>,
     field: &str,

@@ -4,6 +4,7 @@
 mod builder;
 mod codec;
 mod error;
+mod events;
 mod id;
 mod index;
 mod schema;
@@ -16,7 +17,10 @@ mod write;
 pub mod tower;
 
 pub use builder::{AutoRemove, StoreBuilder};
+pub use codec::{BoxError, Codec, SessionCodec};
 pub use error::{Error, Result};
+pub use events::{EventKind, EventReceiver, SessionEvent, SessionId};
 pub use id::{generate_id, RedactedId};
+pub use schema::IdTransform;
 pub use snapshot::RESERVED_KEY;
-pub use store::{LoadedSession, MongoSessionStore, SaveOutcome};
+pub use store::{LoadedSession, MongoSessionStore, SaveOutcome, StoredSession};

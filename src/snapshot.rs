@@ -88,6 +88,18 @@ impl Snapshot {
         })
     }
 
+    /// Whether any key was changed, added or removed since the load.
+    pub(crate) fn any_change(&self, entries: UserEntries<'_>) -> bool {
+        let mut count = 0;
+        for (key, value) in entries.iter() {
+            if self.changed(key, value) {
+                return true;
+            }
+            count += 1;
+        }
+        count != self.fingerprints.len()
+    }
+
     /// Whether `value` under `key` differs from what was loaded.
     pub(crate) fn changed(&self, key: &str, value: &Value) -> bool {
         self.fingerprints.get(key) != Some(&fingerprint(value))

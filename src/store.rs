@@ -3,23 +3,25 @@
 use std::{
     fmt,
     future::IntoFuture,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
+use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use mongodb::{
     bson::{doc, Bson, DateTime, Document},
     error::{ErrorKind, WriteFailure},
     Client, Collection,
 };
 use serde_json::{Map, Value};
+use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     builder::{is_unreachable, StoreBuilder},
-    codec::{document_to_object, object_to_document},
     error::{Error, Result},
+    events::{EventKind, EventReceiver, Events},
     id::{generate_id, is_plausible, RedactedId},
-    schema::Fields,
+    schema::{expiry_or, Decoded, Layout},
     snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
     write::{plan_save, Clock, Plan},
 };
@@ -49,9 +51,9 @@ impl Default for Config {
 
 /// A MongoDB session store.
 ///
-/// Cheap to clone (an `Arc` inside); clones share the connection pool.
-/// Framework integration lives in [`crate::tower`]; the methods here are the
-/// framework-independent core that the adapters translate to.
+/// Cheap to clone (an `Arc` inside); clones share the connection pool and
+/// background tasks. Framework integration lives in [`crate::tower`]; the
+/// methods here are the framework-independent core the adapters translate to.
 #[derive(Clone)]
 pub struct MongoSessionStore {
     inner: Arc<Inner>,
@@ -61,8 +63,11 @@ struct Inner {
     client: Client,
     owns_client: bool,
     collection: Collection<Document>,
-    fields: Fields,
+    layout: Layout,
     config: Config,
+    events: Events,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A session as [`MongoSessionStore::load`] found it.
@@ -81,6 +86,20 @@ pub struct LoadedSession {
 }
 
 impl LoadedSession {
+    fn new(decoded: Decoded) -> Self {
+        let mut snapshot = Snapshot::of(&decoded.data);
+        snapshot.expires = decoded.expires.timestamp_millis();
+        snapshot.created_at = decoded.created_at.map(|d| d.timestamp_millis());
+        snapshot.last_modified = decoded.last_modified.map(|d| d.timestamp_millis());
+        Self {
+            data: decoded.data,
+            expires: decoded.expires.to_system_time(),
+            created_at: decoded.created_at.map(DateTime::to_system_time),
+            last_modified: decoded.last_modified.map(DateTime::to_system_time),
+            snapshot,
+        }
+    }
+
     /// The values plus the reserved entry that lets a later
     /// [`save`](MongoSessionStore::save) write only what changed. Adapters
     /// hand this map to the framework.
@@ -89,6 +108,22 @@ impl LoadedSession {
         data.insert(RESERVED_KEY.to_string(), self.snapshot.to_value());
         data
     }
+}
+
+/// A live session as listed by [`MongoSessionStore::all`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoredSession {
+    /// The value of the id field (the session id, or its transform).
+    pub key: String,
+    /// The session's values.
+    pub data: Map<String, Value>,
+    /// When it expires.
+    pub expires: SystemTime,
+    /// When it was created, if recorded.
+    pub created_at: Option<SystemTime>,
+    /// When it was last written or touched, if recorded.
+    pub last_modified: Option<SystemTime>,
 }
 
 /// What a [`save`](MongoSessionStore::save) did.
@@ -124,6 +159,13 @@ impl MongoSessionStore {
         StoreBuilder::from_uri(uri)
     }
 
+    /// Starts building a store that opens its own client from driver
+    /// options (connect-mongo's `mongoOptions`, connect-mongodb-session's
+    /// `connectionOptions`).
+    pub fn from_client_options(options: mongodb::options::ClientOptions) -> StoreBuilder {
+        StoreBuilder::from_client_options(options)
+    }
+
     /// Starts building a store on an existing client, which is used as is and
     /// never closed by the store.
     ///
@@ -146,15 +188,18 @@ impl MongoSessionStore {
         client: Client,
         owns_client: bool,
         collection: Collection<Document>,
-        fields: Fields,
+        layout: Layout,
         config: Config,
     ) -> Self {
         let inner = Inner {
             client,
             owns_client,
             collection,
-            fields,
+            layout,
             config,
+            events: Events::default(),
+            stop: watch::channel(false).0,
+            tasks: Mutex::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -171,6 +216,14 @@ impl MongoSessionStore {
         self.inner.config.ttl
     }
 
+    /// Subscribes to store events ([`EventKind`]). Events are never waited
+    /// for: a listener that falls behind misses the oldest ones.
+    ///
+    /// [`EventKind`]: crate::EventKind
+    pub fn subscribe(&self) -> EventReceiver {
+        self.inner.events.subscribe()
+    }
+
     /// Loads a live session: `None` if there is none, or it has expired
     /// (even if the server has not removed it yet).
     ///
@@ -182,30 +235,32 @@ impl MongoSessionStore {
         if !is_plausible(id) {
             return Ok(None);
         }
-        let fields = &self.inner.fields;
-        let filter = doc! {
-            &fields.id: id,
-            &fields.expires: { "$gt": DateTime::now() },
-        };
+        let filter = self.inner.layout.live_filter(id, DateTime::now());
         let found = self
             .run("find", self.inner.collection.find_one(filter))
             .await?;
-        found.map(|doc| decode(fields, &doc)).transpose()
+        found
+            .map(|doc| self.inner.layout.decode(&doc).map(LoadedSession::new))
+            .transpose()
     }
 
     /// Stores a new session under a fresh id from the store's CSPRNG and
-    /// returns that id.
+    /// returns that id. `expires: None` means now + [`ttl`](Self::ttl).
     ///
     /// # Errors
     ///
     /// [`Error::is_encode`] if `data` cannot be stored; server errors.
-    pub async fn create(&self, data: &Map<String, Value>, expires: SystemTime) -> Result<String> {
+    pub async fn create(
+        &self,
+        data: &Map<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<String> {
         self.create_with(generate_id, data, expires).await
     }
 
     /// Stores a new session under the first id `next_id` yields that is not
     /// taken, and returns it. An id collision never overwrites the existing
-    /// session: the insert fails on the unique `_id` and the next id is tried
+    /// session: the insert fails on the unique id and the next id is tried
     /// (at most eight in all).
     ///
     /// # Errors
@@ -216,30 +271,33 @@ impl MongoSessionStore {
         &self,
         mut next_id: impl FnMut() -> String,
         data: &Map<String, Value>,
-        expires: SystemTime,
+        expires: Option<SystemTime>,
     ) -> Result<String> {
+        let layout = &self.inner.layout;
         let (entries, snapshot) = split(data);
         self.check_size(entries)?;
-        let values = object_to_document(&entries.to_map());
+        let values = layout.codec.encode(&entries.to_map())?;
         let now = DateTime::now();
         // An id regenerated mid-session (login) keeps its creation time, so
         // an absolute lifetime cannot be extended by cycling the id.
         let created_at = snapshot
             .and_then(|s| s.created_at)
             .map_or(now, DateTime::from_millis);
-        let fields = &self.inner.fields;
+        let expires = expiry_or(expires, self.inner.config.ttl);
         for _ in 0..MAX_CREATE_ATTEMPTS {
             let id = next_id();
-            let document = doc! {
-                &fields.id: &id,
-                &fields.data: values.clone(),
-                &fields.expires: DateTime::from_system_time(expires),
-                &fields.created_at: created_at,
-                &fields.last_modified: now,
-            };
-            let insert = self.inner.collection.insert_one(document);
-            match self.run("insert", insert).await {
-                Ok(_) => return Ok(id),
+            let document =
+                layout.new_document(&layout.key(&id), values.clone(), expires, created_at, now);
+            match self
+                .run("insert", self.inner.collection.insert_one(document))
+                .await
+            {
+                Ok(_) => {
+                    self.inner
+                        .events
+                        .emit(&id, &[EventKind::Create, EventKind::Set]);
+                    return Ok(id);
+                }
                 Err(e) if is_duplicate_key(&e) => {
                     tracing::warn!(session = %RedactedId::new(&id), "session id collision; drawing another");
                 }
@@ -251,46 +309,86 @@ impl MongoSessionStore {
 
     /// Saves an existing session: only the values that differ from what
     /// [`load`](Self::load) returned are written (if `data` came from
-    /// [`LoadedSession::into_tracked_data`]; otherwise all of them), and an
+    /// [`LoadedSession::into_tracked_data`] and the codec is
+    /// [`Codec::Bson`](crate::Codec::Bson); otherwise all of them), and an
     /// unchanged session is only touched, subject to `touch_after`.
+    /// `expires: None` means now + [`ttl`](Self::ttl).
     ///
     /// It never creates a session: if the session was deleted or expired
     /// meanwhile, nothing is written and [`SaveOutcome::Missing`] is returned.
     ///
     /// # Errors
     ///
-    /// Server errors and timeouts.
+    /// [`Error::is_encode`] for an oversized session or a codec failure;
+    /// server errors and timeouts.
     pub async fn save(
         &self,
         id: &str,
         data: &Map<String, Value>,
-        expires: SystemTime,
+        expires: Option<SystemTime>,
     ) -> Result<SaveOutcome> {
         if !is_plausible(id) {
             return Ok(SaveOutcome::Missing);
         }
         let clock = Clock {
             now: DateTime::now(),
-            expires: DateTime::from_system_time(expires),
+            expires: expiry_or(expires, self.inner.config.ttl),
             touch_after: self.inner.config.touch_after,
         };
-        let (update, outcome) = match plan_save(&self.inner.fields, data, clock) {
+        let (update, outcome, events) = match plan_save(&self.inner.layout, data, clock)? {
             Plan::Skip => return Ok(SaveOutcome::Unchanged),
             Plan::Update(update) => {
                 self.check_size(split(data).0)?;
-                (update, SaveOutcome::Updated)
+                (
+                    update,
+                    SaveOutcome::Updated,
+                    &[EventKind::Update, EventKind::Set][..],
+                )
             }
-            Plan::Touch(update) => (update, SaveOutcome::Touched),
+            Plan::Touch(update) => (update, SaveOutcome::Touched, &[EventKind::Touch][..]),
         };
-        let filter = self.live_filter(id, clock.now);
+        let filter = self.inner.layout.live_filter(id, clock.now);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await?;
-        Ok(if result.matched_count == 0 {
-            SaveOutcome::Missing
-        } else {
-            outcome
-        })
+        if result.matched_count == 0 {
+            return Ok(SaveOutcome::Missing);
+        }
+        self.inner.events.emit(id, events);
+        Ok(outcome)
+    }
+
+    /// Moves a live session's expiry forward without touching its data
+    /// (connect-mongo's `touch`). Within `touch_after` of the session's last
+    /// write it writes nothing. Returns whether the expiry moved; a session
+    /// that no longer exists is not an error (connect-mongo #469/#471).
+    /// `expires: None` means now + [`ttl`](Self::ttl).
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn touch(&self, id: &str, expires: Option<SystemTime>) -> Result<bool> {
+        if !is_plausible(id) {
+            return Ok(false);
+        }
+        let layout = &self.inner.layout;
+        let now = DateTime::now();
+        let mut filter = layout.live_filter(id, now);
+        let window = self.inner.config.touch_after;
+        if let (Some(field), false) = (&layout.fields.last_modified, window.is_zero()) {
+            let threshold = DateTime::from_system_time(now.to_system_time() - window);
+            // `$not` also matches documents without the field.
+            filter.insert(field, doc! { "$not": { "$gte": threshold } });
+        }
+        let update = doc! { "$set": layout.stamps(expiry_or(expires, self.inner.config.ttl), now) };
+        let result = self
+            .run("update", self.inner.collection.update_one(filter, update))
+            .await?;
+        let touched = result.matched_count > 0;
+        if touched {
+            self.inner.events.emit(id, &[EventKind::Touch]);
+        }
+        Ok(touched)
     }
 
     /// Deletes a session; `true` if there was one.
@@ -302,35 +400,122 @@ impl MongoSessionStore {
         if !is_plausible(id) {
             return Ok(false);
         }
-        let filter = doc! { &self.inner.fields.id: id };
+        let layout = &self.inner.layout;
+        let filter = doc! { &layout.fields.id: layout.key(id) };
         let result = self
             .run("delete", self.inner.collection.delete_one(filter))
             .await?;
-        Ok(result.deleted_count > 0)
+        let deleted = result.deleted_count > 0;
+        if deleted {
+            self.inner.events.emit(id, &[EventKind::Destroy]);
+        }
+        Ok(deleted)
     }
 
     /// Deletes every expired session and returns how many. Only needed with
     /// [`AutoRemove::Disabled`](crate::AutoRemove::Disabled); the TTL index
-    /// does this otherwise.
+    /// or the interval task does this otherwise.
     ///
     /// # Errors
     ///
     /// Server errors and timeouts.
     pub async fn delete_expired(&self) -> Result<u64> {
-        let filter = doc! { &self.inner.fields.expires: { "$lte": DateTime::now() } };
+        let filter = doc! { &self.inner.layout.fields.expires: { "$lte": DateTime::now() } };
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(filter))
             .await?;
         Ok(result.deleted_count)
     }
 
-    /// Closes the client if the store opened it (built with
-    /// [`from_uri`](Self::from_uri)); a client passed to
+    /// Every live session, streamed from a cursor (never collected in
+    /// memory). connect-mongo's `all`, which returns an array.
+    ///
+    /// # Errors
+    ///
+    /// Starting the query can fail like any operation; each item is
+    /// a decode error if that document is malformed.
+    pub async fn all(&self) -> Result<BoxStream<'static, Result<StoredSession>>> {
+        let filter = doc! { &self.inner.layout.fields.expires: { "$gt": DateTime::now() } };
+        let cursor = self.run("find", self.inner.collection.find(filter)).await?;
+        let inner = Arc::clone(&self.inner);
+        Ok(cursor
+            .map_err(|e| Error::database("find", e))
+            .and_then(move |document| {
+                let item = stored_session(&inner.layout, &document);
+                async move { item }
+            })
+            .boxed())
+    }
+
+    /// How many live (unexpired) sessions there are. connect-mongo's
+    /// `length`, which also counted expired ones.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn length(&self) -> Result<u64> {
+        let filter = doc! { &self.inner.layout.fields.expires: { "$gt": DateTime::now() } };
+        self.run("count", self.inner.collection.count_documents(filter))
+            .await
+    }
+
+    /// Deletes every session and keeps the collection and its indexes
+    /// (connect-mongo 4/5 dropped the collection, TTL index included).
+    /// Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn clear(&self) -> Result<u64> {
+        let result = self
+            .run("deleteMany", self.inner.collection.delete_many(doc! {}))
+            .await?;
+        Ok(result.deleted_count)
+    }
+
+    /// Stops the store's background tasks and waits for them, then closes
+    /// the client if the store opened it; a client passed to
     /// [`from_client`](Self::from_client) is left open for its owner.
     pub async fn close(&self) {
+        self.inner.stop.send_replace(true);
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
         if self.inner.owns_client {
             self.inner.client.clone().shutdown().await;
         }
+    }
+
+    /// Deletes expired sessions every `period` until the store is closed or
+    /// dropped. Failures are logged and retried on the next tick.
+    pub(crate) fn spawn_interval_removal(&self, period: Duration) {
+        let store = Arc::downgrade(&self.inner);
+        let mut stop = self.inner.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(inner) = store.upgrade() else { return };
+                let store = MongoSessionStore { inner };
+                match store.delete_expired().await {
+                    Ok(n) => tracing::debug!(removed = n, "expired sessions removed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "removing expired sessions failed; retrying next period")
+                    }
+                }
+            }
+        });
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
     }
 
     fn check_size(&self, entries: UserEntries<'_>) -> Result<()> {
@@ -343,11 +528,6 @@ impl MongoSessionStore {
             )));
         }
         Ok(())
-    }
-
-    fn live_filter(&self, id: &str, now: DateTime) -> Document {
-        let fields = &self.inner.fields;
-        doc! { &fields.id: id, &fields.expires: { "$gt": now } }
     }
 
     /// Runs one driver operation within the operation timeout, mapping its
@@ -371,54 +551,31 @@ impl fmt::Debug for MongoSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MongoSessionStore")
             .field("namespace", &self.inner.collection.namespace().to_string())
+            .field("layout", &self.inner.layout)
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
+}
+
+fn stored_session(layout: &Layout, document: &Document) -> Result<StoredSession> {
+    let id_field = &layout.fields.id;
+    let key = match document.get(id_field) {
+        Some(Bson::String(key)) => key.clone(),
+        Some(other) => return Err(crate::codec::wrong_type(id_field, "a string", other)),
+        None => return Err(Error::decode(id_field, "missing")),
+    };
+    let decoded = layout.decode(document)?;
+    Ok(StoredSession {
+        key,
+        data: decoded.data,
+        expires: decoded.expires.to_system_time(),
+        created_at: decoded.created_at.map(DateTime::to_system_time),
+        last_modified: decoded.last_modified.map(DateTime::to_system_time),
+    })
 }
 
 fn is_duplicate_key(error: &Error) -> bool {
     error.driver_error().is_some_and(|e| {
         matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
     })
-}
-
-fn decode(fields: &Fields, document: &Document) -> Result<LoadedSession> {
-    let data = match document.get(&fields.data) {
-        Some(Bson::Document(values)) => document_to_object(values, &|| fields.data.clone())?,
-        Some(other) => return Err(wrong_type(&fields.data, "a document", other)),
-        None => return Err(Error::decode(&fields.data, "missing")),
-    };
-    let expires = required_date(document, &fields.expires)?;
-    let created_at = optional_date(document, &fields.created_at)?;
-    let last_modified = optional_date(document, &fields.last_modified)?;
-    let mut snapshot = Snapshot::of(&data);
-    snapshot.expires = expires.timestamp_millis();
-    snapshot.created_at = created_at.map(|d| d.timestamp_millis());
-    snapshot.last_modified = last_modified.map(|d| d.timestamp_millis());
-    Ok(LoadedSession {
-        data,
-        expires: expires.to_system_time(),
-        created_at: created_at.map(DateTime::to_system_time),
-        last_modified: last_modified.map(DateTime::to_system_time),
-        snapshot,
-    })
-}
-
-fn required_date(document: &Document, field: &str) -> Result<DateTime> {
-    optional_date(document, field)?.ok_or_else(|| Error::decode(field, "missing"))
-}
-
-fn optional_date(document: &Document, field: &str) -> Result<Option<DateTime>> {
-    match document.get(field) {
-        None | Some(Bson::Null) => Ok(None),
-        Some(Bson::DateTime(dt)) => Ok(Some(*dt)),
-        Some(other) => Err(wrong_type(field, "a date", other)),
-    }
-}
-
-fn wrong_type(field: &str, expected: &str, found: &Bson) -> Error {
-    Error::decode(
-        field,
-        format!("expected {expected}, found {:?}", found.element_type()),
-    )
 }

@@ -44,7 +44,7 @@ impl SessionStore for MongoSessionStore {
             first = false;
             id.to_string()
         };
-        self.create_with(next_id, &data, record.expiry_date.into())
+        self.create_with(next_id, &data, Some(record.expiry_date.into()))
             .await?;
         record.id = id;
         Ok(())
@@ -53,7 +53,7 @@ impl SessionStore for MongoSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let id = record.id.to_string();
         let outcome = self
-            .save(&id, &to_map(record), record.expiry_date.into())
+            .save(&id, &to_map(record), Some(record.expiry_date.into()))
             .await?;
         if outcome == SaveOutcome::Missing {
             tracing::debug!(session = %RedactedId::new(&id), "save of a deleted or expired session ignored");

@@ -11,13 +11,14 @@
 
 use std::time::Duration;
 
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, DateTime, Document};
 use serde_json::{Map, Value};
 
 use crate::{
-    codec::{object_to_document, value_to_bson},
-    schema::Fields,
-    snapshot::{split, Snapshot},
+    codec::value_to_bson,
+    error::Result,
+    schema::Layout,
+    snapshot::{split, Snapshot, UserEntries},
 };
 
 /// The write a save needs.
@@ -39,15 +40,20 @@ pub(crate) struct Clock {
     pub(crate) touch_after: Duration,
 }
 
-pub(crate) fn plan_save(fields: &Fields, data: &Map<String, Value>, clock: Clock) -> Plan {
+pub(crate) fn plan_save(layout: &Layout, data: &Map<String, Value>, clock: Clock) -> Result<Plan> {
     let (entries, snapshot) = split(data);
     let Some(snapshot) = snapshot else {
         // No record of what was loaded: the caller's map is the whole truth.
-        let mut set = stamps(fields, clock);
-        set.insert(&fields.data, object_to_document(&entries.to_map()));
-        return Plan::Update(doc! { "$set": set });
+        return whole(layout, entries, clock);
     };
-
+    if !layout.codec.per_key() {
+        return if snapshot.any_change(entries) {
+            whole(layout, entries, clock)
+        } else {
+            Ok(plan_touch(layout, &snapshot, clock))
+        };
+    }
+    let fields = &layout.fields;
     let mut set = Document::new();
     for (key, value) in entries.iter() {
         if snapshot.changed(key, value) {
@@ -62,24 +68,31 @@ pub(crate) fn plan_save(fields: &Fields, data: &Map<String, Value>, clock: Clock
     }
 
     if set.is_empty() && unset.is_empty() {
-        return plan_touch(fields, &snapshot, clock);
+        return Ok(plan_touch(layout, &snapshot, clock));
     }
-    set.extend(stamps(fields, clock));
+    set.extend(layout.stamps(clock.expires, clock.now));
     let mut update = doc! { "$set": set };
     if !unset.is_empty() {
         update.insert("$unset", unset);
     }
-    Plan::Update(update)
+    Ok(Plan::Update(update))
+}
+
+/// Replaces the stored values with `entries`.
+fn whole(layout: &Layout, entries: UserEntries<'_>, clock: Clock) -> Result<Plan> {
+    let mut set = layout.stamps(clock.expires, clock.now);
+    set.insert(&layout.fields.data, layout.codec.encode(&entries.to_map())?);
+    Ok(Plan::Update(doc! { "$set": set }))
 }
 
 /// The touch of an unchanged session, or nothing if it is not due.
-pub(crate) fn plan_touch(fields: &Fields, snapshot: &Snapshot, clock: Clock) -> Plan {
+fn plan_touch(layout: &Layout, snapshot: &Snapshot, clock: Clock) -> Plan {
     let expires = clock.expires.timestamp_millis();
     let shortened = expires < snapshot.expires;
     if !shortened && (expires == snapshot.expires || within_touch_after(snapshot, clock)) {
         return Plan::Skip;
     }
-    Plan::Touch(doc! { "$set": stamps(fields, clock) })
+    Plan::Touch(doc! { "$set": layout.stamps(clock.expires, clock.now) })
 }
 
 fn within_touch_after(snapshot: &Snapshot, clock: Clock) -> bool {
@@ -90,19 +103,14 @@ fn within_touch_after(snapshot: &Snapshot, clock: Clock) -> bool {
     }
 }
 
-fn stamps(fields: &Fields, clock: Clock) -> Document {
-    let mut set = Document::new();
-    set.insert(&fields.expires, Bson::DateTime(clock.expires));
-    set.insert(&fields.last_modified, Bson::DateTime(clock.now));
-    set
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
+    use mongodb::bson::Bson;
+
     use super::*;
-    use crate::snapshot::RESERVED_KEY;
+    use crate::{codec::Codec, snapshot::RESERVED_KEY};
 
     fn clock(now: i64, expires: i64, touch_after_secs: u64) -> Clock {
         Clock {
@@ -127,7 +135,8 @@ mod tests {
         map.insert("change".into(), json!(20));
         map.insert("add.dotted".into(), json!("x"));
         map.remove("drop");
-        let Plan::Update(update) = plan_save(&Fields::default(), &map, clock(50, 200, 0)) else {
+        let Plan::Update(update) = plan_save(&Layout::default(), &map, clock(50, 200, 0)).unwrap()
+        else {
             panic!("expected an update");
         };
         let set = update.get_document("$set").unwrap();
@@ -146,7 +155,8 @@ mod tests {
     #[test]
     fn without_a_snapshot_the_whole_session_is_replaced() {
         let map = json!({"a": 1}).as_object().unwrap().clone();
-        let Plan::Update(update) = plan_save(&Fields::default(), &map, clock(0, 10, 0)) else {
+        let Plan::Update(update) = plan_save(&Layout::default(), &map, clock(0, 10, 0)).unwrap()
+        else {
             panic!("expected an update");
         };
         assert_eq!(
@@ -161,32 +171,47 @@ mod tests {
 
     #[test]
     fn unchanged_sessions_touch_only_outside_touch_after() {
-        let fields = Fields::default();
+        let layout = Layout::default();
+        let plan = |map: &Map<String, Value>, c| plan_save(&layout, map, c).unwrap();
         let map = loaded(json!({"a": 1}), 10_000, 1_000);
         // 30 s after the last write, with touch_after = 60 s: no write.
-        assert_eq!(
-            plan_save(&fields, &map, clock(31_000, 90_000, 60)),
-            Plan::Skip
-        );
+        assert_eq!(plan(&map, clock(31_000, 90_000, 60)), Plan::Skip);
         // 61 s after: a touch that sets only the stamps.
-        let Plan::Touch(update) = plan_save(&fields, &map, clock(62_000, 90_000, 60)) else {
+        let Plan::Touch(update) = plan(&map, clock(62_000, 90_000, 60)) else {
             panic!("expected a touch");
         };
         assert!(!update.get_document("$set").unwrap().contains_key("data"));
         // touch_after = 0: every request with a later expiry touches.
         assert!(matches!(
-            plan_save(&fields, &map, clock(2_000, 10_001, 0)),
+            plan(&map, clock(2_000, 10_001, 0)),
             Plan::Touch(_)
         ));
         // The same expiry: nothing to do.
-        assert_eq!(
-            plan_save(&fields, &map, clock(2_000, 10_000, 0)),
-            Plan::Skip
-        );
+        assert_eq!(plan(&map, clock(2_000, 10_000, 0)), Plan::Skip);
         // A shorter expiry is always written, even inside touch_after.
         assert!(matches!(
-            plan_save(&fields, &map, clock(2_000, 5_000, 60)),
+            plan(&map, clock(2_000, 5_000, 60)),
             Plan::Touch(_)
         ));
+    }
+
+    #[test]
+    fn opaque_codecs_rewrite_the_whole_value_but_still_skip_unchanged_saves() {
+        let layout = Layout {
+            codec: Codec::JsonString,
+            ..Layout::default()
+        };
+        let mut map = loaded(json!({"a": 1, "b": 2}), 10_000, 1_000);
+        assert_eq!(
+            plan_save(&layout, &map, clock(2_000, 10_000, 0)).unwrap(),
+            Plan::Skip
+        );
+        map.insert("a".into(), json!(5));
+        let Plan::Update(update) = plan_save(&layout, &map, clock(2_000, 10_000, 0)).unwrap()
+        else {
+            panic!("expected an update");
+        };
+        let data = update.get_document("$set").unwrap().get("data").unwrap();
+        assert_eq!(data, &Bson::String(r#"{"a":5,"b":2}"#.into()));
     }
 }

@@ -8,9 +8,11 @@
 
 mod browser;
 mod db;
+mod monitor;
 mod process;
 pub mod suite;
 
 pub use browser::{Browser, Reply};
 pub use db::{mongodb_uri, with_database, TestDb};
+pub use monitor::CommandLog;
 pub use process::spawn_binary;

@@ -8,7 +8,7 @@ mod settings;
 
 pub use page::render_page;
 use serde_json::{json, Map, Value};
-pub use settings::Settings;
+pub use settings::{CodecName, Settings};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sid";

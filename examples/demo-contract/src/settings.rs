@@ -18,6 +18,20 @@ pub struct Settings {
     pub cookie_secure: bool,
     /// `SESSION_TTL_SECS`: idle lifetime of a session (default 14 days).
     pub ttl: Duration,
+    /// `SESSION_TOUCH_AFTER_SECS`: an unchanged session is written at most
+    /// once per this window (default 0: every request moves its expiry).
+    pub touch_after: Duration,
+    /// `SESSION_CODEC`: how values are stored (default `bson`).
+    pub codec: CodecName,
+}
+
+/// `SESSION_CODEC`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecName {
+    /// `bson`: a queryable sub-document, saved per key.
+    Bson,
+    /// `json`: a JSON string, as connect-mongo stores it.
+    Json,
 }
 
 impl Settings {
@@ -41,6 +55,12 @@ impl Settings {
             collection: text("SESSION_COLLECTION", "sessions"),
             cookie_secure: parse_bool(&lookup, "COOKIE_SECURE")?,
             ttl: Duration::from_secs(parse(&lookup, "SESSION_TTL_SECS", 14 * 24 * 3600)?),
+            touch_after: Duration::from_secs(parse(&lookup, "SESSION_TOUCH_AFTER_SECS", 0)?),
+            codec: match lookup("SESSION_CODEC").as_deref().map(str::trim) {
+                None | Some("") | Some("bson") => CodecName::Bson,
+                Some("json") => CodecName::Json,
+                Some(other) => return Err(format!("SESSION_CODEC={other:?} must be bson or json")),
+            },
         })
     }
 }

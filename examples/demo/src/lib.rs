@@ -10,8 +10,10 @@ use axum::{
     routing::{get, post, put},
     Json, Router,
 };
-use demo_contract::{ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES};
-use mongodb_session_store::{tower::stored_keys, MongoSessionStore, RESERVED_KEY};
+use demo_contract::{ApiError, CodecName, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use mongodb_session_store::{
+    tower::stored_keys, Codec, MongoSessionStore, StoreBuilder, RESERVED_KEY,
+};
 use serde_json::{json, Map, Value};
 use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 
@@ -21,19 +23,40 @@ use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 ///
 /// The store could not be built (server unreachable, bad settings).
 pub async fn app(settings: &Settings) -> Result<Router, mongodb_session_store::Error> {
-    let store = MongoSessionStore::from_uri(&settings.mongodb_uri)
+    let store = configure(MongoSessionStore::from_uri(&settings.mongodb_uri), settings)
+        .build()
+        .await?;
+    Ok(router(store, settings))
+}
+
+/// Applies the demo's settings to a store builder.
+pub fn configure(builder: StoreBuilder, settings: &Settings) -> StoreBuilder {
+    let codec = match settings.codec {
+        CodecName::Bson => Codec::Bson,
+        CodecName::Json => Codec::JsonString,
+    };
+    builder
         .database(&settings.database)
         .collection(&settings.collection)
         .ttl(settings.ttl)
-        .build()
-        .await?;
+        .touch_after(settings.touch_after)
+        .codec(codec)
+}
+
+/// The demo's routes over `store`.
+///
+/// Sessions slide: every request that carries a session saves it
+/// (`with_always_save`), which for an unchanged session is only a touch of
+/// its expiry — and inside `SESSION_TOUCH_AFTER_SECS` not even that.
+pub fn router(store: MongoSessionStore, settings: &Settings) -> Router {
     let idle = time::Duration::try_from(settings.ttl).unwrap_or(time::Duration::WEEK);
     let sessions = SessionManagerLayer::new(store)
         .with_name(COOKIE_NAME)
         .with_secure(settings.cookie_secure)
         .with_same_site(SameSite::Lax)
+        .with_always_save(true)
         .with_expiry(Expiry::OnInactivity(idle));
-    Ok(Router::new()
+    Router::new()
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/session", get(read_session))
@@ -44,7 +67,7 @@ pub async fn app(settings: &Settings) -> Result<Router, mongodb_session_store::E
         .route("/api/logout", post(logout))
         .fallback(|| async { Failure(ApiError::new(404, "no such route")) })
         .layer(sessions)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 struct Failure(ApiError);
