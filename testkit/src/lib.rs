@@ -10,9 +10,11 @@ mod browser;
 mod db;
 mod monitor;
 mod process;
+mod proxy;
 pub mod suite;
 
 pub use browser::{Browser, Reply};
 pub use db::{mongodb_uri, with_database, TestDb};
 pub use monitor::CommandLog;
 pub use process::spawn_binary;
+pub use proxy::Proxy;
