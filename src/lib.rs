@@ -10,8 +10,12 @@ mod index;
 mod schema;
 mod snapshot;
 mod store;
+mod touch_hints;
 mod write;
 
+#[cfg(feature = "actix-session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-session")))]
+pub mod actix;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;

@@ -23,6 +23,7 @@ use crate::{
     id::{generate_id, is_plausible, RedactedId},
     schema::{expiry_or, Decoded, Layout},
     snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
+    touch_hints::TouchHints,
     write::{plan_save, Clock, Plan},
 };
 
@@ -66,6 +67,7 @@ struct Inner {
     layout: Layout,
     config: Config,
     events: Events,
+    hints: TouchHints,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -198,6 +200,7 @@ impl MongoSessionStore {
             layout,
             config,
             events: Events::default(),
+            hints: TouchHints::default(),
             stop: watch::channel(false).0,
             tasks: Mutex::default(),
         };
@@ -239,9 +242,14 @@ impl MongoSessionStore {
         let found = self
             .run("find", self.inner.collection.find_one(filter))
             .await?;
-        found
-            .map(|doc| self.inner.layout.decode(&doc).map(LoadedSession::new))
-            .transpose()
+        let Some(document) = found else {
+            return Ok(None);
+        };
+        let decoded = self.inner.layout.decode(&document)?;
+        if let Some(last_modified) = decoded.last_modified {
+            self.hint(id, last_modified);
+        }
+        Ok(Some(LoadedSession::new(decoded)))
     }
 
     /// Stores a new session under a fresh id from the store's CSPRNG and
@@ -354,6 +362,7 @@ impl MongoSessionStore {
         if result.matched_count == 0 {
             return Ok(SaveOutcome::Missing);
         }
+        self.hint(id, clock.now);
         self.inner.events.emit(id, events);
         Ok(outcome)
     }
@@ -373,8 +382,14 @@ impl MongoSessionStore {
         }
         let layout = &self.inner.layout;
         let now = DateTime::now();
-        let mut filter = layout.live_filter(id, now);
         let window = self.inner.config.touch_after;
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        if let Some(last) = self.inner.hints.get(id) {
+            if now.timestamp_millis().saturating_sub(last) < window_ms {
+                return Ok(false);
+            }
+        }
+        let mut filter = layout.live_filter(id, now);
         if let (Some(field), false) = (&layout.fields.last_modified, window.is_zero()) {
             let threshold = DateTime::from_system_time(now.to_system_time() - window);
             // `$not` also matches documents without the field.
@@ -386,6 +401,7 @@ impl MongoSessionStore {
             .await?;
         let touched = result.matched_count > 0;
         if touched {
+            self.hint(id, now);
             self.inner.events.emit(id, &[EventKind::Touch]);
         }
         Ok(touched)
@@ -405,6 +421,7 @@ impl MongoSessionStore {
         let result = self
             .run("delete", self.inner.collection.delete_one(filter))
             .await?;
+        self.inner.hints.forget(id);
         let deleted = result.deleted_count > 0;
         if deleted {
             self.inner.events.emit(id, &[EventKind::Destroy]);
@@ -516,6 +533,16 @@ impl MongoSessionStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
+    }
+
+    /// Remembers a session's last write for [`touch`](Self::touch), when a
+    /// `touch_after` window makes that worth anything.
+    fn hint(&self, id: &str, last_modified: DateTime) {
+        if !self.inner.config.touch_after.is_zero() {
+            self.inner
+                .hints
+                .record(id, last_modified.timestamp_millis());
+        }
     }
 
     fn check_size(&self, entries: UserEntries<'_>) -> Result<()> {

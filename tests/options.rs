@@ -172,6 +172,12 @@ async fn touch_after_skips_writes_inside_the_window() {
         )
         .await
         .unwrap();
+    // A new instance: this one remembers the write it made itself.
+    let store = builder(&db)
+        .touch_after(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
     assert!(store.touch(&id, hours(2)).await.unwrap());
     let after = only_document(&db).await;
     assert_eq!(
@@ -180,6 +186,29 @@ async fn touch_after_skips_writes_inside_the_window() {
         "touch never rewrites data"
     );
     assert!(after.get_datetime("expires").unwrap() > before.get_datetime("expires").unwrap());
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_touch_inside_touch_after_of_a_loaded_session_sends_no_command() {
+    let db = TestDb::new("touchhint").await;
+    let (client, log) = testkit::CommandLog::client().await;
+    let store = MongoSessionStore::from_client(client)
+        .database(&db.name)
+        .touch_after(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&map(json!({"a": 1})), hours(1)).await.unwrap();
+    let other = builder(&db).build().await.unwrap();
+    assert!(other.load(&id).await.unwrap().is_some());
+    log.clear();
+    for _ in 0..10 {
+        store.load(&id).await.unwrap();
+        assert!(!store.touch(&id, hours(2)).await.unwrap());
+    }
+    assert_eq!(log.writes(), 0, "no update was sent");
+    assert_eq!(log.commands("find").len(), 10);
     db.cleanup().await;
 }
 

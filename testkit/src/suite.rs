@@ -343,3 +343,89 @@ pub async fn sessions_survive_an_app_restart(app: &App) {
         json!({"data": {"kept": true, "more": 2}})
     );
 }
+
+/// One step of [`transcript`]: what was sent, and what came back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Method and path.
+    pub request: String,
+    /// The status.
+    pub status: u16,
+    /// The body.
+    pub body: serde_json::Value,
+    /// Whether the browser holds a session cookie afterwards.
+    pub has_cookie: bool,
+}
+
+/// Drives every route of the demo contract, including the error cases, and
+/// records the answers: two apps that honour the same contract produce the
+/// same transcript.
+pub async fn transcript(browser: &Browser) -> Vec<Step> {
+    use reqwest::Method;
+    let big = format!("\"{}\"", "x".repeat(70 * 1024));
+    let long_key = "k".repeat(2000);
+    let steps: Vec<(Method, String, Option<String>)> = vec![
+        (Method::GET, "/healthz".into(), None),
+        (Method::GET, "/api/session".into(), None),
+        (Method::DELETE, "/api/session/none".into(), None),
+        (
+            Method::PUT,
+            "/api/session/a".into(),
+            Some(r#"{"x": 1}"#.into()),
+        ),
+        (
+            Method::PUT,
+            "/api/session/b.c".into(),
+            Some(r#""str""#.into()),
+        ),
+        (
+            Method::PUT,
+            "/api/session/%24d".into(),
+            Some("[1, 2.5, null]".into()),
+        ),
+        (Method::PUT, "/api/session/".into(), Some("true".into())),
+        (Method::GET, "/api/session".into(), None),
+        (Method::DELETE, "/api/session/a".into(), None),
+        (Method::POST, "/api/counter".into(), None),
+        (Method::POST, "/api/counter".into(), None),
+        (
+            Method::PUT,
+            "/api/session/counter".into(),
+            Some(r#""nan""#.into()),
+        ),
+        (Method::POST, "/api/counter".into(), None),
+        (Method::GET, "/".into(), None),
+        (Method::PUT, "/api/session/k".into(), Some("{oops".into())),
+        (Method::PUT, "/api/session/k".into(), Some(big)),
+        (
+            Method::PUT,
+            format!("/api/session/{long_key}"),
+            Some("1".into()),
+        ),
+        (
+            Method::POST,
+            "/api/login".into(),
+            Some(r#"{"name": "ada"}"#.into()),
+        ),
+        (
+            Method::POST,
+            "/api/login".into(),
+            Some(r#"{"user": "ada"}"#.into()),
+        ),
+        (Method::GET, "/api/session".into(), None),
+        (Method::GET, "/no/such/route".into(), None),
+        (Method::POST, "/api/logout".into(), None),
+        (Method::GET, "/api/session".into(), None),
+    ];
+    let mut out = Vec::new();
+    for (method, path, body) in steps {
+        let reply = browser.send(method.clone(), &path, body).await;
+        out.push(Step {
+            request: format!("{method} {}", &path[..path.len().min(40)]),
+            status: reply.status.as_u16(),
+            body: reply.body,
+            has_cookie: browser.cookie().is_some(),
+        });
+    }
+    out
+}

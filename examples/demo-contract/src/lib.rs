@@ -106,9 +106,11 @@ pub fn next_counter(current: Option<&Value>) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::new(409, "the counter cannot grow any further"))
 }
 
-/// `{"data": {...}}`.
+/// `{"data": {...}}`, keys sorted so every demo answers byte for byte alike.
 pub fn data_body(data: Map<String, Value>) -> Value {
-    json!({ "data": data })
+    let mut entries: Vec<_> = data.into_iter().collect();
+    entries.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    json!({ "data": entries.into_iter().collect::<Map<String, Value>>() })
 }
 
 #[cfg(test)]

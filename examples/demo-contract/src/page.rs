@@ -1,12 +1,15 @@
 use serde_json::{Map, Value};
 
-/// The demo's HTML page, showing the session's data, with forms that call
-/// the JSON API.
+/// The demo's HTML page, showing the session's data (sorted by key), with
+/// forms that call the JSON API.
 pub fn render_page(data: &Map<String, Value>) -> String {
-    let rows: String = if data.is_empty() {
+    let mut entries: Vec<_> = data.iter().collect();
+    entries.sort_unstable_by_key(|(k, _)| k.as_str());
+    let rows: String = if entries.is_empty() {
         "<tr><td colspan=\"2\"><em>no session data yet</em></td></tr>".into()
     } else {
-        data.iter()
+        entries
+            .into_iter()
             .map(|(k, v)| {
                 format!(
                     "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>",

@@ -1,0 +1,215 @@
+//! The actix-web + actix-session demo. Same HTTP contract as
+//! `examples/demo`; `demo-contract` holds the framework-neutral rules, this
+//! crate the routing and the session calls.
+
+mod cookie_key;
+
+use actix_session::{
+    config::{PersistentSession, TtlExtensionPolicy},
+    Session, SessionMiddleware,
+};
+use actix_web::{
+    cookie::{Key, SameSite},
+    http::StatusCode,
+    web, HttpResponse, ResponseError,
+};
+use demo_contract::{ApiError, CodecName, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use futures_util::StreamExt;
+use mongodb_session_store::{Codec, MongoSessionStore, RESERVED_KEY};
+use serde_json::{json, Map, Value};
+
+/// What every worker shares: the store, the cookie key, the settings.
+#[derive(Clone)]
+pub struct State {
+    store: MongoSessionStore,
+    key: Key,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Builds the store and loads (or creates) the cookie key.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be built, or the key could not be read.
+    pub async fn build(settings: &Settings) -> Result<Self, mongodb_session_store::Error> {
+        let codec = match settings.codec {
+            CodecName::Bson => Codec::Bson,
+            CodecName::Json => Codec::JsonString,
+        };
+        let store = MongoSessionStore::from_uri(&settings.mongodb_uri)
+            .database(&settings.database)
+            .collection(&settings.collection)
+            .ttl(settings.ttl)
+            .touch_after(settings.touch_after)
+            .codec(codec)
+            .build()
+            .await?;
+        let key = cookie_key::shared_key(&store).await?;
+        Ok(Self {
+            store,
+            key,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Registers the session middleware and the routes.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let ttl = actix_web::cookie::time::Duration::try_from(self.settings.ttl)
+            .unwrap_or(actix_web::cookie::time::Duration::WEEK);
+        let sessions = SessionMiddleware::builder(self.store.clone(), self.key.clone())
+            .cookie_name(COOKIE_NAME.into())
+            .cookie_secure(self.settings.cookie_secure)
+            .cookie_same_site(SameSite::Lax)
+            .cookie_content_security(actix_session::config::CookieContentSecurity::Signed)
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(ttl)
+                    .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
+            .build();
+        cfg.service(
+            web::scope("")
+                .wrap(sessions)
+                .route("/", web::get().to(page))
+                .route("/healthz", web::get().to(|| async { "ok" }))
+                .route("/api/session", web::get().to(read_session))
+                .route("/api/session/", web::put().to(put_empty_key))
+                .route("/api/session/", web::delete().to(delete_empty_key))
+                .route("/api/session/{key}", web::put().to(put_key))
+                .route("/api/session/{key}", web::delete().to(delete_key))
+                .route("/api/counter", web::post().to(counter))
+                .route("/api/login", web::post().to(login))
+                .route("/api/logout", web::post().to(logout))
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(Failure(ApiError::new(404, "no such route")))
+                })),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct Failure(ApiError);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(self.0.body())
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+fn session_failed(error: impl std::fmt::Display) -> Failure {
+    tracing::error!(%error, "session layer failed");
+    Failure(ApiError::unavailable())
+}
+
+type Reply = Result<HttpResponse, Failure>;
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`], and parses it.
+async fn json_body(mut payload: web::Payload) -> Result<Value, Failure> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Failure(ApiError::new(400, e.to_string())))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(demo_contract::too_large().into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(demo_contract::parse_body(&body)?)
+}
+
+/// The session's data, without the store's reserved entry.
+fn current_data(session: &Session) -> Map<String, Value> {
+    session
+        .entries()
+        .iter()
+        .filter(|(k, _)| k.as_str() != RESERVED_KEY)
+        .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(Value::Null)))
+        .collect()
+}
+
+fn data_reply(session: &Session) -> Reply {
+    Ok(HttpResponse::Ok().json(demo_contract::data_body(current_data(session))))
+}
+
+async fn page(session: Session) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(demo_contract::render_page(&current_data(&session)))
+}
+
+async fn read_session(session: Session) -> Reply {
+    data_reply(&session)
+}
+
+async fn put_key(session: Session, key: web::Path<String>, payload: web::Payload) -> Reply {
+    set_key(session, key.into_inner(), payload).await
+}
+
+async fn put_empty_key(session: Session, payload: web::Payload) -> Reply {
+    set_key(session, String::new(), payload).await
+}
+
+async fn set_key(session: Session, key: String, payload: web::Payload) -> Reply {
+    demo_contract::validate_key(&key, RESERVED_KEY)?;
+    let value = json_body(payload).await?;
+    session.insert(key, value).map_err(session_failed)?;
+    data_reply(&session)
+}
+
+async fn delete_key(session: Session, key: web::Path<String>) -> Reply {
+    remove_key(session, key.into_inner())
+}
+
+async fn delete_empty_key(session: Session) -> Reply {
+    remove_key(session, String::new())
+}
+
+fn remove_key(session: Session, key: String) -> Reply {
+    demo_contract::validate_key(&key, RESERVED_KEY)?;
+    session.remove(&key);
+    data_reply(&session)
+}
+
+async fn counter(session: Session) -> Reply {
+    let current: Option<Value> = session.get("counter").map_err(session_failed)?;
+    let next = demo_contract::next_counter(current.as_ref())?;
+    session.insert("counter", next).map_err(session_failed)?;
+    Ok(HttpResponse::Ok().json(json!({ "counter": next })))
+}
+
+async fn login(session: Session, payload: web::Payload) -> Reply {
+    let user = demo_contract::login_user(&json_body(payload).await?)?;
+    // A new id on every privilege change; the old one is deleted.
+    session.renew();
+    session.insert("user", &user).map_err(session_failed)?;
+    Ok(HttpResponse::Ok().json(json!({ "user": user })))
+}
+
+async fn logout(session: Session) -> Reply {
+    session.purge();
+    Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+}

@@ -1,0 +1,176 @@
+//! [actix-session](https://docs.rs/actix-session) integration:
+//! [`MongoSessionStore`] implements actix-session's
+//! [`SessionStore`].
+//!
+//! Everything here translates between actix-session's state (a map of JSON
+//! strings) and the store's core operations; no store logic lives here.
+//!
+//! - `save` creates a session under a key the store draws from the operating
+//!   system's CSPRNG (256 bits), inserted collision-safely.
+//! - `update` writes only the keys the request changed and never brings back
+//!   a session deleted meanwhile (logout racing a request): the key is
+//!   returned unchanged and points at nothing, so the next request starts a
+//!   fresh session. It never creates a new session carrying the old data.
+//! - `update_ttl` is the store's touch: only the expiry moves, never the
+//!   data, and inside `touch_after` nothing is sent at all.
+//! - `load` returns `None` for a missing, expired or undecodable session; a
+//!   decode error is logged without the id, and the visitor gets a new key.
+//!
+//! Values are stored as BSON (parsed from actix-session's JSON strings), so
+//! `data` stays queryable. The state map carries one reserved entry,
+//! [`RESERVED_KEY`](crate::RESERVED_KEY), which
+//! [`Session::entries`](actix_session::Session::entries) shows; skip it.
+//!
+//! ```no_run
+//! use actix_session::{config::PersistentSession, SessionMiddleware};
+//! use actix_web::{cookie::Key, web, App, HttpServer};
+//! use mongodb_session_store::MongoSessionStore;
+//!
+//! #[actix_web::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let store = MongoSessionStore::from_uri("mongodb://localhost:27017/app")
+//!         .build()
+//!         .await?;
+//!     let key = Key::generate(); // load it from your secrets in production
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(
+//!                 SessionMiddleware::builder(store.clone(), key.clone())
+//!                     .session_lifecycle(PersistentSession::default())
+//!                     .build(),
+//!             )
+//!             .route("/", web::get().to(|| async { "hello" }))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await?;
+//!     Ok(())
+//! }
+//! ```
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use serde_json::{Map, Value};
+
+use crate::{Error, MongoSessionStore, RedactedId, SaveOutcome};
+
+type SessionState = HashMap<String, String>;
+
+impl SessionStore for MongoSessionStore {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
+        let id = session_key.as_ref();
+        match self.load(id).await {
+            Ok(found) => Ok(found.map(|loaded| to_state(loaded.into_tracked_data()))),
+            Err(e) if e.is_decode() => {
+                tracing::warn!(session = %RedactedId::new(id), error = %e, "undecodable session treated as absent");
+                Ok(None)
+            }
+            Err(e) => Err(LoadError::Other(e.into())),
+        }
+    }
+
+    async fn save(
+        &self,
+        session_state: SessionState,
+        ttl: &time::Duration,
+    ) -> Result<SessionKey, SaveError> {
+        let data = to_map(session_state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let id = self
+            .create(&data, Some(expiry(ttl)))
+            .await
+            .map_err(|e| save_error(e, SaveError::Serialization, SaveError::Other))?;
+        key(id).map_err(SaveError::Other)
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        session_state: SessionState,
+        ttl: &time::Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let data = to_map(session_state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let outcome = self
+            .save(session_key.as_ref(), &data, Some(expiry(ttl)))
+            .await
+            .map_err(|e| save_error(e, UpdateError::Serialization, UpdateError::Other))?;
+        if outcome == SaveOutcome::Missing {
+            tracing::debug!(session = %RedactedId::new(session_key.as_ref()), "update of a deleted or expired session ignored");
+        }
+        Ok(session_key)
+    }
+
+    async fn update_ttl(
+        &self,
+        session_key: &SessionKey,
+        ttl: &time::Duration,
+    ) -> anyhow::Result<()> {
+        self.touch(session_key.as_ref(), Some(expiry(ttl))).await?;
+        Ok(())
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
+        self.delete(session_key.as_ref()).await?;
+        Ok(())
+    }
+}
+
+fn expiry(ttl: &time::Duration) -> SystemTime {
+    let ttl = Duration::try_from(*ttl).unwrap_or(Duration::ZERO);
+    SystemTime::now() + ttl
+}
+
+fn key(id: String) -> anyhow::Result<SessionKey> {
+    SessionKey::try_from(id).map_err(anyhow::Error::from)
+}
+
+fn save_error<E>(
+    error: Error,
+    serialization: impl FnOnce(anyhow::Error) -> E,
+    other: impl FnOnce(anyhow::Error) -> E,
+) -> E {
+    if error.is_encode() {
+        serialization(error.into())
+    } else {
+        other(error.into())
+    }
+}
+
+/// actix-session keeps every value as a JSON string; the store keeps values.
+fn to_map(state: SessionState) -> Result<Map<String, Value>, serde_json::Error> {
+    state
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_str(&v)?)))
+        .collect()
+}
+
+fn to_state(data: Map<String, Value>) -> SessionState {
+    data.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_round_trip_through_values() {
+        let state: SessionState = [
+            ("a".into(), r#"{"x":[1,2]}"#.into()),
+            ("b".into(), "\"s\"".into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(to_state(to_map(state.clone()).unwrap()), state);
+        let bad: SessionState = [("a".into(), "not json".into())].into_iter().collect();
+        assert!(to_map(bad).is_err());
+    }
+
+    #[test]
+    fn negative_ttls_expire_now() {
+        let now = SystemTime::now();
+        assert!(expiry(&time::Duration::seconds(-5)) <= now + Duration::from_secs(1));
+    }
+}
