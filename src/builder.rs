@@ -13,7 +13,7 @@ use crate::{
     error::{Error, Result},
     index::{ensure_ttl_index, ensure_unique_index},
     schema::Layout,
-    store::{Config, MongoSessionStore},
+    store::{Config, ConflictPolicy, MongoSessionStore},
 };
 
 /// How expired sessions are removed from the collection.
@@ -277,6 +277,14 @@ impl StoreBuilder {
     /// true, before anything is sent to the server.
     pub fn max_session_bytes(mut self, limit: usize) -> Self {
         self.config.max_session_bytes = limit;
+        self
+    }
+
+    /// What a save does when another request changed one of the same keys
+    /// since it loaded (default [`ConflictPolicy::LastWriterWins`]).
+    /// Changes to different keys always all persist.
+    pub fn on_conflict(mut self, policy: ConflictPolicy) -> Self {
+        self.config.conflicts = policy;
         self
     }
 

@@ -48,6 +48,10 @@ enum Repr {
     IndexConflict(String),
     #[error("could not find a free session id after {0} attempts")]
     IdExhausted(u32),
+    #[error("another request changed the session meanwhile (keys: {0}); nothing was saved")]
+    Conflict(String),
+    #[error("the session was changed by other requests {0} times while saving; nothing was saved")]
+    Contended(u32),
 }
 
 impl Error {
@@ -91,6 +95,25 @@ impl Error {
 
     pub(crate) fn id_exhausted(attempts: u32) -> Self {
         Self::from(Repr::IdExhausted(attempts))
+    }
+
+    pub(crate) fn conflict(keys: &[&str]) -> Self {
+        let mut listed: Vec<String> = keys.iter().take(5).map(|k| format!("{k:?}")).collect();
+        if keys.len() > 5 {
+            listed.push(format!("and {} more", keys.len() - 5));
+        }
+        Self::from(Repr::Conflict(listed.join(", ")))
+    }
+
+    pub(crate) fn contended(attempts: u32) -> Self {
+        Self::from(Repr::Contended(attempts))
+    }
+
+    /// A save lost a race it was told not to paper over
+    /// ([`ConflictPolicy::Fail`](crate::ConflictPolicy::Fail)), or kept losing
+    /// compare-and-swap races; nothing was written. Reload and retry.
+    pub fn is_conflict(&self) -> bool {
+        matches!(*self.0, Repr::Conflict(_) | Repr::Contended(_))
     }
 
     /// The builder was given options that cannot work together, or none that
@@ -158,7 +181,7 @@ impl Error {
     /// unreachable, slow, or answered with a transient error.
     pub fn is_transient(&self) -> bool {
         match &*self.0 {
-            Repr::Unreachable { .. } | Repr::Timeout { .. } => true,
+            Repr::Unreachable { .. } | Repr::Timeout { .. } | Repr::Contended(_) => true,
             Repr::Database { source, .. } => is_transient_driver_error(source),
             _ => false,
         }

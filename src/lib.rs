@@ -27,4 +27,4 @@ pub use events::{EventKind, EventReceiver, SessionEvent, SessionId};
 pub use id::{generate_id, RedactedId};
 pub use schema::IdTransform;
 pub use snapshot::RESERVED_KEY;
-pub use store::{LoadedSession, MongoSessionStore, SaveOutcome, StoredSession};
+pub use store::{ConflictPolicy, LoadedSession, MongoSessionStore, SaveOutcome, StoredSession};

@@ -5,7 +5,8 @@
 //!   data:         { <key>: <value>, … },   // the session's values as BSON
 //!   expires:      ISODate,                 // the TTL index's field
 //!   createdAt:    ISODate,
-//!   lastModified: ISODate }                // last write or touch
+//!   lastModified: ISODate,                 // last write or touch
+//!   version:      Int64 }                  // +1 on every change of data
 //! ```
 //!
 //! Every name is configurable, and the timestamps can be turned off, so the
@@ -33,6 +34,7 @@ pub(crate) struct Fields {
     pub(crate) expires: String,
     pub(crate) created_at: Option<String>,
     pub(crate) last_modified: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 impl Default for Fields {
@@ -43,6 +45,7 @@ impl Default for Fields {
             expires: "expires".into(),
             created_at: Some("createdAt".into()),
             last_modified: Some("lastModified".into()),
+            version: Some("version".into()),
         }
     }
 }
@@ -79,6 +82,7 @@ pub(crate) struct Decoded {
     pub(crate) expires: DateTime,
     pub(crate) created_at: Option<DateTime>,
     pub(crate) last_modified: Option<DateTime>,
+    pub(crate) version: Option<i64>,
 }
 
 impl Layout {
@@ -116,6 +120,9 @@ impl Layout {
         if let Some(name) = &fields.last_modified {
             document.insert(name, now);
         }
+        if let Some(name) = &fields.version {
+            document.insert(name, 0_i64);
+        }
         document
     }
 
@@ -141,7 +148,30 @@ impl Layout {
             expires,
             created_at: optional_named_date(document, fields.created_at.as_deref())?,
             last_modified: optional_named_date(document, fields.last_modified.as_deref())?,
+            version: self.version(document)?,
         })
+    }
+
+    fn version(&self, document: &Document) -> Result<Option<i64>> {
+        let Some(field) = &self.fields.version else {
+            return Ok(None);
+        };
+        match document.get(field) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::Int64(n)) => Ok(Some(*n)),
+            Some(Bson::Int32(n)) => Ok(Some(i64::from(*n))),
+            Some(other) => Err(wrong_type(field, "an integer", other)),
+        }
+    }
+
+    /// Matches the document only while its version is `version`.
+    pub(crate) fn version_filter(&self, filter: &mut Document, version: Option<i64>) {
+        if let Some(field) = &self.fields.version {
+            match version {
+                Some(n) => filter.insert(field, n),
+                None => filter.insert(field, doc! { "$exists": false }),
+            };
+        }
     }
 }
 

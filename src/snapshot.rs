@@ -38,6 +38,8 @@ pub(crate) struct Snapshot {
     pub(crate) last_modified: Option<i64>,
     pub(crate) expires: i64,
     pub(crate) created_at: Option<i64>,
+    /// The document's write counter, for compare-and-swap saves.
+    pub(crate) version: Option<i64>,
 }
 
 impl Snapshot {
@@ -61,7 +63,7 @@ impl Snapshot {
             .collect();
         json!({
             "v": FORMAT, "k": keys, "e": self.expires,
-            "m": self.last_modified, "c": self.created_at,
+            "m": self.last_modified, "c": self.created_at, "n": self.version,
         })
     }
 
@@ -85,24 +87,19 @@ impl Snapshot {
             expires: obj.get("e")?.as_i64()?,
             last_modified: obj.get("m").and_then(Value::as_i64),
             created_at: obj.get("c").and_then(Value::as_i64),
+            version: obj.get("n").and_then(Value::as_i64),
         })
-    }
-
-    /// Whether any key was changed, added or removed since the load.
-    pub(crate) fn any_change(&self, entries: UserEntries<'_>) -> bool {
-        let mut count = 0;
-        for (key, value) in entries.iter() {
-            if self.changed(key, value) {
-                return true;
-            }
-            count += 1;
-        }
-        count != self.fingerprints.len()
     }
 
     /// Whether `value` under `key` differs from what was loaded.
     pub(crate) fn changed(&self, key: &str, value: &Value) -> bool {
         self.fingerprints.get(key) != Some(&fingerprint(value))
+    }
+
+    /// Whether `key` now holds something else than was loaded (`None`:
+    /// absent), that is, whether another request changed it meanwhile.
+    pub(crate) fn differs_from(&self, key: &str, current: Option<&Value>) -> bool {
+        self.fingerprints.get(key).copied() != current.map(fingerprint)
     }
 }
 
@@ -188,11 +185,15 @@ mod tests {
         let mut snapshot = Snapshot::of(data.as_object().unwrap());
         snapshot.expires = 10;
         snapshot.last_modified = Some(5);
+        snapshot.version = Some(3);
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
         assert_eq!(back, snapshot);
         assert!(!back.changed("a", &json!(1)));
         assert!(back.changed("a", &json!(2)));
         assert!(back.changed("new", &json!(1)));
+        assert!(!back.differs_from("a", Some(&json!(1))));
+        assert!(back.differs_from("a", None));
+        assert!(!back.differs_from("new", None));
     }
 
     #[test]

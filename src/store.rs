@@ -24,11 +24,26 @@ use crate::{
     schema::{expiry_or, Decoded, Layout},
     snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
     touch_hints::TouchHints,
-    write::{plan_save, Clock, Plan},
+    write::{per_key_update, plan_touch, whole_update, Changes, Clock},
 };
 
 const DUPLICATE_KEY: i32 = 11000;
 const MAX_CREATE_ATTEMPTS: u32 = 8;
+
+/// What a save does when another request changed the session since it was
+/// loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConflictPolicy {
+    /// Changes to different keys all persist; for a key both changed, the
+    /// later write wins (default).
+    #[default]
+    LastWriterWins,
+    /// As above for different keys, but a save that would overwrite a key
+    /// another request changed since this one loaded fails with an error
+    /// for which [`Error::is_conflict`] is true, and writes nothing.
+    Fail,
+}
 
 /// Tunables that do not change the document layout.
 #[derive(Debug, Clone)]
@@ -37,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) touch_after: Duration,
     pub(crate) operation_timeout: Duration,
     pub(crate) max_session_bytes: usize,
+    pub(crate) conflicts: ConflictPolicy,
 }
 
 impl Default for Config {
@@ -46,6 +62,7 @@ impl Default for Config {
             touch_after: Duration::ZERO,
             operation_timeout: Duration::from_secs(10),
             max_session_bytes: 1024 * 1024,
+            conflicts: ConflictPolicy::default(),
         }
     }
 }
@@ -93,6 +110,7 @@ impl LoadedSession {
         snapshot.expires = decoded.expires.timestamp_millis();
         snapshot.created_at = decoded.created_at.map(|d| d.timestamp_millis());
         snapshot.last_modified = decoded.last_modified.map(|d| d.timestamp_millis());
+        snapshot.version = decoded.version;
         Self {
             data: decoded.data,
             expires: decoded.expires.to_system_time(),
@@ -338,33 +356,138 @@ impl MongoSessionStore {
         if !is_plausible(id) {
             return Ok(SaveOutcome::Missing);
         }
+        let layout = &self.inner.layout;
         let clock = Clock {
             now: DateTime::now(),
             expires: expiry_or(expires, self.inner.config.ttl),
             touch_after: self.inner.config.touch_after,
         };
-        let (update, outcome, events) = match plan_save(&self.inner.layout, data, clock)? {
-            Plan::Skip => return Ok(SaveOutcome::Unchanged),
-            Plan::Update(update) => {
-                self.check_size(split(data).0)?;
-                (
-                    update,
-                    SaveOutcome::Updated,
-                    &[EventKind::Update, EventKind::Set][..],
-                )
-            }
-            Plan::Touch(update) => (update, SaveOutcome::Touched, &[EventKind::Touch][..]),
+        let (entries, snapshot) = split(data);
+        let Some(snapshot) = snapshot else {
+            // No record of what was loaded: the caller's map is the whole truth.
+            self.check_size(entries)?;
+            let update = whole_update(layout, &entries.to_map(), clock)?;
+            return self
+                .update_live(id, clock.now, update, SaveOutcome::Updated)
+                .await;
         };
-        let filter = self.inner.layout.live_filter(id, clock.now);
+        let changes = Changes::between(&snapshot, entries);
+        if changes.is_empty() {
+            return match plan_touch(layout, &snapshot, clock) {
+                None => Ok(SaveOutcome::Unchanged),
+                Some(update) => {
+                    self.update_live(id, clock.now, update, SaveOutcome::Touched)
+                        .await
+                }
+            };
+        }
+        self.check_size(entries)?;
+        let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
+        if layout.codec.per_key() && !strict {
+            let update = per_key_update(layout, &changes, clock);
+            return self
+                .update_live(id, clock.now, update, SaveOutcome::Updated)
+                .await;
+        }
+        self.compare_and_swap(id, &snapshot, &changes, entries, clock)
+            .await
+    }
+
+    /// Writes `update` to the live session `id`; [`SaveOutcome::Missing`]
+    /// if there is none.
+    async fn update_live(
+        &self,
+        id: &str,
+        now: DateTime,
+        update: Document,
+        outcome: SaveOutcome,
+    ) -> Result<SaveOutcome> {
+        let filter = self.inner.layout.live_filter(id, now);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await?;
         if result.matched_count == 0 {
             return Ok(SaveOutcome::Missing);
         }
-        self.hint(id, clock.now);
-        self.inner.events.emit(id, events);
+        self.saved(id, now, outcome);
         Ok(outcome)
+    }
+
+    /// Saves `changes` only if nobody wrote since `snapshot` was loaded; if
+    /// somebody did, re-reads the session, applies the changes to what is
+    /// there now (or, with [`ConflictPolicy::Fail`], fails if they touch a
+    /// key somebody else changed), and tries again.
+    async fn compare_and_swap(
+        &self,
+        id: &str,
+        snapshot: &Snapshot,
+        changes: &Changes<'_>,
+        entries: UserEntries<'_>,
+        clock: Clock,
+    ) -> Result<SaveOutcome> {
+        let layout = &self.inner.layout;
+        let per_key = layout.codec.per_key();
+        let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
+        let mut version = snapshot.version;
+        let mut update = if per_key {
+            per_key_update(layout, changes, clock)
+        } else {
+            whole_update(layout, &entries.to_map(), clock)?
+        };
+        // Bounded by time, not attempts: under heavy contention a writer keeps
+        // its chance until the operation timeout, never longer.
+        let deadline = tokio::time::Instant::now() + self.inner.config.operation_timeout;
+        let mut attempt = 0;
+        while tokio::time::Instant::now() < deadline {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            attempt += 1;
+            let mut filter = layout.live_filter(id, clock.now);
+            layout.version_filter(&mut filter, version);
+            let result = self
+                .run(
+                    "update",
+                    self.inner.collection.update_one(filter, update.clone()),
+                )
+                .await?;
+            if result.matched_count > 0 {
+                self.saved(id, clock.now, SaveOutcome::Updated);
+                return Ok(SaveOutcome::Updated);
+            }
+            let live = layout.live_filter(id, clock.now);
+            let Some(current) = self
+                .run("find", self.inner.collection.find_one(live))
+                .await?
+            else {
+                return Ok(SaveOutcome::Missing);
+            };
+            let current = layout.decode(&current)?;
+            if strict {
+                let clashing: Vec<&str> = changes
+                    .keys()
+                    .filter(|key| snapshot.differs_from(key, current.data.get(key.as_str())))
+                    .map(String::as_str)
+                    .collect();
+                if !clashing.is_empty() {
+                    return Err(Error::conflict(&clashing));
+                }
+            }
+            version = current.version;
+            if !per_key {
+                update = whole_update(layout, &changes.apply_to(current.data), clock)?;
+            }
+        }
+        Err(Error::contended(attempt))
+    }
+
+    fn saved(&self, id: &str, now: DateTime, outcome: SaveOutcome) {
+        self.hint(id, now);
+        let events: &[EventKind] = match outcome {
+            SaveOutcome::Touched => &[EventKind::Touch],
+            _ => &[EventKind::Update, EventKind::Set],
+        };
+        self.inner.events.emit(id, events);
     }
 
     /// Moves a live session's expiry forward without touching its data
@@ -582,6 +705,16 @@ impl fmt::Debug for MongoSessionStore {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
+}
+
+/// A random pause of up to 2^`attempt` ms (at most 64 ms), so writers that
+/// lost a compare-and-swap race spread out instead of retrying in lockstep.
+async fn backoff(attempt: u32) {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    let ceiling_micros = 1000u64 << attempt.min(6);
+    let micros = u64::from(u16::from_le_bytes(bytes)) * ceiling_micros / u64::from(u16::MAX);
+    tokio::time::sleep(Duration::from_micros(micros)).await;
 }
 
 fn stored_session(layout: &Layout, document: &Document) -> Result<StoredSession> {

@@ -6,31 +6,25 @@
 //! requests that change different keys therefore both persist; two that
 //! change the same key resolve last-writer-wins for that key alone.
 //!
+//! Where the stored value is opaque (a JSON string, a custom codec), single
+//! keys cannot be updated in place. Then the save is a compare-and-swap on
+//! the document's `version`: if another write came first, the store re-reads
+//! the session, applies this request's changes to it, and tries again.
+//!
 //! An unchanged session is a touch (only `expires`/`lastModified`), and
 //! inside `touch_after` of the last write not even that.
 
 use std::time::Duration;
 
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::{Map, Value};
 
 use crate::{
     codec::value_to_bson,
     error::Result,
     schema::Layout,
-    snapshot::{split, Snapshot, UserEntries},
+    snapshot::{Snapshot, UserEntries},
 };
-
-/// The write a save needs.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Plan {
-    /// Some data changed: this update document.
-    Update(Document),
-    /// Only the expiry moves.
-    Touch(Document),
-    /// Nothing to write.
-    Skip,
-}
 
 /// Inputs of a save decision that are not the session map itself.
 #[derive(Debug, Clone, Copy)]
@@ -40,59 +34,99 @@ pub(crate) struct Clock {
     pub(crate) touch_after: Duration,
 }
 
-pub(crate) fn plan_save(layout: &Layout, data: &Map<String, Value>, clock: Clock) -> Result<Plan> {
-    let (entries, snapshot) = split(data);
-    let Some(snapshot) = snapshot else {
-        // No record of what was loaded: the caller's map is the whole truth.
-        return whole(layout, entries, clock);
-    };
-    if !layout.codec.per_key() {
-        return if snapshot.any_change(entries) {
-            whole(layout, entries, clock)
-        } else {
-            Ok(plan_touch(layout, &snapshot, clock))
-        };
-    }
-    let fields = &layout.fields;
-    let mut set = Document::new();
-    for (key, value) in entries.iter() {
-        if snapshot.changed(key, value) {
-            set.insert(fields.data_path(key), value_to_bson(value));
-        }
-    }
-    let mut unset = Document::new();
-    for key in snapshot.fingerprints.keys() {
-        if !entries.contains(key) {
-            unset.insert(fields.data_path(key), "");
-        }
+/// What a request changed relative to what it loaded.
+#[derive(Debug, Default)]
+pub(crate) struct Changes<'a> {
+    pub(crate) set: Vec<(&'a String, &'a Value)>,
+    pub(crate) unset: Vec<&'a String>,
+}
+
+impl<'a> Changes<'a> {
+    pub(crate) fn between(snapshot: &'a Snapshot, entries: UserEntries<'a>) -> Self {
+        let set = entries
+            .iter()
+            .filter(|(key, value)| snapshot.changed(key, value))
+            .collect();
+        let unset = snapshot
+            .fingerprints
+            .keys()
+            .filter(|key| !entries.contains(key))
+            .collect();
+        Self { set, unset }
     }
 
-    if set.is_empty() && unset.is_empty() {
-        return Ok(plan_touch(layout, &snapshot, clock));
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.unset.is_empty()
+    }
+
+    /// The keys this request wrote or removed.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &'a String> + '_ {
+        self.set
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(self.unset.iter().copied())
+    }
+
+    /// `current` with these changes applied.
+    pub(crate) fn apply_to(&self, mut current: Map<String, Value>) -> Map<String, Value> {
+        for (key, value) in &self.set {
+            current.insert((*key).clone(), (*value).clone());
+        }
+        for key in &self.unset {
+            current.remove(key.as_str());
+        }
+        current
+    }
+}
+
+/// The update of the changed keys only.
+pub(crate) fn per_key_update(layout: &Layout, changes: &Changes<'_>, clock: Clock) -> Document {
+    let fields = &layout.fields;
+    let mut set = Document::new();
+    for (key, value) in &changes.set {
+        set.insert(fields.data_path(key), value_to_bson(value));
     }
     set.extend(layout.stamps(clock.expires, clock.now));
     let mut update = doc! { "$set": set };
-    if !unset.is_empty() {
+    if !changes.unset.is_empty() {
+        let unset: Document = changes
+            .unset
+            .iter()
+            .map(|key| (fields.data_path(key), Bson::String(String::new())))
+            .collect();
         update.insert("$unset", unset);
     }
-    Ok(Plan::Update(update))
+    bump_version(layout, &mut update);
+    update
 }
 
-/// Replaces the stored values with `entries`.
-fn whole(layout: &Layout, entries: UserEntries<'_>, clock: Clock) -> Result<Plan> {
+/// The update replacing the stored values with `values`.
+pub(crate) fn whole_update(
+    layout: &Layout,
+    values: &Map<String, Value>,
+    clock: Clock,
+) -> Result<Document> {
     let mut set = layout.stamps(clock.expires, clock.now);
-    set.insert(&layout.fields.data, layout.codec.encode(&entries.to_map())?);
-    Ok(Plan::Update(doc! { "$set": set }))
+    set.insert(&layout.fields.data, layout.codec.encode(values)?);
+    let mut update = doc! { "$set": set };
+    bump_version(layout, &mut update);
+    Ok(update)
 }
 
-/// The touch of an unchanged session, or nothing if it is not due.
-fn plan_touch(layout: &Layout, snapshot: &Snapshot, clock: Clock) -> Plan {
+fn bump_version(layout: &Layout, update: &mut Document) {
+    if let Some(version) = &layout.fields.version {
+        update.insert("$inc", doc! { version: 1_i64 });
+    }
+}
+
+/// The touch of an unchanged session, or `None` if it is not due.
+pub(crate) fn plan_touch(layout: &Layout, snapshot: &Snapshot, clock: Clock) -> Option<Document> {
     let expires = clock.expires.timestamp_millis();
     let shortened = expires < snapshot.expires;
     if !shortened && (expires == snapshot.expires || within_touch_after(snapshot, clock)) {
-        return Plan::Skip;
+        return None;
     }
-    Plan::Touch(doc! { "$set": layout.stamps(clock.expires, clock.now) })
+    Some(doc! { "$set": layout.stamps(clock.expires, clock.now) })
 }
 
 fn within_touch_after(snapshot: &Snapshot, clock: Clock) -> bool {
@@ -107,10 +141,8 @@ fn within_touch_after(snapshot: &Snapshot, clock: Clock) -> bool {
 mod tests {
     use serde_json::json;
 
-    use mongodb::bson::Bson;
-
     use super::*;
-    use crate::{codec::Codec, snapshot::RESERVED_KEY};
+    use crate::{codec::Codec, snapshot::split};
 
     fn clock(now: i64, expires: i64, touch_after_secs: u64) -> Clock {
         Clock {
@@ -120,98 +152,88 @@ mod tests {
         }
     }
 
-    fn loaded(data: Value, expires: i64, last_modified: i64) -> Map<String, Value> {
+    fn snapshot_of(data: &Value, expires: i64, last_modified: i64) -> Snapshot {
         let mut snapshot = Snapshot::of(data.as_object().unwrap());
         snapshot.expires = expires;
         snapshot.last_modified = Some(last_modified);
-        let mut map = data.as_object().unwrap().clone();
-        map.insert(RESERVED_KEY.into(), snapshot.to_value());
-        map
+        snapshot
     }
 
     #[test]
     fn only_changed_and_removed_keys_are_written() {
-        let mut map = loaded(json!({"keep": 1, "change": 2, "drop": 3}), 100, 0);
+        let loaded = json!({"keep": 1, "change": 2, "drop": 3});
+        let snapshot = snapshot_of(&loaded, 100, 0);
+        let mut map = loaded.as_object().unwrap().clone();
         map.insert("change".into(), json!(20));
         map.insert("add.dotted".into(), json!("x"));
         map.remove("drop");
-        let Plan::Update(update) = plan_save(&Layout::default(), &map, clock(50, 200, 0)).unwrap()
-        else {
-            panic!("expected an update");
-        };
+        let (entries, _) = split(&map);
+        let changes = Changes::between(&snapshot, entries);
+        let update = per_key_update(&Layout::default(), &changes, clock(50, 200, 0));
         let set = update.get_document("$set").unwrap();
         assert_eq!(set.get("data.change"), Some(&Bson::Int32(20)));
         assert_eq!(
             set.get("data.add%2Edotted"),
             Some(&Bson::String("x".into()))
         );
-        assert!(set.get("data.keep").is_none() && set.get(RESERVED_KEY).is_none());
+        assert!(set.get("data.keep").is_none());
         assert!(update
             .get_document("$unset")
             .unwrap()
             .contains_key("data.drop"));
+        assert_eq!(
+            update.get_document("$inc").unwrap(),
+            &doc! {"version": 1_i64}
+        );
     }
 
     #[test]
-    fn without_a_snapshot_the_whole_session_is_replaced() {
-        let map = json!({"a": 1}).as_object().unwrap().clone();
-        let Plan::Update(update) = plan_save(&Layout::default(), &map, clock(0, 10, 0)).unwrap()
-        else {
-            panic!("expected an update");
+    fn changes_merge_onto_what_another_request_wrote() {
+        let loaded = json!({"a": 1, "b": 1, "gone": 1});
+        let snapshot = snapshot_of(&loaded, 100, 0);
+        let mut map = loaded.as_object().unwrap().clone();
+        map.insert("a".into(), json!(2));
+        map.remove("gone");
+        let changes = Changes::between(&snapshot, split(&map).0);
+        let theirs = json!({"a": 1, "b": 5, "gone": 1, "new": 7});
+        let merged = changes.apply_to(theirs.as_object().unwrap().clone());
+        assert_eq!(Value::Object(merged), json!({"a": 2, "b": 5, "new": 7}));
+        assert_eq!(changes.keys().count(), 2);
+    }
+
+    #[test]
+    fn opaque_codecs_rewrite_the_whole_value() {
+        let layout = Layout {
+            codec: Codec::JsonString,
+            ..Layout::default()
         };
-        assert_eq!(
-            update
-                .get_document("$set")
-                .unwrap()
-                .get_document("data")
-                .unwrap(),
-            &doc! {"a": 1}
-        );
+        let values = json!({"a": 5, "b": 2}).as_object().unwrap().clone();
+        let update = whole_update(&layout, &values, clock(2_000, 10_000, 0)).unwrap();
+        let data = update.get_document("$set").unwrap().get("data").unwrap();
+        assert_eq!(data, &Bson::String(r#"{"a":5,"b":2}"#.into()));
     }
 
     #[test]
     fn unchanged_sessions_touch_only_outside_touch_after() {
         let layout = Layout::default();
-        let plan = |map: &Map<String, Value>, c| plan_save(&layout, map, c).unwrap();
-        let map = loaded(json!({"a": 1}), 10_000, 1_000);
+        let snapshot = snapshot_of(&json!({"a": 1}), 10_000, 1_000);
         // 30 s after the last write, with touch_after = 60 s: no write.
-        assert_eq!(plan(&map, clock(31_000, 90_000, 60)), Plan::Skip);
-        // 61 s after: a touch that sets only the stamps.
-        let Plan::Touch(update) = plan(&map, clock(62_000, 90_000, 60)) else {
-            panic!("expected a touch");
-        };
-        assert!(!update.get_document("$set").unwrap().contains_key("data"));
-        // touch_after = 0: every request with a later expiry touches.
-        assert!(matches!(
-            plan(&map, clock(2_000, 10_001, 0)),
-            Plan::Touch(_)
-        ));
-        // The same expiry: nothing to do.
-        assert_eq!(plan(&map, clock(2_000, 10_000, 0)), Plan::Skip);
-        // A shorter expiry is always written, even inside touch_after.
-        assert!(matches!(
-            plan(&map, clock(2_000, 5_000, 60)),
-            Plan::Touch(_)
-        ));
-    }
-
-    #[test]
-    fn opaque_codecs_rewrite_the_whole_value_but_still_skip_unchanged_saves() {
-        let layout = Layout {
-            codec: Codec::JsonString,
-            ..Layout::default()
-        };
-        let mut map = loaded(json!({"a": 1, "b": 2}), 10_000, 1_000);
         assert_eq!(
-            plan_save(&layout, &map, clock(2_000, 10_000, 0)).unwrap(),
-            Plan::Skip
+            plan_touch(&layout, &snapshot, clock(31_000, 90_000, 60)),
+            None
         );
-        map.insert("a".into(), json!(5));
-        let Plan::Update(update) = plan_save(&layout, &map, clock(2_000, 10_000, 0)).unwrap()
-        else {
-            panic!("expected an update");
-        };
-        let data = update.get_document("$set").unwrap().get("data").unwrap();
-        assert_eq!(data, &Bson::String(r#"{"a":5,"b":2}"#.into()));
+        // 61 s after: a touch that sets only the stamps.
+        let update = plan_touch(&layout, &snapshot, clock(62_000, 90_000, 60)).unwrap();
+        let set = update.get_document("$set").unwrap();
+        assert!(!set.contains_key("data") && !update.contains_key("$inc"));
+        // touch_after = 0: every request with a later expiry touches.
+        assert!(plan_touch(&layout, &snapshot, clock(2_000, 10_001, 0)).is_some());
+        // The same expiry: nothing to do.
+        assert_eq!(
+            plan_touch(&layout, &snapshot, clock(2_000, 10_000, 0)),
+            None
+        );
+        // A shorter expiry is always written, even inside touch_after.
+        assert!(plan_touch(&layout, &snapshot, clock(2_000, 5_000, 60)).is_some());
     }
 }

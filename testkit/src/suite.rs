@@ -124,6 +124,9 @@ macro_rules! acceptance_suite {
             unknown_routes_get_a_json_404,
             the_page_shows_the_session,
             sessions_survive_an_app_restart,
+            sixteen_clients_on_one_session_lose_no_update,
+            logout_racing_sixteen_requests_leaves_no_session,
+            special_keys_round_trip_exactly,
         );
     };
     (@tests $spawn:expr; $($name:ident),* $(,)?) => {
@@ -342,6 +345,136 @@ pub async fn sessions_survive_an_app_restart(app: &App) {
         app.browser.get("/api/session").await.body,
         json!({"data": {"kept": true, "more": 2}})
     );
+}
+
+/// 16 clients share one session cookie and each `PUT /api/session/k<i>`
+/// its own key 50 times with increasing values; all 16 keys end at their
+/// final values. Repeated 20 times.
+pub async fn sixteen_clients_on_one_session_lose_no_update(app: &App) {
+    const CLIENTS: usize = 16;
+    const WRITES: i64 = 50;
+    for repetition in 0..20 {
+        let starter = app.browser.fresh();
+        starter.put("/api/session/started", json!(repetition)).await;
+        let cookie = starter.cookie().expect("a session");
+        let clients = (0..CLIENTS).map(|i| {
+            let client = starter.fresh();
+            client.set_cookie(Some(cookie.clone()));
+            tokio::spawn(async move {
+                for value in 0..WRITES {
+                    let reply = client
+                        .put(&format!("/api/session/k{i}"), json!(value))
+                        .await;
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                }
+            })
+        });
+        for client in futures_util::future::join_all(clients).await {
+            client.expect("a client panicked");
+        }
+        let data = starter.get("/api/session").await.body["data"].clone();
+        for i in 0..CLIENTS {
+            assert_eq!(
+                data[format!("k{i}")],
+                json!(WRITES - 1),
+                "repetition {repetition}: {data}"
+            );
+        }
+    }
+}
+
+/// A logout issued while 16 other requests on the same session are in
+/// flight: afterwards the old cookie has no session and the collection has
+/// no document for it. Repeated 50 times.
+pub async fn logout_racing_sixteen_requests_leaves_no_session(app: &App) {
+    use futures_util::FutureExt;
+    for repetition in 0..50 {
+        let owner = app.browser.fresh();
+        owner.put("/api/session/user", json!("ada")).await;
+        let cookie = owner.cookie().expect("a session");
+        let ids = stored_ids(app).await;
+        assert_eq!(ids.len(), 1, "one session before the race");
+
+        let requests = (0..16).map(|i| {
+            let client = owner.fresh();
+            client.set_cookie(Some(cookie.clone()));
+            async move {
+                if i % 2 == 0 {
+                    client.put(&format!("/api/session/k{i}"), json!(i)).await;
+                } else {
+                    client.get("/api/session").await;
+                }
+            }
+            .boxed()
+        });
+        let logout = async {
+            tokio::task::yield_now().await;
+            assert_eq!(owner.post("/api/logout", None).await.status, 200);
+        }
+        .boxed();
+        futures_util::future::join_all(requests.chain(std::iter::once(logout))).await;
+
+        let replay = owner.fresh();
+        replay.set_cookie(Some(cookie));
+        let after = replay.get("/api/session").await;
+        assert_eq!(after.body, json!({"data": {}}), "repetition {repetition}");
+        let remaining = stored_ids(app).await;
+        assert!(
+            !remaining.contains(&ids[0]),
+            "repetition {repetition}: the old session came back"
+        );
+        app.db
+            .collection("sessions")
+            .delete_many(doc! {})
+            .await
+            .unwrap();
+    }
+}
+
+/// Keys MongoDB treats specially, and ones that look like our escapes,
+/// round-trip exactly.
+pub async fn special_keys_round_trip_exactly(app: &App) {
+    let long = "k".repeat(1000);
+    let keys = ["a.b", "$x", "", "%", "a%2Eb", "x.$y.%24", long.as_str()];
+    let browser = &app.browser;
+    for (i, key) in keys.iter().enumerate() {
+        let reply = browser
+            .put(&format!("/api/session/{}", encode(key)), json!(i))
+            .await;
+        assert_eq!(reply.status, 200, "{key:?}: {}", reply.body);
+    }
+    let data = browser.get("/api/session").await.body["data"].clone();
+    let expected: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_string(), json!(i)))
+        .collect();
+    assert_eq!(data, serde_json::Value::Object(expected));
+    for key in keys {
+        browser
+            .delete(&format!("/api/session/{}", encode(key)))
+            .await;
+    }
+    assert_eq!(browser.get("/api/session").await.body, json!({"data": {}}));
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn stored_ids(app: &App) -> Vec<mongodb::bson::Bson> {
+    app.documents()
+        .await
+        .into_iter()
+        .filter_map(|d| d.get("_id").cloned())
+        .collect()
 }
 
 /// One step of [`transcript`]: what was sent, and what came back.
