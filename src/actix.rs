@@ -56,7 +56,10 @@ use std::{
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use serde_json::{Map, Value};
 
-use crate::{Error, MongoSessionStore, RedactedId, SaveOutcome};
+use crate::{
+    snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome, UserInfo, RESERVED_KEY,
+    USER_KEY,
+};
 
 type SessionState = HashMap<String, String>;
 
@@ -116,6 +119,35 @@ impl SessionStore for MongoSessionStore {
         self.delete(session_key.as_ref()).await?;
         Ok(())
     }
+}
+
+/// Records who owns the session, and optionally the client (stored in
+/// indexed fields when the session is saved), so the user's sessions can be
+/// listed and revoked.
+///
+/// # Errors
+///
+/// As [`Session::insert`](actix_session::Session::insert).
+pub fn set_user(
+    session: &actix_session::Session,
+    user: &UserInfo,
+) -> Result<(), actix_session::SessionInsertError> {
+    session.insert(USER_KEY, user.to_value())
+}
+
+/// Who owns the session, if [`set_user`] was called for it.
+pub fn user(session: &actix_session::Session) -> Option<UserInfo> {
+    let value: Value = session.get(USER_KEY).ok().flatten()?;
+    UserInfo::from_value(&value)
+}
+
+/// The revocation handle of the session as loaded this request (`None` for
+/// a session not yet stored). actix-session does not reveal the session key
+/// (actix-extras #306), so this is how an application finds "this session"
+/// among [`MongoSessionStore::user_sessions`].
+pub fn current_handle(session: &actix_session::Session) -> Option<String> {
+    let value: Value = session.get(RESERVED_KEY).ok().flatten()?;
+    Snapshot::from_value(&value).and_then(|snapshot| snapshot.handle)
 }
 
 fn expiry(ttl: &time::Duration) -> SystemTime {

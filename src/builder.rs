@@ -10,8 +10,9 @@ use mongodb::{
 
 use crate::{
     codec::Codec,
+    crypto::KeyRing,
     error::{Error, Result},
-    index::{ensure_ttl_index, ensure_unique_index},
+    index::{ensure_ttl_index, ensure_unique_index, ensure_user_index},
     schema::Layout,
     store::{Config, ConflictPolicy, MongoSessionStore},
 };
@@ -215,6 +216,45 @@ impl StoreBuilder {
         self
     }
 
+    /// Encrypts every session value at rest with AES-256-GCM under the key
+    /// ring's primary key (connect-mongo's `crypto`, without its
+    /// per-operation PBKDF2). Values are sealed one key at a time, bound to
+    /// their document and field, so concurrent changes still merge and a
+    /// ciphertext copied elsewhere does not decrypt. Field names become keyed
+    /// hashes. Requires [`Codec::Bson`].
+    pub fn encryption(mut self, keys: KeyRing) -> Self {
+        self.layout.encryption = Some(keys);
+        self
+    }
+
+    /// Whether the id field holds an HMAC-SHA-256 of the session id rather
+    /// than the id itself (default true), so that no stored id works as a
+    /// cookie. Turn it off only for a layout another application reads by
+    /// raw id. [`transform_id`](Self::transform_id) replaces it.
+    pub fn hash_ids(mut self, on: bool) -> Self {
+        self.layout.hash_ids = on;
+        self
+    }
+
+    /// The secret for the keyed hashes of ids, encrypted field names and
+    /// revocation handles (default: a built-in, public key — stored ids are
+    /// useless as cookies either way, since ids are 256 random bits; a secret
+    /// also stops someone holding the database from testing a guessed id).
+    /// Changing it orphans every stored session.
+    pub fn id_hash_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.layout.hasher = crate::crypto::Hasher::new(secret.as_ref());
+        self
+    }
+
+    /// Absolute timeout: a session is gone this long after its creation,
+    /// however active (OWASP). Enforced on every load and write, and the
+    /// stored expiry never passes it. Id regeneration keeps the creation
+    /// time. Requires timestamps.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.layout.max_lifetime = Some(lifetime);
+        self
+    }
+
     /// The TTL index's `expireAfterSeconds` (default zero: a document goes
     /// when its expiry date passes). connect-mongodb-session's
     /// `expiresAfterSeconds`.
@@ -378,6 +418,9 @@ impl StoreBuilder {
             let create = self.auto_remove != AutoRemove::Disabled;
             ensure_unique_index(collection, &fields.id, create).await?;
         }
+        if self.auto_remove != AutoRemove::Disabled {
+            ensure_user_index(collection).await?;
+        }
         Ok(())
     }
 
@@ -419,6 +462,17 @@ impl StoreBuilder {
                  while their touches are skipped",
                 config.touch_after, config.ttl
             )));
+        }
+        if self.layout.encryption.is_some() && !self.layout.per_key() {
+            return Err(Error::config("encryption works with Codec::Bson only"));
+        }
+        if self.layout.max_lifetime.is_some() && (!self.timestamps || fields.created_at.is_none()) {
+            return Err(Error::config(
+                "max_lifetime needs timestamps (the creation time)",
+            ));
+        }
+        if matches!(self.layout.max_lifetime, Some(d) if d.is_zero()) {
+            return Err(Error::config("max_lifetime must be longer than zero"));
         }
         if config.max_session_bytes == 0 {
             return Err(Error::config("max_session_bytes must be above zero"));

@@ -83,6 +83,28 @@ pub(crate) async fn ensure_unique_index(
         .map_err(|e| Error::database("createIndex", e))
 }
 
+/// The index behind listing and revoking a user's sessions: only documents
+/// with an owner are in it.
+pub(crate) async fn ensure_user_index(collection: &Collection<Document>) -> Result<()> {
+    let field = crate::schema::USER_FIELD;
+    if find_index_on(collection, field).await?.is_some() {
+        return Ok(());
+    }
+    let model = IndexModel::builder()
+        .keys(doc! { field: 1 })
+        .options(
+            IndexOptions::builder()
+                .partial_filter_expression(doc! { field: { "$exists": true } })
+                .build(),
+        )
+        .build();
+    collection
+        .create_index(model)
+        .await
+        .map(drop)
+        .map_err(|e| Error::database("createIndex", e))
+}
+
 async fn find_index_on(
     collection: &Collection<Document>,
     field: &str,

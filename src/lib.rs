@@ -3,6 +3,7 @@
 
 mod builder;
 mod codec;
+mod crypto;
 mod error;
 mod events;
 mod id;
@@ -11,6 +12,7 @@ mod schema;
 mod snapshot;
 mod store;
 mod touch_hints;
+mod user;
 mod write;
 
 #[cfg(feature = "actix-session")]
@@ -22,9 +24,13 @@ pub mod tower;
 
 pub use builder::{AutoRemove, StoreBuilder};
 pub use codec::{BoxError, Codec, SessionCodec};
+pub use crypto::KeyRing;
 pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent, SessionId};
 pub use id::{generate_id, RedactedId};
 pub use schema::IdTransform;
 pub use snapshot::RESERVED_KEY;
-pub use store::{ConflictPolicy, LoadedSession, MongoSessionStore, SaveOutcome, StoredSession};
+pub use store::{
+    ConflictPolicy, LoadedSession, MongoSessionStore, RewrapReport, SaveOutcome, StoredSession,
+};
+pub use user::{UserInfo, UserSession, USER_KEY};

@@ -1,32 +1,41 @@
 //! The stored document, and how a session maps onto it.
 //!
 //! ```text
-//! { _id:          "<session id>",          // the cookie's id
-//!   data:         { <key>: <value>, … },   // the session's values as BSON
+//! { _id:          "<HMAC-SHA-256 of the session id>",
+//!   data:         { <key>: <value>, … },   // BSON; with encryption, see below
 //!   expires:      ISODate,                 // the TTL index's field
 //!   createdAt:    ISODate,
 //!   lastModified: ISODate,                 // last write or touch
-//!   version:      Int64 }                  // +1 on every change of data
+//!   version:      Int64,                   // +1 on every change of data
+//!   user, userAgent, ip                    // when the application sets them
+//! }
 //! ```
 //!
-//! Every name is configurable, and the timestamps can be turned off, so the
-//! layouts of connect-mongo and connect-mongodb-session can be used as is.
+//! With encryption, each entry of `data` is `<HMAC of the key>:
+//! Binary(AES-256-GCM of [key, value])`, bound to the document's `_id` and
+//! the field name, so values can still be written one key at a time.
+//!
+//! Every name is configurable and hashing can be turned off, so the layouts
+//! of connect-mongo and connect-mongodb-session can be used as is.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{fmt, sync::Arc, time::Duration};
 
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use serde_json::{Map, Value};
 
 use crate::{
-    codec::{escape_key, wrong_type, Codec},
+    codec::{escape_key, value_to_bson, wrong_type, Codec},
+    crypto::{Hasher, KeyRing},
     error::{Error, Result},
+    user::UserInfo,
 };
 
 /// Maps a session id to the value stored in the id field
 /// (connect-mongo's `transformId`).
 pub type IdTransform = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-/// Names of the document's fields; a timestamp is `None` when not written.
+/// Names of the document's fields; an optional one is `None` when not
+/// written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fields {
     pub(crate) id: String,
@@ -50,19 +59,34 @@ impl Default for Fields {
     }
 }
 
-impl Fields {
-    /// The dotted path of one session key inside `data`.
-    pub(crate) fn data_path(&self, key: &str) -> String {
-        format!("{}.{}", self.data, escape_key(key))
-    }
-}
+const USER: &str = "user";
+const USER_AGENT: &str = "userAgent";
+const IP: &str = "ip";
 
 /// Everything about how sessions are laid out in documents.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Layout {
     pub(crate) fields: Fields,
     pub(crate) codec: Codec,
     pub(crate) transform_id: Option<IdTransform>,
+    pub(crate) hash_ids: bool,
+    pub(crate) hasher: Hasher,
+    pub(crate) encryption: Option<KeyRing>,
+    pub(crate) max_lifetime: Option<Duration>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            fields: Fields::default(),
+            codec: Codec::default(),
+            transform_id: None,
+            hash_ids: true,
+            hasher: Hasher::default(),
+            encryption: None,
+            max_lifetime: None,
+        }
+    }
 }
 
 impl fmt::Debug for Layout {
@@ -71,6 +95,9 @@ impl fmt::Debug for Layout {
             .field("fields", &self.fields)
             .field("codec", &self.codec)
             .field("transform_id", &self.transform_id.is_some())
+            .field("hash_ids", &self.hash_ids)
+            .field("encryption", &self.encryption)
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }
@@ -78,11 +105,15 @@ impl fmt::Debug for Layout {
 /// A session as decoded from its document.
 #[derive(Debug)]
 pub(crate) struct Decoded {
+    pub(crate) stored_id: String,
     pub(crate) data: Map<String, Value>,
     pub(crate) expires: DateTime,
     pub(crate) created_at: Option<DateTime>,
     pub(crate) last_modified: Option<DateTime>,
     pub(crate) version: Option<i64>,
+    pub(crate) user: Option<UserInfo>,
+    /// Keys whose ciphertext is not under the primary key.
+    pub(crate) stale: Vec<String>,
 }
 
 impl Layout {
@@ -90,27 +121,114 @@ impl Layout {
     pub(crate) fn key(&self, id: &str) -> String {
         match &self.transform_id {
             Some(transform) => transform(id),
+            None if self.hash_ids => self.hasher.hash("id", id, 32),
             None => id.to_string(),
         }
     }
 
-    /// The filter matching the session `id` if it has not expired.
+    /// The revocation handle of the session stored under `stored_id`.
+    pub(crate) fn handle(&self, stored_id: &str) -> String {
+        self.hasher.hash("handle", stored_id, 16)
+    }
+
+    /// The name under which `key` is stored inside `data`.
+    fn field_name(&self, key: &str) -> String {
+        if self.encryption.is_some() {
+            self.hasher.hash("field", key, 16)
+        } else {
+            escape_key(key).into_owned()
+        }
+    }
+
+    /// The dotted path of one session key.
+    pub(crate) fn data_path(&self, key: &str) -> String {
+        format!("{}.{}", self.fields.data, self.field_name(key))
+    }
+
+    /// Whether single keys can be updated in place.
+    pub(crate) fn per_key(&self) -> bool {
+        self.codec.per_key()
+    }
+
+    /// One value as stored under its key.
+    pub(crate) fn encode_value(&self, stored_id: &str, key: &str, value: &Value) -> Bson {
+        let Some(ring) = &self.encryption else {
+            return value_to_bson(value);
+        };
+        let field = self.field_name(key);
+        let plaintext = serde_json::to_vec(&(key, value)).expect("a JSON value always serializes");
+        let sealed = ring.seal(aad(stored_id, &field).as_bytes(), &plaintext);
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: sealed,
+        })
+    }
+
+    /// All values, as stored in the data field.
+    pub(crate) fn encode_values(
+        &self,
+        stored_id: &str,
+        values: &Map<String, Value>,
+    ) -> Result<Bson> {
+        if self.encryption.is_none() {
+            return self.codec.encode(values);
+        }
+        Ok(Bson::Document(
+            values
+                .iter()
+                .map(|(k, v)| (self.field_name(k), self.encode_value(stored_id, k, v)))
+                .collect(),
+        ))
+    }
+
+    /// The filter matching the session `id` while it is live.
     pub(crate) fn live_filter(&self, id: &str, now: DateTime) -> Document {
-        doc! { &self.fields.id: self.key(id), &self.fields.expires: { "$gt": now } }
+        self.live_filter_stored(&self.key(id), now)
+    }
+
+    pub(crate) fn live_filter_stored(&self, stored_id: &str, now: DateTime) -> Document {
+        let mut filter = doc! { &self.fields.id: stored_id };
+        self.restrict_to_live(&mut filter, now);
+        filter
+    }
+
+    /// Adds "not expired, not past its absolute lifetime" to `filter`.
+    pub(crate) fn restrict_to_live(&self, filter: &mut Document, now: DateTime) {
+        filter.insert(&self.fields.expires, doc! { "$gt": now });
+        if let (Some(max), Some(field)) = (self.max_lifetime, &self.fields.created_at) {
+            let born_after = DateTime::from_system_time(now.to_system_time() - max);
+            filter.insert(field, doc! { "$gt": born_after });
+        }
+    }
+
+    /// `expires`, brought forward to the end of the absolute lifetime.
+    pub(crate) fn cap_expiry(&self, expires: DateTime, created_at: Option<i64>) -> DateTime {
+        match (self.max_lifetime, created_at) {
+            (Some(max), Some(created)) => {
+                let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+                DateTime::from_millis(
+                    expires
+                        .timestamp_millis()
+                        .min(created.saturating_add(max_ms)),
+                )
+            }
+            _ => expires,
+        }
     }
 
     /// A new session's document.
     pub(crate) fn new_document(
         &self,
-        key: &str,
+        stored_id: &str,
         values: Bson,
         expires: DateTime,
         created_at: DateTime,
         now: DateTime,
+        user: Option<&UserInfo>,
     ) -> Document {
         let fields = &self.fields;
         let mut document = doc! {
-            &fields.id: key,
+            &fields.id: stored_id,
             &fields.data: values,
             &fields.expires: expires,
         };
@@ -122,6 +240,9 @@ impl Layout {
         }
         if let Some(name) = &fields.version {
             document.insert(name, 0_i64);
+        }
+        if let Some(user) = user {
+            document.extend(user_fields(user));
         }
         document
     }
@@ -137,9 +258,17 @@ impl Layout {
 
     pub(crate) fn decode(&self, document: &Document) -> Result<Decoded> {
         let fields = &self.fields;
-        let data = match document.get(&fields.data) {
-            Some(stored) => self.codec.decode(&fields.data, stored)?,
-            None => return Err(Error::decode(&fields.data, "missing")),
+        let stored_id = match document.get(&fields.id) {
+            Some(Bson::String(id)) => id.clone(),
+            Some(other) => return Err(wrong_type(&fields.id, "a string", other)),
+            None => return Err(Error::decode(&fields.id, "missing")),
+        };
+        let stored = document
+            .get(&fields.data)
+            .ok_or_else(|| Error::decode(&fields.data, "missing"))?;
+        let (data, stale) = match &self.encryption {
+            Some(ring) => self.decrypt_values(ring, &stored_id, stored)?,
+            None => (self.codec.decode(&fields.data, stored)?, Vec::new()),
         };
         let expires = optional_date(document, &fields.expires)?
             .ok_or_else(|| Error::decode(&fields.expires, "missing"))?;
@@ -149,7 +278,40 @@ impl Layout {
             created_at: optional_named_date(document, fields.created_at.as_deref())?,
             last_modified: optional_named_date(document, fields.last_modified.as_deref())?,
             version: self.version(document)?,
+            user: decode_user(document),
+            stale,
+            stored_id,
         })
+    }
+
+    fn decrypt_values(
+        &self,
+        ring: &KeyRing,
+        stored_id: &str,
+        stored: &Bson,
+    ) -> Result<(Map<String, Value>, Vec<String>)> {
+        let data_field = &self.fields.data;
+        let Bson::Document(entries) = stored else {
+            return Err(wrong_type(data_field, "a document of ciphertexts", stored));
+        };
+        let mut data = Map::new();
+        let mut stale = Vec::new();
+        for (field, value) in entries {
+            let path = || format!("{data_field}.{field}");
+            let Bson::Binary(binary) = value else {
+                return Err(wrong_type(&path(), "a ciphertext", value));
+            };
+            let (plaintext, key_id) = ring
+                .open(aad(stored_id, field).as_bytes(), &binary.bytes)
+                .map_err(|reason| Error::decode(path(), reason))?;
+            let (key, value): (String, Value) = serde_json::from_slice(&plaintext)
+                .map_err(|_| Error::decode(path(), "decrypted to something unexpected"))?;
+            if key_id != ring.primary_id() {
+                stale.push(key.clone());
+            }
+            data.insert(key, value);
+        }
+        Ok((data, stale))
     }
 
     fn version(&self, document: &Document) -> Result<Option<i64>> {
@@ -175,11 +337,43 @@ impl Layout {
     }
 }
 
+/// What binds a ciphertext to its document and field.
+fn aad(stored_id: &str, field: &str) -> String {
+    format!("mss/v1\0{stored_id}\0{field}")
+}
+
+/// The top-level fields recording a session's owner.
+pub(crate) fn user_fields(user: &UserInfo) -> Document {
+    let optional = |v: &Option<String>| v.clone().map_or(Bson::Null, Bson::String);
+    doc! {
+        USER: &user.user,
+        USER_AGENT: optional(&user.user_agent),
+        IP: optional(&user.ip),
+    }
+}
+
+/// `$unset` of the owner fields.
+pub(crate) fn unset_user_fields() -> Document {
+    doc! { USER: "", USER_AGENT: "", IP: "" }
+}
+
+/// The name of the indexed owner field.
+pub(crate) const USER_FIELD: &str = USER;
+
+fn decode_user(document: &Document) -> Option<UserInfo> {
+    let text = |name: &str| document.get_str(name).ok().map(str::to_string);
+    Some(UserInfo {
+        user: text(USER)?,
+        user_agent: text(USER_AGENT),
+        ip: text(IP),
+    })
+}
+
 fn optional_named_date(document: &Document, field: Option<&str>) -> Result<Option<DateTime>> {
     field.map_or(Ok(None), |name| optional_date(document, name))
 }
 
-fn optional_date(document: &Document, field: &str) -> Result<Option<DateTime>> {
+pub(crate) fn optional_date(document: &Document, field: &str) -> Result<Option<DateTime>> {
     match document.get(field) {
         None | Some(Bson::Null) => Ok(None),
         Some(Bson::DateTime(dt)) => Ok(Some(*dt)),
@@ -188,6 +382,6 @@ fn optional_date(document: &Document, field: &str) -> Result<Option<DateTime>> {
 }
 
 /// `SystemTime` to a BSON date, or `now + ttl` when there is none.
-pub(crate) fn expiry_or(expires: Option<SystemTime>, fallback: std::time::Duration) -> DateTime {
-    DateTime::from_system_time(expires.unwrap_or_else(|| SystemTime::now() + fallback))
+pub(crate) fn expiry_or(expires: Option<std::time::SystemTime>, fallback: Duration) -> DateTime {
+    DateTime::from_system_time(expires.unwrap_or_else(|| std::time::SystemTime::now() + fallback))
 }

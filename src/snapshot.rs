@@ -24,9 +24,15 @@ use serde_json::{json, Map, Value};
 
 /// Name of the entry the store adds to a loaded session map.
 ///
-/// Applications must not use this key. It is stripped before anything is
-/// written and is never stored.
+/// Applications must not use this key, nor any other key starting with it
+/// (such as [`USER_KEY`](crate::USER_KEY)): they are the store's, never
+/// stored among the session's values.
 pub const RESERVED_KEY: &str = "__mongodb_session_store";
+
+/// Whether a session-map key belongs to the store.
+pub(crate) fn is_reserved(key: &str) -> bool {
+    key.starts_with(RESERVED_KEY)
+}
 
 const FORMAT: u64 = 1;
 
@@ -40,6 +46,10 @@ pub(crate) struct Snapshot {
     pub(crate) created_at: Option<i64>,
     /// The document's write counter, for compare-and-swap saves.
     pub(crate) version: Option<i64>,
+    /// Fingerprint of the owner entry as loaded.
+    pub(crate) user: Option<u64>,
+    /// The session's revocation handle.
+    pub(crate) handle: Option<String>,
 }
 
 impl Snapshot {
@@ -64,6 +74,7 @@ impl Snapshot {
         json!({
             "v": FORMAT, "k": keys, "e": self.expires,
             "m": self.last_modified, "c": self.created_at, "n": self.version,
+            "u": self.user, "h": self.handle,
         })
     }
 
@@ -88,12 +99,19 @@ impl Snapshot {
             last_modified: obj.get("m").and_then(Value::as_i64),
             created_at: obj.get("c").and_then(Value::as_i64),
             version: obj.get("n").and_then(Value::as_i64),
+            user: obj.get("u").and_then(Value::as_u64),
+            handle: obj.get("h").and_then(Value::as_str).map(str::to_string),
         })
     }
 
     /// Whether `value` under `key` differs from what was loaded.
     pub(crate) fn changed(&self, key: &str, value: &Value) -> bool {
         self.fingerprints.get(key) != Some(&fingerprint(value))
+    }
+
+    /// Whether the owner entry differs from what was loaded.
+    pub(crate) fn user_changed(&self, entry: Option<&Value>) -> bool {
+        self.user != entry.map(fingerprint)
     }
 
     /// Whether `key` now holds something else than was loaded (`None`:
@@ -115,11 +133,16 @@ pub(crate) struct UserEntries<'a>(&'a Map<String, Value>);
 
 impl<'a> UserEntries<'a> {
     pub(crate) fn iter(self) -> impl Iterator<Item = (&'a String, &'a Value)> {
-        self.0.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY)
+        self.0.iter().filter(|(k, _)| !is_reserved(k))
     }
 
     pub(crate) fn contains(self, key: &str) -> bool {
-        key != RESERVED_KEY && self.0.contains_key(key)
+        !is_reserved(key) && self.0.contains_key(key)
+    }
+
+    /// The owner entry ([`USER_KEY`](crate::USER_KEY)), if any.
+    pub(crate) fn user_entry(self) -> Option<&'a Value> {
+        self.0.get(crate::user::USER_KEY)
     }
 
     /// Bytes the entries take as a JSON object, without building it.
@@ -141,7 +164,7 @@ impl<'a> UserEntries<'a> {
     }
 }
 
-fn fingerprint(value: &Value) -> u64 {
+pub(crate) fn fingerprint(value: &Value) -> u64 {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     let mut writer = HashWriter(KEYS.get_or_init(RandomState::new).build_hasher());
     // Writing into a hasher cannot fail, and a JSON value always serializes.
@@ -209,7 +232,7 @@ mod tests {
 
     #[test]
     fn user_entries_hide_the_reserved_key() {
-        let map = json!({"a": 1, RESERVED_KEY: {}});
+        let map = json!({"a": 1, RESERVED_KEY: {}, crate::user::USER_KEY: {}});
         let (entries, _) = split(map.as_object().unwrap());
         assert_eq!(entries.iter().count(), 1);
         assert!(!entries.contains(RESERVED_KEY));

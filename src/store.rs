@@ -21,9 +21,10 @@ use crate::{
     error::{Error, Result},
     events::{EventKind, EventReceiver, Events},
     id::{generate_id, is_plausible, RedactedId},
-    schema::{expiry_or, Decoded, Layout},
-    snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
+    schema::{expiry_or, optional_date, Decoded, Layout, USER_FIELD},
+    snapshot::{fingerprint, split, Snapshot, UserEntries, RESERVED_KEY},
     touch_hints::TouchHints,
+    user::{UserInfo, UserSession, USER_KEY},
     write::{per_key_update, plan_touch, whole_update, Changes, Clock},
 };
 
@@ -101,12 +102,24 @@ pub struct LoadedSession {
     pub created_at: Option<SystemTime>,
     /// When the session was last written or touched, if recorded.
     pub last_modified: Option<SystemTime>,
+    /// The session's owner, if the application set one.
+    pub user: Option<UserInfo>,
+    /// The session's revocation handle (see [`MongoSessionStore::revoke`]).
+    pub handle: String,
     snapshot: Snapshot,
 }
 
 impl LoadedSession {
-    fn new(decoded: Decoded) -> Self {
+    fn new(decoded: Decoded, layout: &Layout) -> Self {
         let mut snapshot = Snapshot::of(&decoded.data);
+        // A value sealed under an old key counts as changed, so the next
+        // save re-encrypts it under the primary key.
+        for key in &decoded.stale {
+            snapshot.fingerprints.remove(key);
+        }
+        let handle = layout.handle(&decoded.stored_id);
+        snapshot.user = decoded.user.as_ref().map(|u| fingerprint(&u.to_value()));
+        snapshot.handle = Some(handle.clone());
         snapshot.expires = decoded.expires.timestamp_millis();
         snapshot.created_at = decoded.created_at.map(|d| d.timestamp_millis());
         snapshot.last_modified = decoded.last_modified.map(|d| d.timestamp_millis());
@@ -116,6 +129,8 @@ impl LoadedSession {
             expires: decoded.expires.to_system_time(),
             created_at: decoded.created_at.map(DateTime::to_system_time),
             last_modified: decoded.last_modified.map(DateTime::to_system_time),
+            user: decoded.user,
+            handle,
             snapshot,
         }
     }
@@ -126,8 +141,24 @@ impl LoadedSession {
     pub fn into_tracked_data(self) -> Map<String, Value> {
         let mut data = self.data;
         data.insert(RESERVED_KEY.to_string(), self.snapshot.to_value());
+        if let Some(user) = &self.user {
+            data.insert(USER_KEY.to_string(), user.to_value());
+        }
         data
     }
+}
+
+/// What [`MongoSessionStore::rewrap`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RewrapReport {
+    /// Sessions looked at.
+    pub examined: u64,
+    /// Sessions re-encrypted under the primary key.
+    pub rewrapped: u64,
+    /// Sessions changed by a request while being rewrapped; their next
+    /// write re-encrypts them.
+    pub skipped: u64,
 }
 
 /// A live session as listed by [`MongoSessionStore::all`].
@@ -267,7 +298,7 @@ impl MongoSessionStore {
         if let Some(last_modified) = decoded.last_modified {
             self.hint(id, last_modified);
         }
-        Ok(Some(LoadedSession::new(decoded)))
+        Ok(Some(LoadedSession::new(decoded, &self.inner.layout)))
     }
 
     /// Stores a new session under a fresh id from the store's CSPRNG and
@@ -302,18 +333,24 @@ impl MongoSessionStore {
         let layout = &self.inner.layout;
         let (entries, snapshot) = split(data);
         self.check_size(entries)?;
-        let values = layout.codec.encode(&entries.to_map())?;
+        let values = entries.to_map();
+        let user = entries.user_entry().and_then(UserInfo::from_value);
         let now = DateTime::now();
         // An id regenerated mid-session (login) keeps its creation time, so
         // an absolute lifetime cannot be extended by cycling the id.
         let created_at = snapshot
             .and_then(|s| s.created_at)
             .map_or(now, DateTime::from_millis);
-        let expires = expiry_or(expires, self.inner.config.ttl);
+        let expires = layout.cap_expiry(
+            expiry_or(expires, self.inner.config.ttl),
+            Some(created_at.timestamp_millis()),
+        );
         for _ in 0..MAX_CREATE_ATTEMPTS {
             let id = next_id();
+            let stored_id = layout.key(&id);
+            let stored = layout.encode_values(&stored_id, &values)?;
             let document =
-                layout.new_document(&layout.key(&id), values.clone(), expires, created_at, now);
+                layout.new_document(&stored_id, stored, expires, created_at, now, user.as_ref());
             match self
                 .run("insert", self.inner.collection.insert_one(document))
                 .await
@@ -357,16 +394,19 @@ impl MongoSessionStore {
             return Ok(SaveOutcome::Missing);
         }
         let layout = &self.inner.layout;
+        let stored_id = layout.key(id);
+        let (entries, snapshot) = split(data);
+        let created_at = snapshot.as_ref().and_then(|s| s.created_at);
         let clock = Clock {
             now: DateTime::now(),
-            expires: expiry_or(expires, self.inner.config.ttl),
+            expires: layout.cap_expiry(expiry_or(expires, self.inner.config.ttl), created_at),
             touch_after: self.inner.config.touch_after,
         };
-        let (entries, snapshot) = split(data);
         let Some(snapshot) = snapshot else {
             // No record of what was loaded: the caller's map is the whole truth.
             self.check_size(entries)?;
-            let update = whole_update(layout, &entries.to_map(), clock)?;
+            let user = entries.user_entry().and_then(UserInfo::from_value);
+            let update = whole_update(layout, &stored_id, &entries.to_map(), user.as_ref(), clock)?;
             return self
                 .update_live(id, clock.now, update, SaveOutcome::Updated)
                 .await;
@@ -383,8 +423,8 @@ impl MongoSessionStore {
         }
         self.check_size(entries)?;
         let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
-        if layout.codec.per_key() && !strict {
-            let update = per_key_update(layout, &changes, clock);
+        if layout.per_key() && !strict {
+            let update = per_key_update(layout, &stored_id, &changes, clock);
             return self
                 .update_live(id, clock.now, update, SaveOutcome::Updated)
                 .await;
@@ -426,13 +466,15 @@ impl MongoSessionStore {
         clock: Clock,
     ) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
-        let per_key = layout.codec.per_key();
+        let stored_id = layout.key(id);
+        let per_key = layout.per_key();
         let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
+        let user = changes.user.clone().flatten();
         let mut version = snapshot.version;
         let mut update = if per_key {
-            per_key_update(layout, changes, clock)
+            per_key_update(layout, &stored_id, changes, clock)
         } else {
-            whole_update(layout, &entries.to_map(), clock)?
+            whole_update(layout, &stored_id, &entries.to_map(), user.as_ref(), clock)?
         };
         // Bounded by time, not attempts: under heavy contention a writer keeps
         // its chance until the operation timeout, never longer.
@@ -475,7 +517,8 @@ impl MongoSessionStore {
             }
             version = current.version;
             if !per_key {
-                update = whole_update(layout, &changes.apply_to(current.data), clock)?;
+                let merged = changes.apply_to(current.data);
+                update = whole_update(layout, &stored_id, &merged, user.as_ref(), clock)?;
             }
         }
         Err(Error::contended(attempt))
@@ -567,6 +610,150 @@ impl MongoSessionStore {
         Ok(result.deleted_count)
     }
 
+    /// The value stored in the id field for session `id` (its HMAC when ids
+    /// are hashed): what to look for in the collection when investigating a
+    /// session by its cookie.
+    pub fn stored_id(&self, id: &str) -> String {
+        self.inner.layout.key(id)
+    }
+
+    /// The live sessions of `user`, newest activity first. `current` is the
+    /// handle of the session asking (from [`LoadedSession::handle`] or the
+    /// adapters' `current_handle`), flagged in the answer.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts; decode errors for malformed documents.
+    pub async fn user_sessions(
+        &self,
+        user: &str,
+        current: Option<&str>,
+    ) -> Result<Vec<UserSession>> {
+        let layout = &self.inner.layout;
+        let documents = self.user_documents(user).await?;
+        let mut sessions: Vec<UserSession> = documents
+            .iter()
+            .map(|document| {
+                let stored_id = document.get_str(&layout.fields.id).unwrap_or_default();
+                let handle = layout.handle(stored_id);
+                let date = |field: &Option<String>| -> Result<Option<SystemTime>> {
+                    let Some(name) = field else { return Ok(None) };
+                    Ok(optional_date(document, name)?.map(DateTime::to_system_time))
+                };
+                Ok(UserSession {
+                    current: current == Some(handle.as_str()),
+                    handle,
+                    created_at: date(&layout.fields.created_at)?,
+                    last_active: date(&layout.fields.last_modified)?,
+                    user_agent: document.get_str("userAgent").ok().map(str::to_string),
+                    ip: document.get_str("ip").ok().map(str::to_string),
+                })
+            })
+            .collect::<Result<_>>()?;
+        sessions.sort_by(|a, b| b.last_active.cmp(&a.last_active));
+        Ok(sessions)
+    }
+
+    /// Ends `user`'s session with this `handle`; `false` if there is none
+    /// (a handle of another user's session ends nothing).
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
+        Ok(self.revoke_where(user, |h| h == handle).await? > 0)
+    }
+
+    /// Ends every session of `user` except the one with handle `keep`
+    /// ("log out my other devices"); returns how many were ended.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn revoke_others(&self, user: &str, keep: &str) -> Result<u64> {
+        self.revoke_where(user, |h| h != keep).await
+    }
+
+    /// Deletes the sessions of `user` whose handle matches `pick`. Handles
+    /// are not stored, so they are computed for the user's (few, indexed)
+    /// sessions; the delete repeats the owner in its filter.
+    async fn revoke_where(&self, user: &str, pick: impl Fn(&str) -> bool) -> Result<u64> {
+        let layout = &self.inner.layout;
+        let ids: Vec<Bson> = self
+            .user_documents(user)
+            .await?
+            .iter()
+            .filter_map(|d| d.get_str(&layout.fields.id).ok())
+            .filter(|stored_id| pick(&layout.handle(stored_id)))
+            .map(|stored_id| Bson::String(stored_id.to_string()))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let filter = doc! { &layout.fields.id: { "$in": ids }, USER_FIELD: user };
+        let result = self
+            .run("deleteMany", self.inner.collection.delete_many(filter))
+            .await?;
+        Ok(result.deleted_count)
+    }
+
+    async fn user_documents(&self, user: &str) -> Result<Vec<Document>> {
+        let mut filter = doc! { USER_FIELD: user };
+        self.inner
+            .layout
+            .restrict_to_live(&mut filter, DateTime::now());
+        let cursor = self.run("find", self.inner.collection.find(filter)).await?;
+        self.run("find", cursor.try_collect::<Vec<Document>>())
+            .await
+    }
+
+    /// Re-encrypts every session not yet under the key ring's primary key
+    /// (after a rotation), one compare-and-swap per session so that
+    /// concurrent requests are never overwritten. Sessions are also
+    /// re-encrypted by their own next write; this finishes the job so the
+    /// old key can be retired.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_config`] without encryption; server errors and timeouts.
+    pub async fn rewrap(&self) -> Result<RewrapReport> {
+        let layout = &self.inner.layout;
+        if layout.encryption.is_none() {
+            return Err(Error::config("rewrap needs encryption to be configured"));
+        }
+        let mut report = RewrapReport::default();
+        let mut cursor = self
+            .run("find", self.inner.collection.find(doc! {}))
+            .await?;
+        while let Some(document) = self.run("find", cursor.try_next()).await? {
+            report.examined += 1;
+            let decoded = layout.decode(&document)?;
+            if decoded.stale.is_empty() {
+                continue;
+            }
+            let mut filter = doc! { &layout.fields.id: &decoded.stored_id };
+            layout.version_filter(&mut filter, decoded.version);
+            let mut set = Document::new();
+            set.insert(
+                &layout.fields.data,
+                layout.encode_values(&decoded.stored_id, &decoded.data)?,
+            );
+            let mut update = doc! { "$set": set };
+            if let Some(version) = &layout.fields.version {
+                update.insert("$inc", doc! { version: 1_i64 });
+            }
+            let result = self
+                .run("update", self.inner.collection.update_one(filter, update))
+                .await?;
+            if result.matched_count > 0 {
+                report.rewrapped += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+        Ok(report)
+    }
+
     /// Every live session, streamed from a cursor (never collected in
     /// memory). connect-mongo's `all`, which returns an array.
     ///
@@ -575,7 +762,10 @@ impl MongoSessionStore {
     /// Starting the query can fail like any operation; each item is
     /// a decode error if that document is malformed.
     pub async fn all(&self) -> Result<BoxStream<'static, Result<StoredSession>>> {
-        let filter = doc! { &self.inner.layout.fields.expires: { "$gt": DateTime::now() } };
+        let mut filter = Document::new();
+        self.inner
+            .layout
+            .restrict_to_live(&mut filter, DateTime::now());
         let cursor = self.run("find", self.inner.collection.find(filter)).await?;
         let inner = Arc::clone(&self.inner);
         Ok(cursor
@@ -594,7 +784,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn length(&self) -> Result<u64> {
-        let filter = doc! { &self.inner.layout.fields.expires: { "$gt": DateTime::now() } };
+        let mut filter = Document::new();
+        self.inner
+            .layout
+            .restrict_to_live(&mut filter, DateTime::now());
         self.run("count", self.inner.collection.count_documents(filter))
             .await
     }
@@ -718,15 +911,9 @@ async fn backoff(attempt: u32) {
 }
 
 fn stored_session(layout: &Layout, document: &Document) -> Result<StoredSession> {
-    let id_field = &layout.fields.id;
-    let key = match document.get(id_field) {
-        Some(Bson::String(key)) => key.clone(),
-        Some(other) => return Err(crate::codec::wrong_type(id_field, "a string", other)),
-        None => return Err(Error::decode(id_field, "missing")),
-    };
     let decoded = layout.decode(document)?;
     Ok(StoredSession {
-        key,
+        key: decoded.stored_id,
         data: decoded.data,
         expires: decoded.expires.to_system_time(),
         created_at: decoded.created_at.map(DateTime::to_system_time),

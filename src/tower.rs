@@ -29,7 +29,10 @@ use tower_sessions_core::{
     Session,
 };
 
-use crate::{snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome, RESERVED_KEY};
+use crate::{
+    snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome, UserInfo, RESERVED_KEY,
+    USER_KEY,
+};
 
 #[async_trait]
 impl SessionStore for MongoSessionStore {
@@ -132,4 +135,53 @@ pub async fn stored_keys(
         .unwrap_or_default();
     keys.sort_unstable();
     Ok(keys)
+}
+
+/// Records who owns the session, and optionally the client (stored in
+/// indexed fields when the session is saved), so the user's sessions can be
+/// listed and revoked.
+///
+/// # Errors
+///
+/// As [`Session::insert_value`].
+pub async fn set_user(
+    session: &Session,
+    user: &UserInfo,
+) -> Result<(), tower_sessions_core::session::Error> {
+    session.insert_value(USER_KEY, user.to_value()).await?;
+    Ok(())
+}
+
+/// Who owns the session, if [`set_user`] was called for it.
+///
+/// # Errors
+///
+/// As [`Session::get_value`].
+pub async fn user(
+    session: &Session,
+) -> Result<Option<UserInfo>, tower_sessions_core::session::Error> {
+    Ok(session
+        .get_value(USER_KEY)
+        .await?
+        .as_ref()
+        .and_then(UserInfo::from_value))
+}
+
+/// The revocation handle of the session as loaded this request (`None` for
+/// a session not yet stored), to flag it in
+/// [`MongoSessionStore::user_sessions`] or keep it in
+/// [`MongoSessionStore::revoke_others`].
+///
+/// # Errors
+///
+/// As [`Session::get_value`].
+pub async fn current_handle(
+    session: &Session,
+) -> Result<Option<String>, tower_sessions_core::session::Error> {
+    Ok(session
+        .get_value(RESERVED_KEY)
+        .await?
+        .as_ref()
+        .and_then(Snapshot::from_value)
+        .and_then(|snapshot| snapshot.handle))
 }

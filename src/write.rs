@@ -20,10 +20,10 @@ use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::{Map, Value};
 
 use crate::{
-    codec::value_to_bson,
     error::Result,
-    schema::Layout,
+    schema::{unset_user_fields, user_fields, Layout},
     snapshot::{Snapshot, UserEntries},
+    user::UserInfo,
 };
 
 /// Inputs of a save decision that are not the session map itself.
@@ -39,6 +39,8 @@ pub(crate) struct Clock {
 pub(crate) struct Changes<'a> {
     pub(crate) set: Vec<(&'a String, &'a Value)>,
     pub(crate) unset: Vec<&'a String>,
+    /// `Some` when the owner entry changed: the new owner, or none.
+    pub(crate) user: Option<Option<UserInfo>>,
 }
 
 impl<'a> Changes<'a> {
@@ -52,11 +54,15 @@ impl<'a> Changes<'a> {
             .keys()
             .filter(|key| !entries.contains(key))
             .collect();
-        Self { set, unset }
+        let entry = entries.user_entry();
+        let user = snapshot
+            .user_changed(entry)
+            .then(|| entry.and_then(UserInfo::from_value));
+        Self { set, unset, user }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.unset.is_empty()
+        self.set.is_empty() && self.unset.is_empty() && self.user.is_none()
     }
 
     /// The keys this request wrote or removed.
@@ -80,34 +86,55 @@ impl<'a> Changes<'a> {
 }
 
 /// The update of the changed keys only.
-pub(crate) fn per_key_update(layout: &Layout, changes: &Changes<'_>, clock: Clock) -> Document {
-    let fields = &layout.fields;
+pub(crate) fn per_key_update(
+    layout: &Layout,
+    stored_id: &str,
+    changes: &Changes<'_>,
+    clock: Clock,
+) -> Document {
     let mut set = Document::new();
     for (key, value) in &changes.set {
-        set.insert(fields.data_path(key), value_to_bson(value));
+        set.insert(
+            layout.data_path(key),
+            layout.encode_value(stored_id, key, value),
+        );
     }
     set.extend(layout.stamps(clock.expires, clock.now));
+    let mut unset: Document = changes
+        .unset
+        .iter()
+        .map(|key| (layout.data_path(key), Bson::String(String::new())))
+        .collect();
+    match &changes.user {
+        Some(Some(user)) => set.extend(user_fields(user)),
+        Some(None) => unset.extend(unset_user_fields()),
+        None => {}
+    }
     let mut update = doc! { "$set": set };
-    if !changes.unset.is_empty() {
-        let unset: Document = changes
-            .unset
-            .iter()
-            .map(|key| (fields.data_path(key), Bson::String(String::new())))
-            .collect();
+    if !unset.is_empty() {
         update.insert("$unset", unset);
     }
     bump_version(layout, &mut update);
     update
 }
 
-/// The update replacing the stored values with `values`.
+/// The update replacing the stored values with `values` (and the owner
+/// with `user`, when there is one).
 pub(crate) fn whole_update(
     layout: &Layout,
+    stored_id: &str,
     values: &Map<String, Value>,
+    user: Option<&UserInfo>,
     clock: Clock,
 ) -> Result<Document> {
     let mut set = layout.stamps(clock.expires, clock.now);
-    set.insert(&layout.fields.data, layout.codec.encode(values)?);
+    set.insert(
+        &layout.fields.data,
+        layout.encode_values(stored_id, values)?,
+    );
+    if let Some(user) = user {
+        set.extend(user_fields(user));
+    }
     let mut update = doc! { "$set": set };
     bump_version(layout, &mut update);
     Ok(update)
@@ -169,7 +196,11 @@ mod tests {
         map.remove("drop");
         let (entries, _) = split(&map);
         let changes = Changes::between(&snapshot, entries);
-        let update = per_key_update(&Layout::default(), &changes, clock(50, 200, 0));
+        let layout = Layout {
+            hash_ids: false,
+            ..Layout::default()
+        };
+        let update = per_key_update(&layout, "id", &changes, clock(50, 200, 0));
         let set = update.get_document("$set").unwrap();
         assert_eq!(set.get("data.change"), Some(&Bson::Int32(20)));
         assert_eq!(
@@ -208,7 +239,7 @@ mod tests {
             ..Layout::default()
         };
         let values = json!({"a": 5, "b": 2}).as_object().unwrap().clone();
-        let update = whole_update(&layout, &values, clock(2_000, 10_000, 0)).unwrap();
+        let update = whole_update(&layout, "id", &values, None, clock(2_000, 10_000, 0)).unwrap();
         let data = update.get_document("$set").unwrap().get("data").unwrap();
         assert_eq!(data, &Bson::String(r#"{"a":5,"b":2}"#.into()));
     }

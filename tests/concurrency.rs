@@ -185,7 +185,7 @@ async fn a_delete_racing_many_saves_always_wins() {
         assert!(store.load(&id).await.unwrap().is_none());
         assert_eq!(
             db.collection("sessions")
-                .count_documents(doc! {"_id": &id})
+                .count_documents(doc! {"_id": store.stored_id(&id)})
                 .await
                 .unwrap(),
             0

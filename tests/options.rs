@@ -167,7 +167,7 @@ async fn touch_after_skips_writes_inside_the_window() {
     let two_minutes_ago = DateTime::from_system_time(SystemTime::now() - Duration::from_secs(120));
     db.collection("sessions")
         .update_one(
-            doc! {"_id": &id},
+            doc! {"_id": store.stored_id(&id)},
             doc! {"$set": {"lastModified": two_minutes_ago}},
         )
         .await
@@ -296,7 +296,10 @@ async fn a_custom_codec_is_used_both_ways_and_its_errors_are_decode_errors() {
     );
 
     db.collection("sessions")
-        .update_one(doc! {"_id": &id}, doc! {"$set": {"data": 5}})
+        .update_one(
+            doc! {"_id": store.stored_id(&id)},
+            doc! {"$set": {"data": 5}},
+        )
         .await
         .unwrap();
     let err = store.load(&id).await.unwrap_err();
@@ -384,7 +387,7 @@ async fn custom_id_data_and_expires_fields_with_a_unique_id_index() {
         .await
         .unwrap();
     let document = only_document(&db).await;
-    assert_eq!(document.get_str("sid").unwrap(), "one");
+    assert_eq!(document.get_str("sid").unwrap(), store.stored_id("one"));
     assert!(document.get_document("session").is_ok() && document.get_datetime("expiresAt").is_ok());
 
     // Collision-safe on the custom id field too.

@@ -24,9 +24,9 @@ async fn store(db: &TestDb) -> MongoSessionStore {
         .expect("building the store")
 }
 
-async fn raw(db: &TestDb, id: &str) -> Option<Document> {
+async fn raw(db: &TestDb, store: &MongoSessionStore, id: &str) -> Option<Document> {
     db.collection("sessions")
-        .find_one(doc! {"_id": id})
+        .find_one(doc! {"_id": store.stored_id(id)})
         .await
         .unwrap()
 }
@@ -94,14 +94,14 @@ async fn a_save_after_delete_does_not_resurrect() {
     let outcome = store.save(&id, &loaded, in_an_hour()).await.unwrap();
 
     assert_eq!(outcome, SaveOutcome::Missing);
-    assert!(raw(&db, &id).await.is_none());
+    assert!(raw(&db, &store, &id).await.is_none());
     // An untracked save (the whole session) does not resurrect either.
     let outcome = store
         .save(&id, &map(json!({"n": 3})), in_an_hour())
         .await
         .unwrap();
     assert_eq!(outcome, SaveOutcome::Missing);
-    assert!(raw(&db, &id).await.is_none());
+    assert!(raw(&db, &store, &id).await.is_none());
     db.cleanup().await;
 }
 
@@ -113,7 +113,7 @@ async fn an_expired_but_unreaped_session_is_not_returned_nor_revived() {
     let id = store.create(&map(json!({"n": 1})), past).await.unwrap();
 
     assert!(
-        raw(&db, &id).await.is_some(),
+        raw(&db, &store, &id).await.is_some(),
         "the TTL monitor has not run yet"
     );
     assert!(store.load(&id).await.unwrap().is_none());
@@ -123,7 +123,7 @@ async fn an_expired_but_unreaped_session_is_not_returned_nor_revived() {
         .unwrap();
     assert_eq!(outcome, SaveOutcome::Missing);
     assert_eq!(store.delete_expired().await.unwrap(), 1);
-    assert!(raw(&db, &id).await.is_none());
+    assert!(raw(&db, &store, &id).await.is_none());
     db.cleanup().await;
 }
 
@@ -213,22 +213,22 @@ async fn a_corrupted_document_gives_a_decode_error_naming_the_field() {
     let cases = [
         (
             "bad-data",
-            doc! {"_id": "bad-data", "data": "not a document", "expires": expires},
+            doc! {"_id": store.stored_id("bad-data"), "data": "not a document", "expires": expires},
             "data",
         ),
         (
             "no-data",
-            doc! {"_id": "no-data", "expires": expires},
+            doc! {"_id": store.stored_id("no-data"), "expires": expires},
             "data",
         ),
         (
             "bad-created",
-            doc! {"_id": "bad-created", "data": {}, "expires": expires, "createdAt": 5},
+            doc! {"_id": store.stored_id("bad-created"), "data": {}, "expires": expires, "createdAt": 5},
             "createdAt",
         ),
         (
             "bad-key",
-            doc! {"_id": "bad-key", "data": {"x%zz": 1}, "expires": expires},
+            doc! {"_id": store.stored_id("bad-key"), "data": {"x%zz": 1}, "expires": expires},
             "data.x%zz",
         ),
     ];
@@ -273,7 +273,7 @@ async fn the_document_has_the_documented_schema() {
         )
         .await
         .unwrap();
-    let document = raw(&db, &id).await.unwrap();
+    let document = raw(&db, &store, &id).await.unwrap();
     assert_eq!(
         document.get_document("data").unwrap(),
         &doc! {"%": true, "a%2Eb": {"%24c": 2}, "n": 1}
@@ -325,7 +325,10 @@ async fn an_unchanged_save_only_moves_the_expiry() {
         .unwrap();
     let loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
     db.collection("sessions")
-        .update_one(doc! {"_id": &id}, doc! {"$set": {"data.n": 99}})
+        .update_one(
+            doc! {"_id": store.stored_id(&id)},
+            doc! {"$set": {"data.n": 99}},
+        )
         .await
         .unwrap();
 
@@ -335,7 +338,7 @@ async fn an_unchanged_save_only_moves_the_expiry() {
         SaveOutcome::Touched
     );
 
-    let document = raw(&db, &id).await.unwrap();
+    let document = raw(&db, &store, &id).await.unwrap();
     assert_eq!(
         document.get_document("data").unwrap(),
         &doc! {"n": 99},

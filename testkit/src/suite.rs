@@ -126,14 +126,25 @@ macro_rules! acceptance_suite {
             sessions_survive_an_app_restart,
             sixteen_clients_on_one_session_lose_no_update,
             logout_racing_sixteen_requests_leaves_no_session,
-            special_keys_round_trip_exactly,
+                        special_keys_round_trip_exactly,
+            users_list_and_revoke_their_own_sessions,
+        );
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_ENCRYPTION_KEY", $crate::suite::TEST_KEY)];
+            encrypted_values_never_reach_the_database,
+            a_tampered_session_gets_a_fresh_one,
+        );
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_MAX_LIFETIME_SECS", "2")];
+            sessions_end_at_their_max_lifetime_however_active,
         );
     };
     (@tests $spawn:expr; $($name:ident),* $(,)?) => {
+        $crate::acceptance_suite!(@tests $spawn, []; $($name),*);
+    };
+    (@tests $spawn:expr, $settings:tt; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let app = $crate::suite::App::start(stringify!($name), $spawn, &[]).await;
+                let app = $crate::suite::App::start(stringify!($name), $spawn, &$settings).await;
                 $crate::suite::$name(&app).await;
                 app.cleanup().await;
             }
@@ -477,6 +488,145 @@ async fn stored_ids(app: &App) -> Vec<mongodb::bson::Bson> {
         .collect()
 }
 
+/// A demo encryption key (base64 of 32 bytes), for the suite only.
+pub const TEST_KEY: &str = "dGVzdC1rZXktZm9yLXRoZS1hY2NlcHRhbmNlLXN1aXQ=";
+
+/// A user sees their own sessions (the current one flagged), revokes one by
+/// handle, and logs out everywhere else; nobody else's sessions are touched.
+pub async fn users_list_and_revoke_their_own_sessions(app: &App) {
+    let anonymous = app.browser.fresh();
+    let reply = anonymous.get("/api/sessions").await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.body["error"].is_string());
+
+    let (laptop, phone, bob) = (
+        app.browser.fresh(),
+        app.browser.fresh(),
+        app.browser.fresh(),
+    );
+    for (browser, user) in [(&laptop, "ada"), (&phone, "ada"), (&bob, "bob")] {
+        assert_eq!(
+            browser
+                .post("/api/login", Some(json!({"user": user})))
+                .await
+                .status,
+            200
+        );
+    }
+    let listed = laptop.get("/api/sessions").await.body["sessions"].clone();
+    let listed = listed.as_array().expect("a list").clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(listed
+        .iter()
+        .all(|s| s["ip"] == "127.0.0.1" && s["createdAt"].is_string()));
+    let cookie = laptop.cookie().unwrap();
+    assert!(listed
+        .iter()
+        .all(|s| !cookie.contains(s["handle"].as_str().unwrap())));
+
+    let other = listed.iter().find(|s| s["current"] == false).unwrap()["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        bob.delete(&format!("/api/sessions/{other}")).await.status,
+        404,
+        "not bob's"
+    );
+    let reply = laptop.delete(&format!("/api/sessions/{other}")).await;
+    assert_eq!(reply.body, json!({"revoked": true}));
+    assert_eq!(
+        phone.get("/api/session").await.body,
+        json!({"data": {}}),
+        "the phone was logged out"
+    );
+
+    phone.post("/api/login", Some(json!({"user": "ada"}))).await;
+    let reply = laptop.post("/api/sessions/revoke-others", None).await;
+    assert_eq!(reply.body, json!({"revoked": 1}));
+    assert_eq!(phone.get("/api/session").await.body, json!({"data": {}}));
+    assert_eq!(laptop.get("/api/session").await.body["data"]["user"], "ada");
+    assert_eq!(bob.get("/api/session").await.body["data"]["user"], "bob");
+    let mine = laptop.get("/api/sessions").await.body["sessions"].clone();
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["current"], true);
+    let page = laptop.get("/").await.body;
+    assert!(page.as_str().unwrap().contains("Your active sessions"));
+}
+
+/// With `SESSION_ENCRYPTION_KEY`, a value put in the session appears
+/// nowhere in the raw collection, and no stored id works as a cookie.
+pub async fn encrypted_values_never_reach_the_database(app: &App) {
+    let marker = "marker-5be0c-ssn-078-05-1120";
+    app.browser
+        .put("/api/session/secret", json!({"ssn": marker}))
+        .await;
+    assert_eq!(
+        app.browser.get("/api/session").await.body["data"]["secret"]["ssn"],
+        marker
+    );
+    for document in app.documents().await {
+        let raw = mongodb::bson::to_vec(&document).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&raw).contains(marker),
+            "{document}"
+        );
+        let stored = document.get_str("_id").unwrap().to_string();
+        let thief = app.browser.fresh();
+        thief.set_cookie(Some(stored));
+        assert_eq!(thief.get("/api/session").await.body, json!({"data": {}}));
+    }
+}
+
+/// A flipped byte in a stored ciphertext: the visitor gets a fresh, empty
+/// session (never an error page, never the old data).
+pub async fn a_tampered_session_gets_a_fresh_one(app: &App) {
+    let browser = &app.browser;
+    browser.put("/api/session/role", json!("admin")).await;
+    let before = browser.cookie().unwrap();
+    let sessions = app.db.collection("sessions");
+    let mut document = sessions.find_one(doc! {}).await.unwrap().unwrap();
+    let data = document.get_document_mut("data").unwrap();
+    let field = data.keys().next().unwrap().clone();
+    if let Some(mongodb::bson::Bson::Binary(binary)) = data.get_mut(&field) {
+        let middle = binary.bytes.len() / 2;
+        binary.bytes[middle] ^= 0x20;
+    } else {
+        panic!("expected a ciphertext");
+    }
+    let id = document.get("_id").unwrap().clone();
+    sessions
+        .replace_one(doc! {"_id": id}, document)
+        .await
+        .unwrap();
+
+    let reply = browser.get("/api/session").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({"data": {}}));
+    let reply = browser.put("/api/session/fresh", json!(true)).await;
+    assert_eq!(reply.body, json!({"data": {"fresh": true}}));
+    assert_ne!(
+        browser.cookie().unwrap(),
+        before,
+        "a new session, under a new id"
+    );
+}
+
+/// With `SESSION_MAX_LIFETIME_SECS=2`, a session used a moment ago is still
+/// gone two seconds after it was created.
+pub async fn sessions_end_at_their_max_lifetime_however_active(app: &App) {
+    let browser = &app.browser;
+    browser.put("/api/session/n", json!(0)).await;
+    for n in 1..=3 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let reply = browser.put("/api/session/n", json!(n)).await;
+        assert_eq!(reply.body, json!({"data": {"n": n}}), "alive at {n}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(browser.get("/api/session").await.body, json!({"data": {}}));
+}
+
 /// One step of [`transcript`]: what was sent, and what came back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -540,12 +690,16 @@ pub async fn transcript(browser: &Browser) -> Vec<Step> {
             "/api/login".into(),
             Some(r#"{"name": "ada"}"#.into()),
         ),
+        (Method::GET, "/api/sessions".into(), None),
         (
             Method::POST,
             "/api/login".into(),
             Some(r#"{"user": "ada"}"#.into()),
         ),
         (Method::GET, "/api/session".into(), None),
+        (Method::GET, "/api/sessions".into(), None),
+        (Method::DELETE, "/api/sessions/not-a-handle".into(), None),
+        (Method::POST, "/api/sessions/revoke-others".into(), None),
         (Method::GET, "/no/such/route".into(), None),
         (Method::POST, "/api/logout".into(), None),
         (Method::GET, "/api/session".into(), None),
@@ -556,9 +710,23 @@ pub async fn transcript(browser: &Browser) -> Vec<Step> {
         out.push(Step {
             request: format!("{method} {}", &path[..path.len().min(40)]),
             status: reply.status.as_u16(),
-            body: reply.body,
+            body: without_volatile_fields(reply.body),
             has_cookie: browser.cookie().is_some(),
         });
     }
     out
+}
+
+/// Handles and times differ between runs; the transcript keeps their shape.
+fn without_volatile_fields(mut body: serde_json::Value) -> serde_json::Value {
+    if let Some(sessions) = body.get_mut("sessions").and_then(|s| s.as_array_mut()) {
+        for session in sessions {
+            for field in ["handle", "createdAt", "lastActive"] {
+                if let Some(value) = session.get_mut(field) {
+                    *value = json!(value.is_string());
+                }
+            }
+        }
+    }
+    body
 }

@@ -10,12 +10,15 @@ use actix_session::{
 };
 use actix_web::{
     cookie::{Key, SameSite},
-    http::StatusCode,
-    web, HttpResponse, ResponseError,
+    http::{header, StatusCode},
+    web, HttpRequest, HttpResponse, ResponseError,
 };
-use demo_contract::{ApiError, CodecName, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use demo_contract::{ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES};
 use futures_util::StreamExt;
-use mongodb_session_store::{Codec, MongoSessionStore, RESERVED_KEY};
+use mongodb_session_store::{
+    actix::{current_handle, set_user},
+    MongoSessionStore, UserInfo, UserSession, RESERVED_KEY,
+};
 use serde_json::{json, Map, Value};
 
 /// What every worker shares: the store, the cookie key, the settings.
@@ -41,16 +44,8 @@ impl State {
     ///
     /// The store could not be built, or the key could not be read.
     pub async fn build(settings: &Settings) -> Result<Self, mongodb_session_store::Error> {
-        let codec = match settings.codec {
-            CodecName::Bson => Codec::Bson,
-            CodecName::Json => Codec::JsonString,
-        };
-        let store = MongoSessionStore::from_uri(&settings.mongodb_uri)
-            .database(&settings.database)
-            .collection(&settings.collection)
-            .ttl(settings.ttl)
-            .touch_after(settings.touch_after)
-            .codec(codec)
+        let store = settings
+            .configure(MongoSessionStore::from_uri(&settings.mongodb_uri))?
             .build()
             .await?;
         let key = cookie_key::shared_key(&store).await?;
@@ -76,7 +71,7 @@ impl State {
                     .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
             )
             .build();
-        cfg.service(
+        cfg.app_data(web::Data::new(self.store.clone())).service(
             web::scope("")
                 .wrap(sessions)
                 .route("/", web::get().to(page))
@@ -89,6 +84,9 @@ impl State {
                 .route("/api/counter", web::post().to(counter))
                 .route("/api/login", web::post().to(login))
                 .route("/api/logout", web::post().to(logout))
+                .route("/api/sessions", web::get().to(list_sessions))
+                .route("/api/sessions/revoke-others", web::post().to(revoke_others))
+                .route("/api/sessions/{handle}", web::delete().to(revoke))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(Failure(ApiError::new(404, "no such route")))
                 })),
@@ -146,7 +144,7 @@ fn current_data(session: &Session) -> Map<String, Value> {
     session
         .entries()
         .iter()
-        .filter(|(k, _)| k.as_str() != RESERVED_KEY)
+        .filter(|(k, _)| !k.starts_with(RESERVED_KEY))
         .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(Value::Null)))
         .collect()
 }
@@ -155,10 +153,14 @@ fn data_reply(session: &Session) -> Reply {
     Ok(HttpResponse::Ok().json(demo_contract::data_body(current_data(session))))
 }
 
-async fn page(session: Session) -> HttpResponse {
+async fn page(session: Session, store: web::Data<MongoSessionStore>) -> HttpResponse {
+    let sessions = own_sessions(&session, &store).await.unwrap_or_default();
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(demo_contract::render_page(&current_data(&session)))
+        .body(demo_contract::render_page(
+            &current_data(&session),
+            &sessions,
+        ))
 }
 
 async fn read_session(session: Session) -> Reply {
@@ -201,12 +203,70 @@ async fn counter(session: Session) -> Reply {
     Ok(HttpResponse::Ok().json(json!({ "counter": next })))
 }
 
-async fn login(session: Session, payload: web::Payload) -> Reply {
+async fn login(session: Session, request: HttpRequest, payload: web::Payload) -> Reply {
     let user = demo_contract::login_user(&json_body(payload).await?)?;
     // A new id on every privilege change; the old one is deleted.
     session.renew();
     session.insert("user", &user).map_err(session_failed)?;
+    let mut owner = UserInfo::new(&user);
+    if let Some(agent) = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        owner = owner.user_agent(agent);
+    }
+    if let Some(address) = request.peer_addr() {
+        owner = owner.ip(address.ip().to_string());
+    }
+    set_user(&session, &owner).map_err(session_failed)?;
     Ok(HttpResponse::Ok().json(json!({ "user": user })))
+}
+
+fn logged_in(session: &Session) -> Result<String, Failure> {
+    let user: Option<String> = session.get("user").map_err(session_failed)?;
+    user.ok_or_else(|| Failure(demo_contract::not_logged_in()))
+}
+
+/// The logged-in user's sessions, the current one flagged.
+async fn own_sessions(
+    session: &Session,
+    store: &MongoSessionStore,
+) -> Result<Vec<UserSession>, Failure> {
+    let user = logged_in(session)?;
+    let current = current_handle(session);
+    store
+        .user_sessions(&user, current.as_deref())
+        .await
+        .map_err(session_failed)
+}
+
+async fn list_sessions(session: Session, store: web::Data<MongoSessionStore>) -> Reply {
+    let sessions = own_sessions(&session, &store).await?;
+    Ok(HttpResponse::Ok().json(demo_contract::sessions_body(&sessions)))
+}
+
+async fn revoke(
+    session: Session,
+    store: web::Data<MongoSessionStore>,
+    handle: web::Path<String>,
+) -> Reply {
+    let user = logged_in(&session)?;
+    if !store.revoke(&user, &handle).await.map_err(session_failed)? {
+        return Err(Failure(demo_contract::no_such_session()));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
+}
+
+async fn revoke_others(session: Session, store: web::Data<MongoSessionStore>) -> Reply {
+    let user = logged_in(&session)?;
+    let current =
+        current_handle(&session).ok_or_else(|| Failure(demo_contract::not_logged_in()))?;
+    let revoked = store
+        .revoke_others(&user, &current)
+        .await
+        .map_err(session_failed)?;
+    Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
 }
 
 async fn logout(session: Session) -> Reply {

@@ -6,6 +6,7 @@
 mod page;
 mod settings;
 
+use mongodb_session_store::UserSession;
 pub use page::render_page;
 use serde_json::{json, Map, Value};
 pub use settings::{CodecName, Settings};
@@ -104,6 +105,38 @@ pub fn next_counter(current: Option<&Value>) -> Result<i64, ApiError> {
     current
         .checked_add(1)
         .ok_or_else(|| ApiError::new(409, "the counter cannot grow any further"))
+}
+
+/// `{"sessions": [...]}`: a user's sessions, the current one flagged.
+pub fn sessions_body(sessions: &[UserSession]) -> Value {
+    let when = |t: Option<std::time::SystemTime>| {
+        t.and_then(|t| {
+            time::OffsetDateTime::from(t)
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+    };
+    let list: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "handle": s.handle, "current": s.current,
+                "createdAt": when(s.created_at), "lastActive": when(s.last_active),
+                "userAgent": s.user_agent, "ip": s.ip,
+            })
+        })
+        .collect();
+    json!({ "sessions": list })
+}
+
+/// The answer to a sessions route without a logged-in user.
+pub fn not_logged_in() -> ApiError {
+    ApiError::new(401, "log in first: POST /api/login")
+}
+
+/// The answer to revoking a handle that is not one of the user's sessions.
+pub fn no_such_session() -> ApiError {
+    ApiError::new(404, "no such session of yours")
 }
 
 /// `{"data": {...}}`, keys sorted so every demo answers byte for byte alike.

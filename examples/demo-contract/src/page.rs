@@ -1,8 +1,10 @@
+use mongodb_session_store::UserSession;
 use serde_json::{Map, Value};
 
-/// The demo's HTML page, showing the session's data (sorted by key), with
-/// forms that call the JSON API.
-pub fn render_page(data: &Map<String, Value>) -> String {
+/// The demo's HTML page: the session's data (sorted by key), the user's
+/// active sessions with revoke buttons when logged in, and forms that call
+/// the JSON API.
+pub fn render_page(data: &Map<String, Value>, sessions: &[UserSession]) -> String {
     let mut entries: Vec<_> = data.iter().collect();
     entries.sort_unstable_by_key(|(k, _)| k.as_str());
     let rows: String = if entries.is_empty() {
@@ -20,6 +22,33 @@ pub fn render_page(data: &Map<String, Value>) -> String {
             .collect()
     };
     PAGE.replace("{{rows}}", &rows)
+        .replace("{{sessions}}", &sessions_section(sessions))
+}
+
+fn sessions_section(sessions: &[UserSession]) -> String {
+    if sessions.is_empty() {
+        return String::new();
+    }
+    let items: String = sessions
+        .iter()
+        .map(|s| {
+            let client = escape(s.user_agent.as_deref().unwrap_or("unknown client"));
+            let ip = escape(s.ip.as_deref().unwrap_or("?"));
+            let action = if s.current {
+                "<em>this session</em>".to_string()
+            } else {
+                format!(
+                    "<button onclick=\"call('DELETE', '/api/sessions/{}')\">Revoke</button>",
+                    escape(&s.handle)
+                )
+            };
+            format!("<li>{client} from {ip} — {action}</li>")
+        })
+        .collect();
+    format!(
+        "<h2>Your active sessions</h2><ul>{items}</ul>\
+         <button onclick=\"call('POST', '/api/sessions/revoke-others')\">Log out everywhere else</button>"
+    )
 }
 
 fn escape(text: &str) -> String {
@@ -52,6 +81,7 @@ form { margin: .6rem 0; }
 <body>
 <h1>Your session</h1>
 <table>{{rows}}</table>
+{{sessions}}
 <form onsubmit="return call('PUT', '/api/session/' + encodeURIComponent(this.key.value), this.value.value)">
   <input name="key" placeholder="key" required>
   <input name="value" placeholder='JSON value, e.g. "hello" or 42' required>
@@ -85,7 +115,7 @@ mod tests {
     #[test]
     fn values_are_escaped() {
         let data = json!({"<k>": "<script>"}).as_object().unwrap().clone();
-        let page = render_page(&data);
+        let page = render_page(&data, &[]);
         assert!(page.contains("&lt;k&gt;") && page.contains("&quot;&lt;script&gt;&quot;"));
         assert!(!page.contains("<script>\""));
     }

@@ -23,6 +23,12 @@ pub struct Settings {
     pub touch_after: Duration,
     /// `SESSION_CODEC`: how values are stored (default `bson`).
     pub codec: CodecName,
+    /// `SESSION_ENCRYPTION_KEY`: base64 of 32 bytes; encrypts session
+    /// values at rest (default: off).
+    pub encryption_key: Option<String>,
+    /// `SESSION_MAX_LIFETIME_SECS`: absolute timeout since creation
+    /// (default: none).
+    pub max_lifetime: Option<Duration>,
 }
 
 /// `SESSION_CODEC`'s values.
@@ -35,6 +41,34 @@ pub enum CodecName {
 }
 
 impl Settings {
+    /// Applies the store-side settings to a builder.
+    ///
+    /// # Errors
+    ///
+    /// An invalid encryption key.
+    pub fn configure(
+        &self,
+        builder: mongodb_session_store::StoreBuilder,
+    ) -> Result<mongodb_session_store::StoreBuilder, mongodb_session_store::Error> {
+        let codec = match self.codec {
+            CodecName::Bson => mongodb_session_store::Codec::Bson,
+            CodecName::Json => mongodb_session_store::Codec::JsonString,
+        };
+        let mut builder = builder
+            .database(&self.database)
+            .collection(&self.collection)
+            .ttl(self.ttl)
+            .touch_after(self.touch_after)
+            .codec(codec);
+        if let Some(key) = &self.encryption_key {
+            builder = builder.encryption(mongodb_session_store::KeyRing::from_base64(1, key)?);
+        }
+        if let Some(lifetime) = self.max_lifetime {
+            builder = builder.max_lifetime(lifetime);
+        }
+        Ok(builder)
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -60,6 +94,15 @@ impl Settings {
                 None | Some("") | Some("bson") => CodecName::Bson,
                 Some("json") => CodecName::Json,
                 Some(other) => return Err(format!("SESSION_CODEC={other:?} must be bson or json")),
+            },
+            encryption_key: lookup("SESSION_ENCRYPTION_KEY").filter(|k| !k.trim().is_empty()),
+            max_lifetime: match lookup("SESSION_MAX_LIFETIME_SECS") {
+                None => None,
+                Some(_) => Some(Duration::from_secs(parse(
+                    &lookup,
+                    "SESSION_MAX_LIFETIME_SECS",
+                    0,
+                )?)),
             },
         })
     }

@@ -2,17 +2,20 @@
 //! documented in the README; `demo-contract` holds the framework-neutral
 //! rules, this crate the routing and the session calls.
 
+use std::net::SocketAddr;
+
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, DefaultBodyLimit, Path},
-    http::StatusCode,
+    extract::{rejection::BytesRejection, ConnectInfo, DefaultBodyLimit, FromRequestParts, Path},
+    http::{header, request::Parts, StatusCode},
     response::{Html, IntoResponse, Response},
-    routing::{get, post, put},
-    Json, Router,
+    routing::{delete, get, post, put},
+    Extension, Json, Router,
 };
-use demo_contract::{ApiError, CodecName, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use demo_contract::{ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES};
 use mongodb_session_store::{
-    tower::stored_keys, Codec, MongoSessionStore, StoreBuilder, RESERVED_KEY,
+    tower::{current_handle, set_user, stored_keys},
+    MongoSessionStore, UserInfo, UserSession, RESERVED_KEY,
 };
 use serde_json::{json, Map, Value};
 use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
@@ -23,24 +26,11 @@ use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 ///
 /// The store could not be built (server unreachable, bad settings).
 pub async fn app(settings: &Settings) -> Result<Router, mongodb_session_store::Error> {
-    let store = configure(MongoSessionStore::from_uri(&settings.mongodb_uri), settings)
+    let store = settings
+        .configure(MongoSessionStore::from_uri(&settings.mongodb_uri))?
         .build()
         .await?;
     Ok(router(store, settings))
-}
-
-/// Applies the demo's settings to a store builder.
-pub fn configure(builder: StoreBuilder, settings: &Settings) -> StoreBuilder {
-    let codec = match settings.codec {
-        CodecName::Bson => Codec::Bson,
-        CodecName::Json => Codec::JsonString,
-    };
-    builder
-        .database(&settings.database)
-        .collection(&settings.collection)
-        .ttl(settings.ttl)
-        .touch_after(settings.touch_after)
-        .codec(codec)
 }
 
 /// The demo's routes over `store`.
@@ -50,7 +40,7 @@ pub fn configure(builder: StoreBuilder, settings: &Settings) -> StoreBuilder {
 /// its expiry — and inside `SESSION_TOUCH_AFTER_SECS` not even that.
 pub fn router(store: MongoSessionStore, settings: &Settings) -> Router {
     let idle = time::Duration::try_from(settings.ttl).unwrap_or(time::Duration::WEEK);
-    let sessions = SessionManagerLayer::new(store)
+    let sessions = SessionManagerLayer::new(store.clone())
         .with_name(COOKIE_NAME)
         .with_secure(settings.cookie_secure)
         .with_same_site(SameSite::Lax)
@@ -65,8 +55,12 @@ pub fn router(store: MongoSessionStore, settings: &Settings) -> Router {
         .route("/api/counter", post(counter))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
+        .route("/api/sessions", get(list_sessions))
+        .route("/api/sessions/revoke-others", post(revoke_others))
+        .route("/api/sessions/{handle}", delete(revoke))
         .fallback(|| async { Failure(ApiError::new(404, "no such route")) })
         .layer(sessions)
+        .layer(Extension(store))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -124,10 +118,13 @@ async fn current_data(
     Ok(data)
 }
 
-async fn page(session: Session) -> Result<Html<String>, Failure> {
-    Ok(Html(demo_contract::render_page(
-        &current_data(&session, None).await?,
-    )))
+async fn page(
+    session: Session,
+    Extension(store): Extension<MongoSessionStore>,
+) -> Result<Html<String>, Failure> {
+    let data = current_data(&session, None).await?;
+    let sessions = own_sessions(&session, &store).await.unwrap_or_default();
+    Ok(Html(demo_contract::render_page(&data, &sessions)))
 }
 
 async fn read_session(session: Session) -> Reply {
@@ -180,12 +177,101 @@ async fn counter(session: Session) -> Reply {
     Ok(Json(json!({ "counter": next })))
 }
 
-async fn login(session: Session, body: Result<Bytes, BytesRejection>) -> Reply {
+async fn login(session: Session, client: ClientInfo, body: Result<Bytes, BytesRejection>) -> Reply {
     let user = demo_contract::login_user(&json_body(body)?)?;
     // A new id on every privilege change; the old one is deleted now.
     session.cycle_id().await?;
     session.insert("user", &user).await?;
+    set_user(&session, &client.owner(&user)).await?;
     Ok(Json(json!({ "user": user })))
+}
+
+/// The logged-in user's sessions, the current one flagged.
+async fn own_sessions(
+    session: &Session,
+    store: &MongoSessionStore,
+) -> Result<Vec<UserSession>, Failure> {
+    let user = logged_in(session).await?;
+    let current = current_handle(session).await?;
+    store
+        .user_sessions(&user, current.as_deref())
+        .await
+        .map_err(store_failed)
+}
+
+async fn logged_in(session: &Session) -> Result<String, Failure> {
+    let user: Option<String> = session.get("user").await?;
+    user.ok_or_else(|| Failure(demo_contract::not_logged_in()))
+}
+
+fn store_failed(error: mongodb_session_store::Error) -> Failure {
+    tracing::error!(%error, "session store failed");
+    Failure(ApiError::unavailable())
+}
+
+async fn list_sessions(session: Session, Extension(store): Extension<MongoSessionStore>) -> Reply {
+    let sessions = own_sessions(&session, &store).await?;
+    Ok(Json(demo_contract::sessions_body(&sessions)))
+}
+
+async fn revoke(
+    session: Session,
+    Extension(store): Extension<MongoSessionStore>,
+    Path(handle): Path<String>,
+) -> Reply {
+    let user = logged_in(&session).await?;
+    if !store.revoke(&user, &handle).await.map_err(store_failed)? {
+        return Err(Failure(demo_contract::no_such_session()));
+    }
+    Ok(Json(json!({ "revoked": true })))
+}
+
+async fn revoke_others(session: Session, Extension(store): Extension<MongoSessionStore>) -> Reply {
+    let user = logged_in(&session).await?;
+    let current = current_handle(&session)
+        .await?
+        .ok_or_else(|| Failure(demo_contract::not_logged_in()))?;
+    let revoked = store
+        .revoke_others(&user, &current)
+        .await
+        .map_err(store_failed)?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// The client's `User-Agent` and address, for the user's session list.
+struct ClientInfo {
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+impl ClientInfo {
+    fn owner(self, user: &str) -> UserInfo {
+        let mut owner = UserInfo::new(user);
+        if let Some(agent) = self.user_agent {
+            owner = owner.user_agent(agent);
+        }
+        if let Some(ip) = self.ip {
+            owner = owner.ip(ip);
+        }
+        owner
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string());
+        Ok(Self { user_agent, ip })
+    }
 }
 
 async fn logout(session: Session) -> Reply {

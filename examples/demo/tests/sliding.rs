@@ -28,7 +28,9 @@ async fn start(test: &str, touch_after_secs: &str) -> Demo {
             .map(|(_, v)| v.clone())
     })
     .unwrap();
-    let store = demo::configure(MongoSessionStore::from_client(client), &settings)
+    let store = settings
+        .configure(MongoSessionStore::from_client(client))
+        .unwrap()
         .build()
         .await
         .unwrap();
