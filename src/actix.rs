@@ -18,7 +18,7 @@
 //!
 //! Values are stored as BSON (parsed from actix-session's JSON strings), so
 //! `data` stays queryable. The state map carries one reserved entry,
-//! [`RESERVED_KEY`](crate::RESERVED_KEY), which
+//! [`RESERVED_KEY`], which
 //! [`Session::entries`](actix_session::Session::entries) shows; skip it.
 //!
 //! ```no_run

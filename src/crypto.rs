@@ -6,13 +6,20 @@
 //! per-operation key derivation (connect-mongo's kruptein ran PBKDF2 on
 //! every get and set).
 //!
-//! Nonces are 96 random bits, so one key should seal well under 2^32 values;
-//! rotating keys (add a new primary, then [`rewrap`]) keeps every key far
-//! from that.
+//! Nonces are a random 96-bit start per process, counted up per value, so
+//! they never repeat within a process and almost surely not across
+//! processes; still, rotate keys now and then (add a new primary, then
+//! [`rewrap`]), as every key ring should.
 //!
 //! [`rewrap`]: crate::MongoSessionStore::rewrap
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+};
 
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
@@ -121,8 +128,7 @@ impl KeyRing {
 
     /// Encrypts `plaintext`, bound to `aad`.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).expect("operating system random number generator failed");
+        let nonce = next_nonce();
         let cipher = self
             .cipher(self.primary)
             .expect("the primary key is in the ring");
@@ -169,6 +175,29 @@ impl KeyRing {
     fn cipher(&self, id: u32) -> Option<&Aes256Gcm> {
         self.keys.iter().find(|(k, _)| *k == id).map(|(_, c)| c)
     }
+}
+
+/// A fresh nonce: 96 random bits drawn once per process, then counted up.
+/// Unique within the process by construction (a syscall per value would
+/// cost more than the encryption itself); two processes collide only if
+/// their random starts fall within a few billion of each other out of 2^96.
+fn next_nonce() -> [u8; 12] {
+    static START: OnceLock<(u32, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (prefix, base) = *START.get_or_init(|| {
+        let mut bytes = [0u8; 12];
+        getrandom::fill(&mut bytes).expect("operating system random number generator failed");
+        let prefix = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
+        (
+            prefix,
+            u64::from_be_bytes(bytes[4..].try_into().expect("8 bytes")),
+        )
+    });
+    let count = base.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&prefix.to_be_bytes());
+    nonce[4..].copy_from_slice(&count.to_be_bytes());
+    nonce
 }
 
 fn cipher(key: &[u8]) -> Result<Aes256Gcm> {

@@ -34,3 +34,50 @@ pub use store::{
     ConflictPolicy, LoadedSession, MongoSessionStore, RewrapReport, SaveOutcome, StoredSession,
 };
 pub use user::{UserInfo, UserSession, USER_KEY};
+
+#[doc(hidden)]
+pub mod __bench {
+    //! Not public API: the store's own per-operation work (document
+    //! encoding, encryption, id hashing), exposed for `bench/` only.
+
+    use mongodb::bson::{DateTime, Document};
+    use serde_json::{Map, Value};
+
+    use crate::{schema::Layout, KeyRing, Result};
+
+    /// Encodes and decodes whole session documents as the store does.
+    #[derive(Debug)]
+    pub struct DocumentCodec(Layout);
+
+    impl DocumentCodec {
+        /// The default layout: BSON values, hashed ids.
+        pub fn plain() -> Self {
+            Self(Layout::default())
+        }
+
+        /// The default layout with encryption.
+        pub fn encrypted(keys: KeyRing) -> Self {
+            Self(Layout {
+                encryption: Some(keys),
+                ..Layout::default()
+            })
+        }
+
+        /// The stored id of a session id (an HMAC-SHA-256).
+        pub fn stored_id(&self, id: &str) -> String {
+            self.0.key(id)
+        }
+
+        /// A new session's document.
+        pub fn encode(&self, stored_id: &str, values: &Map<String, Value>) -> Result<Document> {
+            let now = DateTime::now();
+            let data = self.0.encode_values(stored_id, values)?;
+            Ok(self.0.new_document(stored_id, data, now, now, now, None))
+        }
+
+        /// A document's values.
+        pub fn decode(&self, document: &Document) -> Result<Map<String, Value>> {
+            Ok(self.0.decode(document)?.data)
+        }
+    }
+}

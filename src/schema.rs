@@ -73,6 +73,32 @@ pub(crate) struct Layout {
     pub(crate) hasher: Hasher,
     pub(crate) encryption: Option<KeyRing>,
     pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) field_names: FieldNameCache,
+}
+
+/// Encrypted field names are HMACs of the keys; an application uses few
+/// keys, so they are worth remembering. Bounded, since keys can come from
+/// clients: when full it is emptied.
+#[derive(Clone, Default)]
+pub(crate) struct FieldNameCache(Arc<std::sync::RwLock<std::collections::HashMap<String, String>>>);
+
+impl FieldNameCache {
+    const CAPACITY: usize = 4096;
+
+    fn get_or_insert(&self, key: &str, hash: impl FnOnce() -> String) -> String {
+        let read = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(name) = read.get(key) {
+            return name.clone();
+        }
+        drop(read);
+        let name = hash();
+        let mut write = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if write.len() >= Self::CAPACITY {
+            write.clear();
+        }
+        write.insert(key.to_string(), name.clone());
+        name
+    }
 }
 
 impl Default for Layout {
@@ -85,6 +111,7 @@ impl Default for Layout {
             hasher: Hasher::default(),
             encryption: None,
             max_lifetime: None,
+            field_names: FieldNameCache::default(),
         }
     }
 }
@@ -134,7 +161,8 @@ impl Layout {
     /// The name under which `key` is stored inside `data`.
     fn field_name(&self, key: &str) -> String {
         if self.encryption.is_some() {
-            self.hasher.hash("field", key, 16)
+            self.field_names
+                .get_or_insert(key, || self.hasher.hash("field", key, 16))
         } else {
             escape_key(key).into_owned()
         }

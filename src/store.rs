@@ -650,7 +650,7 @@ impl MongoSessionStore {
                 })
             })
             .collect::<Result<_>>()?;
-        sessions.sort_by(|a, b| b.last_active.cmp(&a.last_active));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_active));
         Ok(sessions)
     }
 
