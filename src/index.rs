@@ -30,11 +30,8 @@ pub(crate) async fn ensure_ttl_index(
     if let Some(existing) = find_index_on(collection, field).await? {
         return check_existing(collection, field, expire_after, &existing);
     }
-    let model = IndexModel::builder()
-        .keys(doc! { field: 1 })
-        .options(IndexOptions::builder().expire_after(expire_after).build())
-        .build();
-    match collection.create_index(model).await {
+    let options = IndexOptions::builder().expire_after(expire_after).build();
+    match collection.create_index(ascending(field, options)).await {
         Ok(_) => Ok(()),
         Err(e) if is_conflict(&e) => {
             // Someone created a different one between our look and our create.
@@ -72,15 +69,11 @@ pub(crate) async fn ensure_unique_index(
             collection.name()
         )));
     }
-    let model = IndexModel::builder()
-        .keys(doc! { field: 1 })
-        .options(IndexOptions::builder().unique(true).build())
-        .build();
-    collection
-        .create_index(model)
-        .await
-        .map(drop)
-        .map_err(|e| Error::database("createIndex", e))
+    create_index(
+        collection,
+        ascending(field, IndexOptions::builder().unique(true).build()),
+    )
+    .await
 }
 
 /// The index behind listing and revoking a user's sessions: only documents
@@ -90,14 +83,20 @@ pub(crate) async fn ensure_user_index(collection: &Collection<Document>) -> Resu
     if find_index_on(collection, field).await?.is_some() {
         return Ok(());
     }
-    let model = IndexModel::builder()
-        .keys(doc! { field: 1 })
-        .options(
-            IndexOptions::builder()
-                .partial_filter_expression(doc! { field: { "$exists": true } })
-                .build(),
-        )
+    let options = IndexOptions::builder()
+        .partial_filter_expression(doc! { field: { "$exists": true } })
         .build();
+    create_index(collection, ascending(field, options)).await
+}
+
+fn ascending(field: &str, options: IndexOptions) -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { field: 1 })
+        .options(options)
+        .build()
+}
+
+async fn create_index(collection: &Collection<Document>, model: IndexModel) -> Result<()> {
     collection
         .create_index(model)
         .await

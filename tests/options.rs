@@ -30,14 +30,7 @@ fn builder(db: &TestDb) -> StoreBuilder {
 }
 
 async fn only_document(db: &TestDb) -> Document {
-    let mut all: Vec<Document> = db
-        .collection("sessions")
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let mut all = db.documents("sessions").await;
     assert_eq!(all.len(), 1, "{all:?}");
     all.remove(0)
 }

@@ -28,13 +28,7 @@ fn builder(db: &TestDb) -> StoreBuilder {
 }
 
 async fn documents(db: &TestDb) -> Vec<Document> {
-    db.collection("sessions")
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
+    db.documents("sessions").await
 }
 
 /// Key ids of every ciphertext in the collection.

@@ -57,6 +57,18 @@ impl TestDb {
         self.database().collection(name)
     }
 
+    /// Every document of collection `name`.
+    pub async fn documents(&self, name: &str) -> Vec<Document> {
+        use futures_util::TryStreamExt;
+        self.collection(name)
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("reading the cursor")
+    }
+
     /// The URI of the test server with this database as its default.
     pub fn uri(&self) -> String {
         with_database(&mongodb_uri(), &self.name)

@@ -79,15 +79,7 @@ impl App {
 
     /// The sessions collection's documents.
     pub async fn documents(&self) -> Vec<Document> {
-        use futures_util::TryStreamExt;
-        self.db
-            .collection("sessions")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
+        self.db.documents("sessions").await
     }
 
     /// Drops the app's database.

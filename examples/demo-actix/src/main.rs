@@ -6,15 +6,7 @@ use demo_contract::Settings;
 
 #[actix_web::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    if let Err(message) = run().await {
-        eprintln!("demo-actix: {message}");
-        std::process::exit(1);
-    }
+    demo_contract::main_with("demo-actix", run()).await;
 }
 
 async fn run() -> Result<(), String> {

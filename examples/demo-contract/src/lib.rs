@@ -49,6 +49,20 @@ impl ApiError {
     }
 }
 
+/// Sets up logging (`RUST_LOG`, default `info`), runs a demo's `run`, and
+/// exits with its error message and status 1 if it fails.
+pub async fn main_with(name: &str, run: impl std::future::Future<Output = Result<(), String>>) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Err(message) = run.await {
+        eprintln!("{name}: {message}");
+        std::process::exit(1);
+    }
+}
+
 /// Checks a session key taken from the URL.
 pub fn validate_key(key: &str, reserved: &str) -> Result<(), ApiError> {
     if key.len() > MAX_KEY_BYTES {
