@@ -255,6 +255,29 @@ impl StoreBuilder {
         self
     }
 
+    /// Reads and writes sessions exactly as a Node store does, so an Express
+    /// app and this service share them: `session` as connect-mongo's JSON
+    /// string or object, or connect-mongodb-session's object; raw ids (the
+    /// Node side looks them up as they are); no timestamps or version of
+    /// ours; express-session's `cookie` object kept and its expiry rules
+    /// followed. Writes replace `session` whole, as the Node stores do.
+    #[cfg(feature = "express")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "express")))]
+    pub fn express_layout(mut self, layout: crate::express::ExpressLayout) -> Self {
+        use crate::express::ExpressLayout;
+        self.layout.codec = match layout {
+            ExpressLayout::ConnectMongo => Codec::JsonString,
+            _ => Codec::NodeObject,
+        };
+        self.layout.fields.data = "session".into();
+        self.layout.fields.version = None;
+        self.layout.fields.last_modified = Some("lastModified".into());
+        self.layout.hash_ids = false;
+        self.layout.express_cookie = true;
+        self.timestamps = false;
+        self
+    }
+
     /// The TTL index's `expireAfterSeconds` (default zero: a document goes
     /// when its expiry date passes). connect-mongodb-session's
     /// `expiresAfterSeconds`.

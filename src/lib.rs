@@ -18,6 +18,9 @@ mod write;
 #[cfg(feature = "actix-session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-session")))]
 pub mod actix;
+#[cfg(feature = "express")]
+#[cfg_attr(docsrs, doc(cfg(feature = "express")))]
+pub mod express;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;

@@ -74,6 +74,8 @@ pub(crate) struct Layout {
     pub(crate) encryption: Option<KeyRing>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) field_names: FieldNameCache,
+    /// express-session's `cookie` object governs the expiry.
+    pub(crate) express_cookie: bool,
 }
 
 /// Encrypted field names are HMACs of the keys; an application uses few
@@ -112,6 +114,7 @@ impl Default for Layout {
             encryption: None,
             max_lifetime: None,
             field_names: FieldNameCache::default(),
+            express_cookie: false,
         }
     }
 }
@@ -175,7 +178,7 @@ impl Layout {
 
     /// Whether single keys can be updated in place.
     pub(crate) fn per_key(&self) -> bool {
-        self.codec.per_key()
+        self.codec.per_key() && !self.express_cookie
     }
 
     /// One value as stored under its key.

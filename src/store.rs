@@ -333,7 +333,10 @@ impl MongoSessionStore {
         let layout = &self.inner.layout;
         let (entries, snapshot) = split(data);
         self.check_size(entries)?;
-        let values = entries.to_map();
+        #[allow(unused_mut)]
+        let mut values = entries.to_map();
+        #[cfg(feature = "express")]
+        let expires = self.express_expiry(&mut values).or(expires);
         let user = entries.user_entry().and_then(UserInfo::from_value);
         let now = DateTime::now();
         // An id regenerated mid-session (login) keeps its creation time, so
@@ -395,6 +398,10 @@ impl MongoSessionStore {
         }
         let layout = &self.inner.layout;
         let stored_id = layout.key(id);
+        #[cfg(feature = "express")]
+        if layout.express_cookie {
+            return self.save_express(id, data).await;
+        }
         let (entries, snapshot) = split(data);
         let created_at = snapshot.as_ref().and_then(|s| s.created_at);
         let clock = Clock {
@@ -430,6 +437,51 @@ impl MongoSessionStore {
                 .await;
         }
         self.compare_and_swap(id, &snapshot, &changes, entries, clock)
+            .await
+    }
+
+    /// The expiry express-session's cookie rules give `values` (updating
+    /// its `cookie`), when the layout is an Express one.
+    #[cfg(feature = "express")]
+    fn express_expiry(&self, values: &mut Map<String, Value>) -> Option<SystemTime> {
+        if !self.inner.layout.express_cookie {
+            return None;
+        }
+        let ttl_ms = i64::try_from(self.inner.config.ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = DateTime::now().timestamp_millis();
+        let expires = crate::express::apply_cookie_rules(values, now, ttl_ms);
+        Some(DateTime::from_millis(expires).to_system_time())
+    }
+
+    /// A save in an Express layout: as the Node stores do, the session is
+    /// written whole (last writer wins, as on the Express side) or, when
+    /// unchanged, only its expiry moves; never upserted.
+    #[cfg(feature = "express")]
+    async fn save_express(&self, id: &str, data: &Map<String, Value>) -> Result<SaveOutcome> {
+        let layout = &self.inner.layout;
+        let (entries, snapshot) = split(data);
+        self.check_size(entries)?;
+        let mut values = entries.to_map();
+        let expires = self.express_expiry(&mut values);
+        let clock = Clock {
+            now: DateTime::now(),
+            expires: expiry_or(expires, self.inner.config.ttl),
+            touch_after: self.inner.config.touch_after,
+        };
+        if let Some(snapshot) = &snapshot {
+            if Changes::between(snapshot, entries).is_empty() {
+                return match plan_touch(layout, snapshot, clock) {
+                    None => Ok(SaveOutcome::Unchanged),
+                    Some(update) => {
+                        self.update_live(id, clock.now, update, SaveOutcome::Touched)
+                            .await
+                    }
+                };
+            }
+        }
+        let user = entries.user_entry().and_then(UserInfo::from_value);
+        let update = whole_update(layout, &layout.key(id), &values, user.as_ref(), clock)?;
+        self.update_live(id, clock.now, update, SaveOutcome::Updated)
             .await
     }
 

@@ -49,6 +49,11 @@ pub enum Codec {
     /// A JSON string, as connect-mongo stores it by default
     /// (`stringify: true`).
     JsonString,
+    /// A BSON object with keys exactly as they are, written whole: the
+    /// layout Node's stores write with `stringify: false` (connect-mongo) and
+    /// always (connect-mongodb-session). Set by
+    /// [`StoreBuilder::express_layout`](crate::StoreBuilder::express_layout).
+    NodeObject,
     /// Your own [`SessionCodec`].
     Custom(Arc<dyn SessionCodec>),
 }
@@ -58,6 +63,7 @@ impl fmt::Debug for Codec {
         f.write_str(match self {
             Self::Bson => "Bson",
             Self::JsonString => "JsonString",
+            Self::NodeObject => "NodeObject",
             Self::Custom(_) => "Custom(..)",
         })
     }
@@ -75,6 +81,9 @@ impl Codec {
             Self::JsonString => serde_json::to_string(values)
                 .map(Bson::String)
                 .map_err(|e| Error::encode(e.to_string())),
+            Self::NodeObject => {
+                mongodb::bson::to_bson(values).map_err(|e| Error::encode(e.to_string()))
+            }
             Self::Custom(codec) => codec
                 .encode(values)
                 .map_err(|e| Error::encode(e.to_string())),
@@ -88,6 +97,10 @@ impl Codec {
             (Self::JsonString, Bson::String(text)) => serde_json::from_str(text)
                 .map_err(|e| Error::decode(field, format!("not a JSON object: {e}"))),
             (Self::JsonString, other) => Err(wrong_type(field, "a JSON string", other)),
+            (Self::NodeObject, Bson::Document(doc)) => {
+                native::verbatim_object(doc, &|| field.to_string())
+            }
+            (Self::NodeObject, other) => Err(wrong_type(field, "a document", other)),
             (Self::Custom(codec), stored) => codec
                 .decode(stored)
                 .map_err(|e| Error::decode(field, e.to_string())),

@@ -82,6 +82,19 @@ pub(crate) fn document_to_object(
     Ok(map)
 }
 
+/// Converts a document written by another program, keys as they are.
+pub(crate) fn verbatim_object(
+    doc: &Document,
+    path: &dyn Fn() -> String,
+) -> Result<Map<String, Value>> {
+    doc.iter()
+        .map(|(field, bson)| {
+            let value = bson_to_value(bson, &|| format!("{}.{field}", path()))?;
+            Ok((field.clone(), value))
+        })
+        .collect()
+}
+
 /// Formats like JavaScript's `Date.prototype.toJSON`.
 pub(crate) fn iso_8601(dt: mongodb::bson::DateTime) -> String {
     dt.try_to_rfc3339_string()

@@ -8,6 +8,7 @@
 
 mod browser;
 mod db;
+mod express;
 mod monitor;
 mod process;
 mod proxy;
@@ -15,6 +16,7 @@ pub mod suite;
 
 pub use browser::{Browser, Reply};
 pub use db::{mongodb_uri, with_database, TestDb};
+pub use express::ExpressApp;
 pub use monitor::CommandLog;
 pub use process::spawn_binary;
 pub use proxy::Proxy;
