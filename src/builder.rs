@@ -259,8 +259,10 @@ impl StoreBuilder {
     /// app and this service share them: `session` as connect-mongo's JSON
     /// string or object, or connect-mongodb-session's object; raw ids (the
     /// Node side looks them up as they are); no timestamps or version of
-    /// ours; express-session's `cookie` object kept and its expiry rules
-    /// followed. Writes replace `session` whole, as the Node stores do.
+    /// ours beyond `createdAt`/`lastModified` (connect-mongo 6's timestamp
+    /// fields, which the Node stores ignore otherwise); express-session's
+    /// `cookie` object kept and its expiry rules followed. Writes replace
+    /// `session` whole, as the Node stores do.
     #[cfg(feature = "express")]
     #[cfg_attr(docsrs, doc(cfg(feature = "express")))]
     pub fn express_layout(mut self, layout: crate::express::ExpressLayout) -> Self {
@@ -274,7 +276,6 @@ impl StoreBuilder {
         self.layout.fields.last_modified = Some("lastModified".into());
         self.layout.hash_ids = false;
         self.layout.express_cookie = true;
-        self.timestamps = false;
         self
     }
 

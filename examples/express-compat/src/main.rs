@@ -1,0 +1,57 @@
+//! `cargo run -p express-compat`: an axum service sharing sessions with a
+//! running Express app. Configured by environment variables: those of
+//! `examples/demo`, plus `SESSION_SECRET` (comma-separated; the first
+//! signs), `COOKIE_NAME` (default `connect.sid`) and `STORE_LAYOUT`
+//! (`connect-mongo` | `connect-mongo-object` | `connect-mongodb-session`).
+
+mod routes;
+mod session;
+
+use demo_contract::Settings;
+use mongodb_session_store::{express::ExpressLayout, AutoRemove, MongoSessionStore};
+
+#[tokio::main]
+async fn main() {
+    demo_contract::main_with("express-compat", run()).await;
+}
+
+async fn run() -> Result<(), String> {
+    let settings = Settings::from_env()?;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let secrets: Vec<String> = var("SESSION_SECRET")
+        .ok_or("SESSION_SECRET is not set: the secret(s) of the Express app, comma-separated")?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let layout: ExpressLayout = var("STORE_LAYOUT")
+        .unwrap_or_else(|| "connect-mongo".into())
+        .parse()?;
+    let store = MongoSessionStore::from_uri(&settings.mongodb_uri)
+        .database(&settings.database)
+        .collection(&settings.collection)
+        .ttl(settings.ttl)
+        .express_layout(layout)
+        // The Express app's store owns the TTL index.
+        .auto_remove(AutoRemove::Disabled)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = session::Config {
+        store,
+        cookie_name: var("COOKIE_NAME").unwrap_or_else(|| "connect.sid".into()),
+        secrets,
+        secure: settings.cookie_secure,
+    };
+    let address = format!("{}:{}", settings.host, settings.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    println!("express-compat listening on http://{address}");
+    axum::serve(
+        listener,
+        routes::router(config).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
