@@ -263,6 +263,11 @@ impl MongoSessionStore {
         &self.inner.collection
     }
 
+    #[cfg_attr(not(feature = "express"), allow(dead_code))]
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
     /// The fallback expiry used when a framework gives none.
     pub fn ttl(&self) -> Duration {
         self.inner.config.ttl

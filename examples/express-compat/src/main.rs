@@ -2,7 +2,8 @@
 //! running Express app. Configured by environment variables: those of
 //! `examples/demo`, plus `SESSION_SECRET` (comma-separated; the first
 //! signs), `COOKIE_NAME` (default `connect.sid`) and `STORE_LAYOUT`
-//! (`connect-mongo` | `connect-mongo-object` | `connect-mongodb-session`).
+//! (`connect-mongo` | `connect-mongo-object` | `connect-mongodb-session`, or
+//! `native` once the collection has been migrated with `mss-migrate`).
 
 mod routes;
 mod session;
@@ -24,19 +25,20 @@ async fn run() -> Result<(), String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let layout: ExpressLayout = var("STORE_LAYOUT")
-        .unwrap_or_else(|| "connect-mongo".into())
-        .parse()?;
-    let store = MongoSessionStore::from_uri(&settings.mongodb_uri)
+    let layout = var("STORE_LAYOUT").unwrap_or_else(|| "connect-mongo".into());
+    let mut builder = MongoSessionStore::from_uri(&settings.mongodb_uri)
         .database(&settings.database)
         .collection(&settings.collection)
-        .ttl(settings.ttl)
-        .express_layout(layout)
-        // The Express app's store owns the TTL index.
-        .auto_remove(AutoRemove::Disabled)
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
+        .ttl(settings.ttl);
+    // `native`: after mss-migrate, Express's cookies keep working on the
+    // native layout.
+    if layout != "native" {
+        builder = builder
+            .express_layout(layout.parse::<ExpressLayout>()?)
+            // The Express app's store owns the TTL index.
+            .auto_remove(AutoRemove::Disabled);
+    }
+    let store = builder.build().await.map_err(|e| e.to_string())?;
     let config = session::Config {
         store,
         cookie_name: var("COOKIE_NAME").unwrap_or_else(|| "connect.sid".into()),
