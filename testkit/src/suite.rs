@@ -142,7 +142,7 @@ macro_rules! acceptance_suite {
             encrypted_values_never_reach_the_database,
             a_tampered_session_gets_a_fresh_one,
         );
-        $crate::acceptance_suite!(@tests $spawn, [("SESSION_MAX_LIFETIME_SECS", "2")];
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_MAX_LIFETIME_SECS", "3")];
             sessions_end_at_their_max_lifetime_however_active,
         );
     };
@@ -628,8 +628,8 @@ pub async fn a_tampered_session_gets_a_fresh_one(app: &App) {
     );
 }
 
-/// With `SESSION_MAX_LIFETIME_SECS=2`, a session used a moment ago is still
-/// gone two seconds after it was created.
+/// With `SESSION_MAX_LIFETIME_SECS=3`, a session used a moment ago is still
+/// gone three seconds after it was created.
 pub async fn sessions_end_at_their_max_lifetime_however_active(app: &App) {
     let browser = &app.browser;
     browser.put("/api/session/n", json!(0)).await;
@@ -638,7 +638,7 @@ pub async fn sessions_end_at_their_max_lifetime_however_active(app: &App) {
         let reply = browser.put("/api/session/n", json!(n)).await;
         assert_eq!(reply.body, json!({"data": {"n": n}}), "alive at {n}");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
     assert_eq!(browser.get("/api/session").await.body, json!({"data": {}}));
 }
 
