@@ -62,7 +62,13 @@ async fn concurrent_writers_of_different_keys_all_persist_with_per_key_writes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_merge_through_compare_and_swap_with_an_opaque_codec() {
     let db = TestDb::new("casrace").await;
-    let store = builder(&db).codec(Codec::JsonString).build().await.unwrap();
+    // This test is about merging, not timeouts: room for a slow machine.
+    let store = builder(&db)
+        .codec(Codec::JsonString)
+        .operation_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
     let id = store.create(&Map::new(), later()).await.unwrap();
     assert_eq!(hammer(&store, &id, 8, 10).await, expected(8, 9));
     db.cleanup().await;
