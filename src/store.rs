@@ -420,7 +420,7 @@ impl MongoSessionStore {
             let user = entries.user_entry().and_then(UserInfo::from_value);
             let update = whole_update(layout, &stored_id, &entries.to_map(), user.as_ref(), clock)?;
             return self
-                .update_live(id, clock.now, update, SaveOutcome::Updated)
+                .update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
                 .await;
         };
         let changes = Changes::between(&snapshot, entries);
@@ -428,7 +428,7 @@ impl MongoSessionStore {
             return match plan_touch(layout, &snapshot, clock) {
                 None => Ok(SaveOutcome::Unchanged),
                 Some(update) => {
-                    self.update_live(id, clock.now, update, SaveOutcome::Touched)
+                    self.update_live(id, &stored_id, clock.now, update, SaveOutcome::Touched)
                         .await
                 }
             };
@@ -438,7 +438,7 @@ impl MongoSessionStore {
         if layout.per_key() && !strict {
             let update = per_key_update(layout, &stored_id, &changes, clock);
             return self
-                .update_live(id, clock.now, update, SaveOutcome::Updated)
+                .update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
                 .await;
         }
         self.compare_and_swap(id, &snapshot, &changes, entries, clock)
@@ -464,6 +464,7 @@ impl MongoSessionStore {
     #[cfg(feature = "express")]
     async fn save_express(&self, id: &str, data: &Map<String, Value>) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
+        let stored_id = layout.key(id);
         let (entries, snapshot) = split(data);
         self.check_size(entries)?;
         let mut values = entries.to_map();
@@ -478,28 +479,29 @@ impl MongoSessionStore {
                 return match plan_touch(layout, snapshot, clock) {
                     None => Ok(SaveOutcome::Unchanged),
                     Some(update) => {
-                        self.update_live(id, clock.now, update, SaveOutcome::Touched)
+                        self.update_live(id, &stored_id, clock.now, update, SaveOutcome::Touched)
                             .await
                     }
                 };
             }
         }
         let user = entries.user_entry().and_then(UserInfo::from_value);
-        let update = whole_update(layout, &layout.key(id), &values, user.as_ref(), clock)?;
-        self.update_live(id, clock.now, update, SaveOutcome::Updated)
+        let update = whole_update(layout, &stored_id, &values, user.as_ref(), clock)?;
+        self.update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
             .await
     }
 
-    /// Writes `update` to the live session `id`; [`SaveOutcome::Missing`]
-    /// if there is none.
+    /// Writes `update` to the live session `id` (stored as `stored_id`);
+    /// [`SaveOutcome::Missing`] if there is none.
     async fn update_live(
         &self,
         id: &str,
+        stored_id: &str,
         now: DateTime,
         update: Document,
         outcome: SaveOutcome,
     ) -> Result<SaveOutcome> {
-        let filter = self.inner.layout.live_filter(id, now);
+        let filter = self.inner.layout.live_filter_stored(stored_id, now);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await?;
@@ -542,7 +544,7 @@ impl MongoSessionStore {
                 backoff(attempt).await;
             }
             attempt += 1;
-            let mut filter = layout.live_filter(id, clock.now);
+            let mut filter = layout.live_filter_stored(&stored_id, clock.now);
             layout.version_filter(&mut filter, version);
             let result = self
                 .run(
@@ -554,7 +556,7 @@ impl MongoSessionStore {
                 self.saved(id, clock.now, SaveOutcome::Updated);
                 return Ok(SaveOutcome::Updated);
             }
-            let live = layout.live_filter(id, clock.now);
+            let live = layout.live_filter_stored(&stored_id, clock.now);
             let Some(current) = self
                 .run("find", self.inner.collection.find_one(live))
                 .await?
