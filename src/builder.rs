@@ -3,12 +3,14 @@
 use std::{sync::Arc, time::Duration};
 
 use mongodb::{
-    bson::doc,
+    bson::{doc, Document},
+    change_stream::ChangeStream,
     options::{ClientOptions, CollectionOptions, ReadConcern, SelectionCriteria, WriteConcern},
-    Client,
+    Client, Collection,
 };
 
 use crate::{
+    cache::{open_stream, CacheMode, ReadCache, SessionCache},
     codec::Codec,
     crypto::KeyRing,
     error::{Error, Result},
@@ -72,6 +74,7 @@ pub struct StoreBuilder {
     expire_after: Option<Duration>,
     ttl_index_field: Option<String>,
     collection_options: CollectionOptions,
+    cache: Option<ReadCache>,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -105,6 +108,7 @@ impl StoreBuilder {
                     mongodb::options::ReadPreference::Primary,
                 ))
                 .build(),
+            cache: None,
         }
     }
 
@@ -359,9 +363,18 @@ impl StoreBuilder {
         self
     }
 
+    /// Turns on the read-through cache (off by default): hot sessions load
+    /// from memory, kept coherent with other instances by change streams or
+    /// a staleness bound. See [`ReadCache`] for when it pays.
+    pub fn cache(mut self, cache: ReadCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     /// Validates the options, connects (for a URI), checks that the server
     /// answers within [`connect_timeout`](Self::connect_timeout), ensures the
-    /// indexes, and starts background removal if asked.
+    /// indexes, and starts background removal and the cache's change stream
+    /// if asked.
     ///
     /// # Errors
     ///
@@ -400,10 +413,26 @@ impl StoreBuilder {
             db.collection_with_options(&self.collection, self.collection_options.clone());
         self.ensure_indexes(&collection).await?;
         let auto_remove = self.auto_remove;
-        let store =
-            MongoSessionStore::new(client, owns_client, collection, self.layout, self.config);
+        let (cache, stream) = match &self.cache {
+            Some(config) => {
+                let (cache, stream) = open_cache(config, &collection, &self.layout, bound).await;
+                (Some(cache), stream)
+            }
+            None => (None, None),
+        };
+        let store = MongoSessionStore::new(
+            client,
+            owns_client,
+            collection,
+            self.layout,
+            self.config,
+            cache,
+        );
         if let AutoRemove::Interval(period) = auto_remove {
             store.spawn_interval_removal(period);
+        }
+        if let Some(stream) = stream {
+            store.watch_changes(stream);
         }
         Ok(store)
     }
@@ -476,6 +505,9 @@ impl StoreBuilder {
                 )));
             }
         }
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+        }
         let config = &self.config;
         if config.ttl.is_zero() {
             return Err(Error::config("ttl must be longer than zero"));
@@ -511,6 +543,38 @@ impl StoreBuilder {
         }
         Ok(())
     }
+}
+
+/// The cache `config` asks for, and the change stream that keeps it
+/// coherent when the deployment offers one (opened before the store serves
+/// anything, so no change can slip between).
+async fn open_cache(
+    config: &ReadCache,
+    collection: &Collection<Document>,
+    layout: &Layout,
+    bound: Duration,
+) -> (SessionCache, Option<ChangeStream<Document>>) {
+    let keyed = layout.fields.id == "_id";
+    if config.wants_change_streams() {
+        let opened = tokio::time::timeout(bound, open_stream(collection, config.bound())).await;
+        match opened {
+            Ok(Ok(stream)) => {
+                let cache = SessionCache::new(config, CacheMode::ChangeStreams, keyed);
+                return (cache, Some(stream));
+            }
+            Ok(Err(error)) => tracing::warn!(
+                %error,
+                "cache: no change streams here; entries live at most the staleness bound"
+            ),
+            Err(_) => tracing::warn!(
+                "cache: opening a change stream timed out; entries live at most the staleness bound"
+            ),
+        }
+    }
+    (
+        SessionCache::new(config, CacheMode::StalenessBound, keyed),
+        None,
+    )
 }
 
 fn validate_database_name(name: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod cache;
 mod codec;
 mod crypto;
 mod error;
@@ -29,6 +30,7 @@ pub mod migrate;
 pub mod tower;
 
 pub use builder::{AutoRemove, StoreBuilder};
+pub use cache::{CacheMode, ReadCache};
 pub use codec::{BoxError, Codec, SessionCodec};
 pub use crypto::KeyRing;
 pub use error::{Error, Result};

@@ -14,10 +14,14 @@ use mongodb::{
     Client, Collection,
 };
 use serde_json::{Map, Value};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     builder::{is_unreachable, StoreBuilder},
+    cache::{spawn_watcher, CacheMode, SessionCache},
     error::{Error, Result},
     events::{EventKind, EventReceiver, Events},
     id::{generate_id, is_plausible, RedactedId},
@@ -88,6 +92,7 @@ struct Inner {
     hints: TouchHints,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    cache: Option<Arc<SessionCache>>,
 }
 
 /// A session as [`MongoSessionStore::load`] found it.
@@ -133,6 +138,17 @@ impl LoadedSession {
             handle,
             snapshot,
         }
+    }
+
+    /// Whether a cached copy may still be served at `now`: the database's
+    /// live filter, applied in memory.
+    fn is_live(&self, now: DateTime, layout: &Layout) -> bool {
+        let now = now.to_system_time();
+        let within_lifetime = match (layout.max_lifetime, self.created_at) {
+            (Some(max), Some(created)) => created + max > now,
+            _ => true,
+        };
+        self.expires > now && within_lifetime
     }
 
     /// The values plus the reserved entry that lets a later
@@ -241,8 +257,10 @@ impl MongoSessionStore {
         collection: Collection<Document>,
         layout: Layout,
         config: Config,
+        cache: Option<SessionCache>,
     ) -> Self {
         let inner = Inner {
+            cache: cache.map(Arc::new),
             client,
             owns_client,
             collection,
@@ -256,6 +274,30 @@ impl MongoSessionStore {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Keeps the cache coherent by tailing `stream` until the store closes.
+    pub(crate) fn watch_changes(&self, stream: mongodb::change_stream::ChangeStream<Document>) {
+        let Some(cache) = &self.inner.cache else {
+            return;
+        };
+        let task = spawn_watcher(
+            cache,
+            self.inner.collection.clone(),
+            stream,
+            self.inner.stop.subscribe(),
+        );
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// How the read-through cache stays coherent, or `None` without one
+    /// (see [`StoreBuilder::cache`]).
+    pub fn cache_mode(&self) -> Option<CacheMode> {
+        self.inner.cache.as_ref().map(|cache| cache.mode())
     }
 
     /// The collection sessions are stored in.
@@ -292,18 +334,32 @@ impl MongoSessionStore {
         if !is_plausible(id) {
             return Ok(None);
         }
-        let filter = self.inner.layout.live_filter(id, DateTime::now());
+        let layout = &self.inner.layout;
+        let key = layout.key(id);
+        let now = DateTime::now();
+        let cache = self.inner.cache.as_deref();
+        if let Some(hit) = cache.and_then(|c| c.get(&key)) {
+            if hit.is_live(now, layout) {
+                return Ok(Some(hit));
+            }
+        }
+        let ticket = cache.map(SessionCache::ticket);
+        let filter = layout.live_filter_stored(&key, now);
         let found = self
             .run("find", self.inner.collection.find_one(filter))
             .await?;
         let Some(document) = found else {
             return Ok(None);
         };
-        let decoded = self.inner.layout.decode(&document)?;
+        let decoded = layout.decode(&document)?;
         if let Some(last_modified) = decoded.last_modified {
             self.hint(id, last_modified);
         }
-        Ok(Some(LoadedSession::new(decoded, &self.inner.layout)))
+        let loaded = LoadedSession::new(decoded, layout);
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+            cache.insert(key, &loaded, ticket);
+        }
+        Ok(Some(loaded))
     }
 
     /// Stores a new session under a fresh id from the store's CSPRNG and
@@ -502,10 +558,12 @@ impl MongoSessionStore {
         outcome: SaveOutcome,
     ) -> Result<SaveOutcome> {
         let filter = self.inner.layout.live_filter_stored(stored_id, now);
+        let pending = self.expect_changes(outcome == SaveOutcome::Updated);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
-            .await?;
-        if result.matched_count == 0 {
+            .await;
+        self.settle(pending, &[stored_id.to_string()]).await;
+        if result?.matched_count == 0 {
             return Ok(SaveOutcome::Missing);
         }
         self.saved(id, now, outcome);
@@ -546,6 +604,7 @@ impl MongoSessionStore {
             attempt += 1;
             let mut filter = layout.live_filter_stored(&stored_id, clock.now);
             layout.version_filter(&mut filter, version);
+            let pending = self.expect_changes(true);
             let result = self
                 .run(
                     "update",
@@ -553,6 +612,7 @@ impl MongoSessionStore {
                 )
                 .await?;
             if result.matched_count > 0 {
+                self.settle(pending, std::slice::from_ref(&stored_id)).await;
                 self.saved(id, clock.now, SaveOutcome::Updated);
                 return Ok(SaveOutcome::Updated);
             }
@@ -623,7 +683,9 @@ impl MongoSessionStore {
         let update = doc! { "$set": layout.stamps(expiry_or(expires, self.inner.config.ttl), now) };
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
-            .await?;
+            .await;
+        self.settle(None, &[layout.key(id)]).await;
+        let result = result?;
         let touched = result.matched_count > 0;
         if touched {
             self.hint(id, now);
@@ -642,10 +704,22 @@ impl MongoSessionStore {
             return Ok(false);
         }
         let layout = &self.inner.layout;
-        let filter = doc! { &layout.fields.id: layout.key(id) };
+        let key = layout.key(id);
+        let filter = doc! { &layout.fields.id: &key };
+        let pending = self.expect_changes(true);
         let result = self
             .run("delete", self.inner.collection.delete_one(filter))
-            .await?;
+            .await;
+        let result = match result {
+            Ok(result) if result.deleted_count > 0 => {
+                self.settle(pending, &[key]).await;
+                result
+            }
+            other => {
+                self.settle(None, &[key]).await;
+                other?
+            }
+        };
         self.inner.hints.forget(id);
         let deleted = result.deleted_count > 0;
         if deleted {
@@ -738,22 +812,31 @@ impl MongoSessionStore {
     /// sessions; the delete repeats the owner in its filter.
     async fn revoke_where(&self, user: &str, pick: impl Fn(&str) -> bool) -> Result<u64> {
         let layout = &self.inner.layout;
-        let ids: Vec<Bson> = self
+        let keys: Vec<String> = self
             .user_documents(user)
             .await?
             .iter()
             .filter_map(|d| d.get_str(&layout.fields.id).ok())
             .filter(|stored_id| pick(&layout.handle(stored_id)))
-            .map(|stored_id| Bson::String(stored_id.to_string()))
+            .map(str::to_string)
             .collect();
-        if ids.is_empty() {
+        if keys.is_empty() {
             return Ok(0);
         }
+        let ids: Vec<Bson> = keys.iter().cloned().map(Bson::String).collect();
         let filter = doc! { &layout.fields.id: { "$in": ids }, USER_FIELD: user };
+        let pending = self.expect_changes(true);
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(filter))
-            .await?;
-        Ok(result.deleted_count)
+            .await;
+        // Only sessions that were still there produce change events.
+        let pending = pending.filter(|_| {
+            result
+                .as_ref()
+                .is_ok_and(|r| r.deleted_count == keys.len() as u64)
+        });
+        self.settle(pending, &keys).await;
+        Ok(result?.deleted_count)
     }
 
     async fn user_documents(&self, user: &str) -> Result<Vec<Document>> {
@@ -809,6 +892,8 @@ impl MongoSessionStore {
             } else {
                 report.skipped += 1;
             }
+            self.settle(None, std::slice::from_ref(&decoded.stored_id))
+                .await;
         }
         Ok(report)
     }
@@ -861,8 +946,9 @@ impl MongoSessionStore {
     pub async fn clear(&self) -> Result<u64> {
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(doc! {}))
-            .await?;
-        Ok(result.deleted_count)
+            .await;
+        self.evict_all();
+        Ok(result?.deleted_count)
     }
 
     /// Stops the store's background tasks and waits for them, then closes
@@ -908,6 +994,31 @@ impl MongoSessionStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
+    }
+
+    /// Subscribes to the cache's change events before a write that
+    /// [`settle`](Self::settle) should wait for, if `wait` and a change
+    /// stream keeps the cache.
+    fn expect_changes(&self, wait: bool) -> Option<broadcast::Receiver<Arc<str>>> {
+        self.inner
+            .cache
+            .as_ref()
+            .filter(|_| wait)
+            .and_then(|cache| cache.expect_changes())
+    }
+
+    /// After a write: evicts `keys` from the cache and, when `pending`,
+    /// waits for their change events (see [`crate::ReadCache`]).
+    async fn settle(&self, pending: Option<broadcast::Receiver<Arc<str>>>, keys: &[String]) {
+        if let Some(cache) = &self.inner.cache {
+            cache.settle(pending, keys).await;
+        }
+    }
+
+    fn evict_all(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.evict_all();
+        }
     }
 
     /// Remembers a session's last write for [`touch`](Self::touch), when a

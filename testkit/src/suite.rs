@@ -104,11 +104,12 @@ fn lookup(vars: &Arc<Vec<(String, String)>>) -> Settings {
 /// `contract` (every route, ids, logout races, per-user control),
 /// `lost_updates` (16 clients on one session), `at_rest` (encryption and
 /// absolute lifetime, through `SESSION_ENCRYPTION_KEY` and
-/// `SESSION_MAX_LIFETIME_SECS`).
+/// `SESSION_MAX_LIFETIME_SECS`), `cache` (two instances with the
+/// read-through cache on).
 #[macro_export]
 macro_rules! acceptance_suite {
     ($spawn:expr) => {
-        $crate::acceptance_suite!($spawn, contract, lost_updates, at_rest);
+        $crate::acceptance_suite!($spawn, contract, lost_updates, at_rest, cache);
     };
     ($spawn:expr, $($group:ident),+ $(,)?) => {
         $( $crate::acceptance_suite!(@group $group $spawn); )+
@@ -135,6 +136,11 @@ macro_rules! acceptance_suite {
     (@group lost_updates $spawn:expr) => {
         $crate::acceptance_suite!(@tests $spawn, [];
             sixteen_clients_on_one_session_lose_no_update,
+        );
+    };
+    (@group cache $spawn:expr) => {
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_CACHE", "on"), ("SESSION_TOUCH_AFTER_SECS", "3600")];
+            with_the_cache_other_instances_honour_writes_and_logouts_at_once,
         );
     };
     (@group at_rest $spawn:expr) => {
@@ -744,4 +750,42 @@ fn without_volatile_fields(mut body: serde_json::Value) -> serde_json::Value {
         }
     }
     body
+}
+
+/// Two instances with the read-through cache on (`SESSION_CACHE=on`), one
+/// collection: after a write or a logout on one answers, the very next
+/// request on the other sees it, though the other had the session cached.
+pub async fn with_the_cache_other_instances_honour_writes_and_logouts_at_once(app: &App) {
+    let other = app.another_instance().await;
+    for round in 0..20 {
+        let here = app.browser.fresh();
+        here.post("/api/login", Some(json!({"user": format!("user{round}")})))
+            .await;
+        let cookie = here.cookie().expect("a session");
+        let there = other.fresh();
+        there.set_cookie(Some(cookie.clone()));
+        for _ in 0..2 {
+            let reply = there.get("/api/session").await;
+            assert_eq!(reply.body["data"]["user"], json!(format!("user{round}")));
+        }
+
+        here.put("/api/session/round", json!(round)).await;
+        let reply = there.get("/api/session").await;
+        assert_eq!(
+            reply.body["data"]["round"],
+            json!(round),
+            "a stale cached copy"
+        );
+
+        let reply = here.post("/api/logout", None).await;
+        assert_eq!(reply.status, 200);
+        // Whoever still holds the old cookie, on the other instance.
+        there.set_cookie(Some(cookie));
+        let reply = there.get("/api/session").await;
+        assert_eq!(
+            reply.body,
+            json!({"data": {}}),
+            "round {round}: the other instance served a logged-out session"
+        );
+    }
 }

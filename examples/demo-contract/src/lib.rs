@@ -9,7 +9,7 @@ mod settings;
 use mongodb_session_store::UserSession;
 pub use page::render_page;
 use serde_json::{json, Map, Value};
-pub use settings::{CodecName, Settings};
+pub use settings::{CacheSetting, CodecName, Settings};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "sid";

@@ -29,6 +29,23 @@ pub struct Settings {
     /// `SESSION_MAX_LIFETIME_SECS`: absolute timeout since creation
     /// (default: none).
     pub max_lifetime: Option<Duration>,
+    /// `SESSION_CACHE`: the read-through cache, `off` (default), `on`
+    /// (kept coherent by change streams where the server has them) or
+    /// `bound` (the staleness bound alone).
+    pub cache: CacheSetting,
+    /// `SESSION_CACHE_STALENESS_MS`: the cache's staleness bound (default 1000).
+    pub cache_staleness: Duration,
+}
+
+/// `SESSION_CACHE`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSetting {
+    /// `off`: every load reads the database.
+    Off,
+    /// `on`: coherent through change streams where available.
+    On,
+    /// `bound`: entries live at most the staleness bound.
+    Bound,
 }
 
 /// `SESSION_CODEC`'s values.
@@ -65,6 +82,12 @@ impl Settings {
         }
         if let Some(lifetime) = self.max_lifetime {
             builder = builder.max_lifetime(lifetime);
+        }
+        if self.cache != CacheSetting::Off {
+            let cache = mongodb_session_store::ReadCache::new()
+                .staleness_bound(self.cache_staleness)
+                .change_streams(self.cache == CacheSetting::On);
+            builder = builder.cache(cache);
         }
         Ok(builder)
     }
@@ -104,6 +127,19 @@ impl Settings {
                     0,
                 )?)),
             },
+            cache: match lookup("SESSION_CACHE").as_deref().map(str::trim) {
+                None | Some("") | Some("off") => CacheSetting::Off,
+                Some("on") => CacheSetting::On,
+                Some("bound") => CacheSetting::Bound,
+                Some(other) => {
+                    return Err(format!("SESSION_CACHE={other:?} must be off, on or bound"))
+                }
+            },
+            cache_staleness: Duration::from_millis(parse(
+                &lookup,
+                "SESSION_CACHE_STALENESS_MS",
+                1000,
+            )?),
         })
     }
 }

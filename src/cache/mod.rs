@@ -1,0 +1,303 @@
+//! The optional read-through cache: loads of hot sessions answered from
+//! memory, kept coherent with every other instance on the collection.
+//!
+//! Coherence comes from a change stream on the sessions collection: every
+//! update or delete, by any instance, evicts that session here. A write made
+//! through this store also waits (bounded) until its own change comes back on
+//! the stream, so by the time a logout's response leaves this instance, the
+//! other instances, which read the same stream, have been told. Where the
+//! deployment has no change streams (a standalone `mongod`, some Cosmos DB
+//! tiers), entries live at most the staleness bound instead.
+
+mod watcher;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use mongodb::bson::DateTime;
+use tokio::sync::broadcast;
+
+use crate::{error::Result, store::LoadedSession, Error};
+
+pub(crate) use watcher::{open_stream, spawn_watcher};
+
+/// Configures the optional read-through cache
+/// ([`StoreBuilder::cache`](crate::StoreBuilder::cache)).
+///
+/// Turn it on when reads dominate and sessions are hot: a hit costs no round
+/// trip at all. It keeps at most [`max_entries`](Self::max_entries)
+/// sessions, and stays coherent across app instances:
+///
+/// - **with change streams** (replica sets, sharded clusters, Atlas): another
+///   instance's write or delete evicts the session as soon as its change
+///   event arrives, and a write through this store returns only after its
+///   own event came back on the stream (at most the staleness bound), so a
+///   logout is honoured everywhere before its response is sent. If the
+///   stream goes quiet for longer than the staleness bound, the cache steps
+///   aside and every load reads the database until it recovers.
+/// - **without** (a standalone `mongod`, or
+///   [`change_streams(false)`](Self::change_streams)): an entry is served
+///   for at most the staleness bound after it was read, so another
+///   instance's logout takes effect here within that bound.
+///
+/// Leave it off when a single instance serves each session anyway, when
+/// sessions are mostly written, or when even a bounded window of staleness
+/// after a logout elsewhere is unacceptable and change streams are not
+/// available.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mongodb_session_store::{MongoSessionStore, ReadCache};
+/// # async fn f() -> Result<(), mongodb_session_store::Error> {
+/// let store = MongoSessionStore::from_uri("mongodb://localhost:27017/app?replicaSet=rs0")
+///     .cache(ReadCache::new().max_entries(50_000).staleness_bound(Duration::from_millis(500)))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReadCache {
+    max_entries: u64,
+    staleness_bound: Duration,
+    change_streams: bool,
+}
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            staleness_bound: Duration::from_secs(1),
+            change_streams: true,
+        }
+    }
+}
+
+impl ReadCache {
+    /// 10,000 sessions, a staleness bound of 1 second, change streams where
+    /// the deployment offers them.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most sessions kept in memory (least recently and least often used
+    /// go first).
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.max_entries = entries;
+        self
+    }
+
+    /// How long another instance's change may go unseen here: the lifetime
+    /// of an entry without change streams, and with them, how long the
+    /// stream may stay silent before the cache steps aside.
+    pub fn staleness_bound(mut self, bound: Duration) -> Self {
+        self.staleness_bound = bound;
+        self
+    }
+
+    /// Whether to use change streams when the deployment offers them
+    /// (default `true`). `false` relies on the staleness bound alone.
+    pub fn change_streams(mut self, on: bool) -> Self {
+        self.change_streams = on;
+        self
+    }
+
+    pub(crate) fn bound(&self) -> Duration {
+        self.staleness_bound
+    }
+
+    pub(crate) fn wants_change_streams(&self) -> bool {
+        self.change_streams
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_entries == 0 {
+            return Err(Error::config("cache: max_entries must be at least 1"));
+        }
+        if self.staleness_bound < Duration::from_millis(10) {
+            return Err(Error::config(
+                "cache: staleness_bound must be at least 10 ms (the change stream is polled \
+                 within it)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How the cache stays coherent with other instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// Evicted by the collection's change stream.
+    ChangeStreams,
+    /// Entries expire after the staleness bound.
+    StalenessBound,
+}
+
+/// The cache itself, shared by the store and its change-stream watcher.
+pub(crate) struct SessionCache {
+    entries: moka::sync::Cache<String, Arc<LoadedSession>>,
+    /// Bumped by every eviction. A load inserts what it read only if no
+    /// eviction happened while it was reading, so a change that raced the
+    /// read can never leave the older document cached.
+    epoch: Mutex<u64>,
+    mode: CacheMode,
+    bound: Duration,
+    /// When the watcher last heard from the server (ms since the epoch).
+    heard: AtomicI64,
+    streaming: AtomicBool,
+    /// Whether change events name sessions by their key (`_id` is the id
+    /// field); otherwise any change evicts everything.
+    keyed_events: bool,
+    changed: broadcast::Sender<Arc<str>>,
+}
+
+impl SessionCache {
+    pub(crate) fn new(config: &ReadCache, mode: CacheMode, keyed_events: bool) -> Self {
+        let mut entries = moka::sync::Cache::builder().max_capacity(config.max_entries);
+        if mode == CacheMode::StalenessBound {
+            entries = entries.time_to_live(config.staleness_bound);
+        }
+        Self {
+            entries: entries.build(),
+            epoch: Mutex::new(0),
+            mode,
+            bound: config.staleness_bound,
+            heard: AtomicI64::new(now_ms()),
+            streaming: AtomicBool::new(mode == CacheMode::ChangeStreams),
+            keyed_events,
+            changed: broadcast::channel(1024).0,
+        }
+    }
+
+    pub(crate) fn mode(&self) -> CacheMode {
+        self.mode
+    }
+
+    /// The cached session under `key`, if the cache may answer now.
+    pub(crate) fn get(&self, key: &str) -> Option<LoadedSession> {
+        if !self.trustworthy() {
+            return None;
+        }
+        self.entries.get(key).map(|hit| (*hit).clone())
+    }
+
+    /// What to hand back to [`insert`](Self::insert) after reading.
+    pub(crate) fn ticket(&self) -> u64 {
+        *self.lock_epoch()
+    }
+
+    pub(crate) fn insert(&self, key: String, session: &LoadedSession, ticket: u64) {
+        let epoch = self.lock_epoch();
+        if *epoch == ticket && self.trustworthy() {
+            self.entries.insert(key, Arc::new(session.clone()));
+        }
+    }
+
+    /// Evicts `key` after a write through this store.
+    pub(crate) fn evict(&self, key: &str) {
+        let mut epoch = self.lock_epoch();
+        *epoch += 1;
+        self.entries.invalidate(key);
+    }
+
+    pub(crate) fn evict_all(&self) {
+        let mut epoch = self.lock_epoch();
+        *epoch += 1;
+        self.entries.invalidate_all();
+    }
+
+    /// Call before a write whose change event [`settle`](Self::settle)
+    /// should wait for.
+    pub(crate) fn expect_changes(&self) -> Option<broadcast::Receiver<Arc<str>>> {
+        (self.mode == CacheMode::ChangeStreams && self.trustworthy())
+            .then(|| self.changed.subscribe())
+    }
+
+    /// Evicts `keys` now, then waits (at most the staleness bound) until the
+    /// change stream has delivered their changes — which every other
+    /// instance reads from the same stream.
+    pub(crate) async fn settle(
+        &self,
+        pending: Option<broadcast::Receiver<Arc<str>>>,
+        keys: &[String],
+    ) {
+        for key in keys {
+            self.evict(key);
+        }
+        let Some(mut changes) = pending else { return };
+        let mut waiting: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let wait = async {
+            while !waiting.is_empty() {
+                match changes.recv().await {
+                    Ok(key) if self.keyed_events => waiting.retain(|k| **k != *key),
+                    // Unkeyed events and lagging both mean the stream has
+                    // moved past our write, or may have: do not wait blind.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        if tokio::time::timeout(self.bound, wait).await.is_err() {
+            tracing::warn!(
+                bound = ?self.bound,
+                "cache: a write's change event did not arrive within the staleness bound"
+            );
+        }
+    }
+
+    /// A change event for `key` (or for everything, when unkeyed).
+    fn changed(&self, key: Option<&str>) {
+        match key.filter(|_| self.keyed_events) {
+            Some(key) => self.evict(key),
+            None => self.evict_all(),
+        }
+        let _ = self.changed.send(Arc::from(key.unwrap_or_default()));
+    }
+
+    fn heard_from_server(&self) {
+        self.heard.store(now_ms(), Ordering::Release);
+    }
+
+    fn set_streaming(&self, on: bool) {
+        self.streaming.store(on, Ordering::Release);
+        if !on {
+            self.evict_all();
+        }
+    }
+
+    /// Whether entries may be served: always with the staleness bound;
+    /// with change streams, only while the stream is up and has been heard
+    /// from within the bound.
+    fn trustworthy(&self) -> bool {
+        match self.mode {
+            CacheMode::StalenessBound => true,
+            CacheMode::ChangeStreams => {
+                let bound = i64::try_from(self.bound.as_millis()).unwrap_or(i64::MAX);
+                self.streaming.load(Ordering::Acquire)
+                    && now_ms().saturating_sub(self.heard.load(Ordering::Acquire)) < bound
+            }
+        }
+    }
+
+    fn lock_epoch(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.epoch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("mode", &self.mode)
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    DateTime::now().timestamp_millis()
+}

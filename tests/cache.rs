@@ -1,0 +1,267 @@
+//! The read-through cache: hits cost no round trip, and another instance's
+//! writes and deletes are honoured (on a real server, `MONGODB_URI`).
+
+use std::time::{Duration, SystemTime};
+
+use mongodb::{bson::doc, Client};
+use mongodb_session_store::{CacheMode, MongoSessionStore, ReadCache};
+use serde_json::{json, Map, Value};
+use testkit::{CommandLog, Proxy, TestDb};
+
+fn map(value: Value) -> Map<String, Value> {
+    value.as_object().expect("an object").clone()
+}
+
+async fn cached(client: &Client, db: &TestDb, cache: ReadCache) -> MongoSessionStore {
+    MongoSessionStore::from_client(client.clone())
+        .database(&db.name)
+        .cache(cache)
+        .build()
+        .await
+        .expect("building a cached store")
+}
+
+/// How long `load` on `store` keeps finding session `id`, polling closely;
+/// panics past the default staleness bound.
+async fn time_until_gone(store: &MongoSessionStore, id: &str) -> Duration {
+    let start = std::time::Instant::now();
+    while store.load(id).await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still served after the bound"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+/// Two app instances: separate clients (separate pools), one collection.
+/// Both run in this test's process, so "at once" across them is as prompt
+/// as the runtime schedules b's watcher; the HTTP suite checks "before the
+/// next request" with separate processes.
+async fn two_instances(db: &TestDb) -> (MongoSessionStore, MongoSessionStore) {
+    let other = Client::with_uri_str(db.uri()).await.unwrap();
+    let a = cached(&db.client, db, ReadCache::new()).await;
+    let b = cached(&other, db, ReadCache::new()).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_hot_session_loads_without_a_round_trip() {
+    let db = TestDb::new("cache_hot").await;
+    let (client, log) = CommandLog::client().await;
+    let store = cached(&client, &db, ReadCache::new()).await;
+    assert_eq!(store.cache_mode(), Some(CacheMode::ChangeStreams));
+    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+
+    log.clear();
+    for _ in 0..20 {
+        let loaded = store.load(&id).await.unwrap().expect("the session");
+        assert_eq!(loaded.data, map(json!({"n": 1})));
+    }
+    assert_eq!(log.commands("find").len(), 1, "only the first load reads");
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_cache_is_off_unless_asked_for() {
+    let db = TestDb::new("cache_off").await;
+    let (client, log) = CommandLog::client().await;
+    let store = MongoSessionStore::from_client(client)
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(store.cache_mode(), None);
+    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    log.clear();
+    store.load(&id).await.unwrap();
+    store.load(&id).await.unwrap();
+    assert_eq!(log.commands("find").len(), 2);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_instance_is_honoured_by_the_other_promptly() {
+    let db = TestDb::new("cache_logout").await;
+    let (a, b) = two_instances(&db).await;
+    for round in 0..30 {
+        let id = a.create(&map(json!({"round": round})), None).await.unwrap();
+        assert!(b.load(&id).await.unwrap().is_some());
+        assert!(b.load(&id).await.unwrap().is_some(), "now cached on b");
+        assert!(a.delete(&id).await.unwrap());
+        let lag = time_until_gone(&b, &id).await;
+        assert!(lag < Duration::from_millis(250), "round {round}: {lag:?}");
+        // And a itself never serves what it deleted.
+        assert!(a.load(&id).await.unwrap().is_none());
+    }
+    a.close().await;
+    b.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_instance_is_seen_by_the_other_promptly() {
+    let db = TestDb::new("cache_write").await;
+    let (a, b) = two_instances(&db).await;
+    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    for n in 1..=30 {
+        let before = b.load(&id).await.unwrap().expect("the session");
+        assert_eq!(before.data["n"], json!(n - 1));
+        let mut data = a.load(&id).await.unwrap().unwrap().into_tracked_data();
+        data.insert("n".into(), json!(n));
+        a.save(&id, &data, None).await.unwrap();
+        let start = std::time::Instant::now();
+        while b.load(&id).await.unwrap().expect("the session").data["n"] != json!(n) {
+            assert!(
+                start.elapsed() < Duration::from_millis(250),
+                "b served a stale copy"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    a.close().await;
+    b.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_by_another_program_evicts_within_the_bound() {
+    let db = TestDb::new("cache_foreign").await;
+    let bound = Duration::from_millis(300);
+    let store = cached(&db.client, &db, ReadCache::new().staleness_bound(bound)).await;
+    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    store.load(&id).await.unwrap().expect("cached");
+    // An Express app or an operator removing the session directly.
+    db.collection("sessions")
+        .delete_one(doc! {"_id": store.stored_id(&id)})
+        .await
+        .unwrap();
+    tokio::time::sleep(bound).await;
+    assert!(store.load(&id).await.unwrap().is_none());
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_change_streams_entries_live_at_most_the_staleness_bound() {
+    let db = TestDb::new("cache_bound").await;
+    let bound = Duration::from_millis(300);
+    let cache = ReadCache::new()
+        .change_streams(false)
+        .staleness_bound(bound);
+    let (client, log) = CommandLog::client().await;
+    let a = cached(&client, &db, cache.clone()).await;
+    let b = cached(&db.client, &db, cache).await;
+    assert_eq!(b.cache_mode(), Some(CacheMode::StalenessBound));
+    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    log.clear();
+    a.load(&id).await.unwrap().expect("the session");
+    a.load(&id).await.unwrap().expect("from the cache");
+    assert_eq!(log.commands("find").len(), 1);
+
+    assert!(b.delete(&id).await.unwrap());
+    tokio::time::sleep(bound + Duration::from_millis(50)).await;
+    assert!(
+        a.load(&id).await.unwrap().is_none(),
+        "served past the bound"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_is_never_served_from_the_cache() {
+    let db = TestDb::new("cache_expiry").await;
+    let store = cached(&db.client, &db, ReadCache::new()).await;
+    let soon = SystemTime::now() + Duration::from_millis(600);
+    let id = store
+        .create(&map(json!({"n": 0})), Some(soon))
+        .await
+        .unwrap();
+    store.load(&id).await.unwrap().expect("cached");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(store.load(&id).await.unwrap().is_none());
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_racing_writes_never_leave_a_stale_copy() {
+    let db = TestDb::new("cache_race").await;
+    let (a, b) = two_instances(&db).await;
+    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    let reader = {
+        let (b, id) = (b.clone(), id.clone());
+        tokio::spawn(async move {
+            for _ in 0..400 {
+                b.load(&id).await.unwrap();
+            }
+        })
+    };
+    for n in 1..=40 {
+        let mut data = a.load(&id).await.unwrap().unwrap().into_tracked_data();
+        data.insert("n".into(), json!(n));
+        a.save(&id, &data, None).await.unwrap();
+    }
+    reader.await.unwrap();
+    let last = b.load(&id).await.unwrap().expect("the session");
+    assert_eq!(last.data["n"], json!(40));
+    a.close().await;
+    b.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_stream_is_lost_the_cache_steps_aside() {
+    let Ok(proxy) = Proxy::start().await else {
+        eprintln!("skipped: MONGODB_URI is not a single plain host");
+        return;
+    };
+    let db = TestDb::new("cache_outage").await;
+    let bound = Duration::from_millis(300);
+    let store = MongoSessionStore::from_uri(proxy.uri(&db.name))
+        .cache(ReadCache::new().staleness_bound(bound))
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    store.load(&id).await.unwrap().expect("cached");
+
+    proxy.cut();
+    tokio::time::sleep(bound * 2).await;
+    // Another instance could have logged the user out meanwhile: a cached
+    // copy must not be served while nobody can tell.
+    assert!(
+        store.load(&id).await.is_err(),
+        "served from the cache blind"
+    );
+
+    proxy.restore();
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(found) = store.load(&id).await {
+            back = found;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back.is_some(), "the store recovers after the outage");
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cache_that_cannot_hold_anything_is_refused() {
+    let db = TestDb::new("cache_config").await;
+    let error = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .cache(ReadCache::new().max_entries(0))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+    assert!(error.to_string().contains("max_entries"), "{error}");
+    db.cleanup().await;
+}
