@@ -2,10 +2,11 @@
 //! memory, kept coherent with every other instance on the collection.
 //!
 //! Coherence comes from a change stream on the sessions collection: every
-//! update or delete, by any instance, evicts that session here. A write made
-//! through this store also waits (bounded) until its own change comes back on
-//! the stream, so by the time a logout's response leaves this instance, the
-//! other instances, which read the same stream, have been told. Where the
+//! update or delete, by any instance, evicts that session here. A delete made
+//! through this store (logout, revocation) also waits, bounded, until its own
+//! change comes back on the stream, so by the time a logout's response leaves
+//! this instance, the other instances, which read the same stream, have been
+//! sent it too. Where the
 //! deployment has no change streams (a standalone `mongod`, some Cosmos DB
 //! tiers), entries live at most the staleness bound instead.
 
@@ -35,15 +36,22 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 ///
 /// - **with change streams** (replica sets, sharded clusters, Atlas): another
 ///   instance's write or delete evicts the session as soon as its change
-///   event arrives, and a write through this store returns only after its
-///   own event came back on the stream (at most the staleness bound), so a
-///   logout is honoured everywhere before its response is sent. If the
+///   event arrives (milliseconds), and a delete through this store (logout,
+///   revocation) returns only after its own event came back on the stream
+///   (waiting at most the staleness bound), so by the time a logout is
+///   answered, every instance has been sent it. If the
 ///   stream goes quiet for longer than the staleness bound, the cache steps
 ///   aside and every load reads the database until it recovers.
 /// - **without** (a standalone `mongod`, or
 ///   [`change_streams(false)`](Self::change_streams)): an entry is served
 ///   for at most the staleness bound after it was read, so another
 ///   instance's logout takes effect here within that bound.
+///
+/// It pays only with [`touch_after`](crate::StoreBuilder::touch_after):
+/// without it every request writes the session's expiry, and a write evicts.
+/// A cached session can be milliseconds behind another instance's update;
+/// that never loses an update, because saves are checked against the stored
+/// version, not the cached one.
 ///
 /// Leave it off when a single instance serves each session anyway, when
 /// sessions are mostly written, or when even a bounded window of staleness

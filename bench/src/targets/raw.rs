@@ -1,0 +1,78 @@
+//! axum with one raw driver call per request and no session layer: the
+//! one-read ceiling (`/read` is exactly one `findOne`), and the same for a
+//! write (`/incr` is one `findOneAndUpdate`, `/new` one `insertOne`).
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use mongodb::{
+    bson::{doc, DateTime, Document},
+    options::ReturnDocument,
+    Collection,
+};
+
+use super::bare::cookie;
+use crate::contract::{blob, IDLE};
+
+/// The routes over `collection`.
+pub fn router(collection: Collection<Document>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/new", get(new))
+        .route("/read", get(read))
+        .route("/incr", post(incr))
+        .with_state(collection)
+}
+
+async fn new(State(sessions): State<Collection<Document>>) -> Response {
+    let id = mongodb_session_store::generate_id();
+    let expires = DateTime::from_system_time(std::time::SystemTime::now() + IDLE);
+    let document =
+        doc! { "_id": &id, "n": 0_i64, "user": "bench", "blob": blob(), "expires": expires };
+    match sessions.insert_one(document).await {
+        Ok(_) => (
+            [(header::SET_COOKIE, format!("sid={id}; Path=/; HttpOnly"))],
+            "created",
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn read(State(sessions): State<Collection<Document>>, headers: HeaderMap) -> Response {
+    let Some(id) = cookie(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let filter = if std::env::var_os("RAW_EXPIRES").is_some() {
+        doc! { "_id": id, "expires": { "$gt": DateTime::now() } }
+    } else {
+        doc! { "_id": id }
+    };
+    answer(sessions.find_one(filter).await)
+}
+
+async fn incr(State(sessions): State<Collection<Document>>, headers: HeaderMap) -> Response {
+    let Some(id) = cookie(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let found = sessions
+        .find_one_and_update(doc! { "_id": id }, doc! { "$inc": { "n": 1_i64 } })
+        .return_document(ReturnDocument::After)
+        .await;
+    answer(found)
+}
+
+fn answer(found: mongodb::error::Result<Option<Document>>) -> Response {
+    match found {
+        Ok(Some(document)) => match document.get_i64("n") {
+            Ok(n) => n.to_string().into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        },
+        Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,68 @@
+//! This store behind tower-sessions 0.15, as the README sets it up.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use mongodb_session_store::MongoSessionStore;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+use crate::contract::{blob, IDLE};
+
+/// The routes, with sessions in `store`.
+pub fn router(store: MongoSessionStore) -> Router {
+    let idle = time::Duration::try_from(IDLE).unwrap_or(time::Duration::HOUR);
+    let sessions = SessionManagerLayer::new(store)
+        .with_secure(false)
+        // As the README advises: unchanged sessions are offered to the
+        // store, which touches them at most once per `touch_after`.
+        .with_always_save(true)
+        .with_expiry(Expiry::OnInactivity(idle));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/new", get(new))
+        .route("/read", get(read))
+        .route("/incr", post(incr))
+        .layer(sessions)
+}
+
+async fn new(session: Session) -> Response {
+    let stored = async {
+        session.insert("n", 0_i64).await?;
+        session.insert("user", "bench").await?;
+        session.insert("blob", blob()).await
+    };
+    match stored.await {
+        Ok(()) => "created".into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn read(session: Session) -> Response {
+    match session.get::<i64>("n").await {
+        Ok(Some(n)) => n.to_string().into_response(),
+        Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn incr(session: Session) -> Response {
+    let next = async {
+        let Some(n) = session.get::<i64>("n").await? else {
+            return Ok(None);
+        };
+        session.insert("n", n + 1).await?;
+        Ok(Some(n + 1))
+    };
+    match next.await {
+        Ok(Some(n)) => n.to_string().into_response(),
+        Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+fn failed(error: tower_sessions::session::Error) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+}
