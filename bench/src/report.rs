@@ -191,8 +191,9 @@ impl Report {
         out
     }
 
-    /// A grouped bar chart of requests per second, one group per scenario
-    /// and concurrency, one bar per system.
+    /// A grouped bar chart of requests per second on a log scale (the
+    /// systems span two orders of magnitude), one group per scenario and
+    /// concurrency, one bar per system.
     pub fn svg(&self) -> String {
         let systems = self.systems();
         let groups: Vec<(Scenario, usize)> = Scenario::ALL
@@ -209,14 +210,18 @@ impl Report {
         let plot_h = height - bottom - top_margin - legend;
         let group_w = (width - left - 20.0) / groups.len().max(1) as f64;
         let bar_w = (group_w - 16.0) / systems.len().max(1) as f64;
-        let y = |rate: f64| top_margin + plot_h * (1.0 - rate / top);
+        let (low, high) = (100.0_f64.log10(), top.log10().ceil());
+        let y = |rate: f64| {
+            let level = rate.max(100.0).log10();
+            top_margin + plot_h * (1.0 - (level - low) / (high - low))
+        };
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
              font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"{left}\" y=\"18\" font-size=\"14\">Requests per second (higher is better)</text>\n"
+             <text x=\"{left}\" y=\"18\" font-size=\"14\">Requests per second, log scale (higher is better)</text>\n"
         );
-        for tick in 0..=4 {
-            let rate = top * f64::from(tick) / 4.0;
+        for power in 2..=(high as i32) {
+            let rate = 10f64.powi(power);
             let _ = writeln!(
                 svg,
                 "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\

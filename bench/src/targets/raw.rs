@@ -1,6 +1,8 @@
 //! axum with one raw driver call per request and no session layer: the
 //! one-read ceiling (`/read` is exactly one `findOne`), and the same for a
 //! write (`/incr` is one `findOneAndUpdate`, `/new` one `insertOne`).
+//! `RAW_EXPIRES=1` adds the expiry range most stores put beside the id, to
+//! measure what that costs the server.
 
 use axum::{
     extract::State,
