@@ -203,21 +203,7 @@ impl Worker {
                 self.next += 1;
                 Ok(())
             }
-            Scenario::New => {
-                let reply = self
-                    .http
-                    .get(format!("{}/new", self.base))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let cookie = cookies(&reply);
-                let body = text(reply).await?;
-                expect(&body, "created")?;
-                if cookie.is_empty() {
-                    return Err("GET /new set no cookie".into());
-                }
-                Ok(())
-            }
+            Scenario::New => new_session(&self.http, &self.base).await.map(drop),
         }
     }
 
