@@ -275,8 +275,9 @@ impl Report {
 }
 
 fn color(index: usize) -> &'static str {
-    const PALETTE: [&str; 8] = [
-        "#9e9e9e", "#616161", "#1565c0", "#42a5f5", "#2e7d32", "#ef6c00", "#8e24aa", "#c62828",
+    const PALETTE: [&str; 9] = [
+        "#9e9e9e", "#bdbdbd", "#616161", "#1565c0", "#42a5f5", "#2e7d32", "#ef6c00", "#8e24aa",
+        "#c62828",
     ];
     PALETTE[index % PALETTE.len()]
 }

@@ -43,12 +43,18 @@ pub struct System {
 }
 
 /// Every system, in report order.
-pub const ALL: [System; 8] = [
+pub const ALL: [System; 9] = [
     System {
         key: "bare",
         label: "axum, no session (HTTP ceiling)",
         role: Role::Ceiling,
         program: Program::Ours("bare"),
+    },
+    System {
+        key: "tower-memory",
+        label: "tower-sessions MemoryStore (no database)",
+        role: Role::Ceiling,
+        program: Program::Ours("tower-memory"),
     },
     System {
         key: "raw",

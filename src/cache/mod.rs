@@ -6,9 +6,9 @@
 //! through this store (logout, revocation) also waits, bounded, until its own
 //! change comes back on the stream, so by the time a logout's response leaves
 //! this instance, the other instances, which read the same stream, have been
-//! sent it too. Where the
-//! deployment has no change streams (a standalone `mongod`, some Cosmos DB
-//! tiers), entries live at most the staleness bound instead.
+//! sent it too. Where the deployment has no change streams (a standalone
+//! `mongod`, some Cosmos DB tiers), entries live at most the staleness bound
+//! instead.
 
 mod watcher;
 
@@ -39,9 +39,9 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 ///   event arrives (milliseconds), and a delete through this store (logout,
 ///   revocation) returns only after its own event came back on the stream
 ///   (waiting at most the staleness bound), so by the time a logout is
-///   answered, every instance has been sent it. If the
-///   stream goes quiet for longer than the staleness bound, the cache steps
-///   aside and every load reads the database until it recovers.
+///   answered, every instance has been sent it. If the stream fails or goes
+///   quiet for longer than the staleness bound, the cache steps aside and
+///   every load reads the database until it recovers.
 /// - **without** (a standalone `mongod`, or
 ///   [`change_streams(false)`](Self::change_streams)): an entry is served
 ///   for at most the staleness bound after it was read, so another
@@ -49,14 +49,15 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 ///
 /// It pays only with [`touch_after`](crate::StoreBuilder::touch_after):
 /// without it every request writes the session's expiry, and a write evicts.
-/// A cached session can be milliseconds behind another instance's update;
-/// that never loses an update, because saves are checked against the stored
-/// version, not the cached one.
+/// A cached session can be milliseconds behind another instance's update.
+/// That gives a request no more power to lose an update than a concurrent
+/// request already has: saves write only the keys the request changed, and
+/// the version checks ([`ConflictPolicy::Fail`](crate::ConflictPolicy::Fail),
+/// opaque codecs) run against the database, never the cache.
 ///
-/// Leave it off when a single instance serves each session anyway, when
-/// sessions are mostly written, or when even a bounded window of staleness
-/// after a logout elsewhere is unacceptable and change streams are not
-/// available.
+/// Leave it off when sessions are mostly written (every write evicts), or
+/// when a bounded window after a logout elsewhere is unacceptable and the
+/// deployment has no change streams.
 ///
 /// ```no_run
 /// use std::time::Duration;

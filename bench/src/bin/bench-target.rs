@@ -1,5 +1,5 @@
 //! One of this repository's systems under test, serving the HTTP contract of
-//! `bench/CONTRACT.md`: `bench-target bare|raw|tower|tower-cache|actix`.
+//! `bench/CONTRACT.md`: `bench-target bare|raw|tower|tower-cache|tower-memory|actix`.
 
 use bench::{contract::Env, targets};
 
@@ -16,24 +16,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve_axum(system: &str, env: &Env) -> Result<(), Box<dyn std::error::Error>> {
-    let router = match system {
-        "bare" => targets::bare::router(),
-        "raw" => {
-            let collection = env
-                .client()
-                .await?
-                .database(&env.database)
-                .collection(&env.collection);
-            targets::raw::router(collection)
-        }
-        "tower" => targets::tower::router(targets::store(env, false).await?),
-        "tower-cache" => targets::tower::router(targets::store(env, true).await?),
-        other => {
-            return Err(
-                format!("unknown system {other:?}: bare, raw, tower, tower-cache or actix").into(),
+    let router =
+        match system {
+            "bare" => targets::bare::router(),
+            "raw" => {
+                let collection = env
+                    .client()
+                    .await?
+                    .database(&env.database)
+                    .collection(&env.collection);
+                targets::raw::router(collection)
+            }
+            "tower" => targets::tower::router(targets::store(env, false).await?),
+            "tower-cache" => targets::tower::router(targets::store(env, true).await?),
+            "tower-memory" => targets::tower::router(tower_sessions::MemoryStore::default()),
+            other => return Err(format!(
+                "unknown system {other:?}: bare, raw, tower, tower-cache, tower-memory or actix"
             )
-        }
-    };
+            .into()),
+        };
     let listener = tokio::net::TcpListener::bind(env.address()).await?;
     axum::serve(listener, router).await?;
     Ok(())

@@ -1,4 +1,6 @@
-//! This store behind tower-sessions 0.15, as the README sets it up.
+//! A session store behind tower-sessions 0.15, as this crate's README sets
+//! it up: this store, or tower-sessions' own `MemoryStore` (the framework's
+//! floor: no database at all).
 
 use axum::{
     http::StatusCode,
@@ -6,13 +8,12 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use mongodb_session_store::MongoSessionStore;
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 
 use crate::contract::{blob, IDLE};
 
 /// The routes, with sessions in `store`.
-pub fn router(store: MongoSessionStore) -> Router {
+pub fn router<S: SessionStore + Clone>(store: S) -> Router {
     let idle = time::Duration::try_from(IDLE).unwrap_or(time::Duration::HOUR);
     let sessions = SessionManagerLayer::new(store)
         .with_secure(false)
