@@ -16,25 +16,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve_axum(system: &str, env: &Env) -> Result<(), Box<dyn std::error::Error>> {
-    let router =
-        match system {
-            "bare" => targets::bare::router(),
-            "raw" => {
-                let collection = env
-                    .client()
-                    .await?
-                    .database(&env.database)
-                    .collection(&env.collection);
-                targets::raw::router(collection)
-            }
-            "tower" => targets::tower::router(targets::store(env, false).await?),
-            "tower-cache" => targets::tower::router(targets::store(env, true).await?),
-            "tower-memory" => targets::tower::router(tower_sessions::MemoryStore::default()),
-            other => return Err(format!(
+    let router = match system {
+        "bare" => targets::bare::router(),
+        "raw" => {
+            let collection = env
+                .client()
+                .await?
+                .database(&env.database)
+                .collection(&env.collection);
+            targets::raw::router(collection)
+        }
+        "tower" => targets::tower::router(targets::store(env, false).await?),
+        "tower-cache" => targets::tower::router(targets::store(env, true).await?),
+        "tower-memory" => targets::tower::router(tower_sessions::MemoryStore::default()),
+        other => {
+            return Err(format!(
                 "unknown system {other:?}: bare, raw, tower, tower-cache, tower-memory or actix"
             )
-            .into()),
-        };
+            .into())
+        }
+    };
     let listener = tokio::net::TcpListener::bind(env.address()).await?;
     axum::serve(listener, router).await?;
     Ok(())
