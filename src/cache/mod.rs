@@ -38,8 +38,10 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 ///   instance's write or delete evicts the session as soon as its change
 ///   event arrives (milliseconds), and a delete through this store (logout,
 ///   revocation) returns only after its own event came back on the stream
-///   (waiting at most the staleness bound), so by the time a logout is
-///   answered, every instance has been sent it. If the stream fails or goes
+///   (waiting at most the staleness bound, then a 20 ms grace), so by the
+///   time a logout is answered, every instance has been sent it and has
+///   almost always applied it; an instance starved of CPU may apply it a
+///   moment later, always within the staleness bound. If the stream fails or goes
 ///   quiet for longer than the staleness bound, the cache steps aside and
 ///   every load reads the database until it recovers.
 /// - **without** (a standalone `mongod`, or
@@ -136,6 +138,10 @@ impl ReadCache {
         Ok(())
     }
 }
+
+/// How long a delete waits, after its own change event came back, for
+/// other instances to apply theirs (they were sent it at the same moment).
+const PROPAGATION_GRACE: Duration = Duration::from_millis(20);
 
 /// How the cache stays coherent with other instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +262,11 @@ impl SessionCache {
                 bound = ?self.bound,
                 "cache: a write's change event did not arrive within the staleness bound"
             );
+            return;
         }
+        // The other instances were sent the same event at the same moment;
+        // give a busy one a moment to apply it before this answer leaves.
+        tokio::time::sleep(PROPAGATION_GRACE.min(self.bound / 10)).await;
     }
 
     /// A change event for `key` (or for everything, when unkeyed).
