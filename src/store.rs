@@ -1004,11 +1004,12 @@ impl MongoSessionStore {
 
     /// Subscribes to the cache's change events before a delete that
     /// [`settle`](Self::settle) should wait for, when a change stream keeps
-    /// the cache. Only deletes wait: a logout or revocation must be honoured
-    /// everywhere before it is answered, while an update's event merely
-    /// races the next request (a stale read gives that request no more power
-    /// to lose an update than a concurrent one has: saves write only the
-    /// changed keys, and version checks run against the database).
+    /// the cache. Only deletes wait: a logout or revocation should have
+    /// reached every instance by the time it is answered, while an update's
+    /// event merely races the next request (a stale read gives that request
+    /// no more power to lose an update than a concurrent one has: saves
+    /// write only the changed keys, and version checks run against the
+    /// database).
     fn expect_changes(&self) -> Option<broadcast::Receiver<Arc<str>>> {
         self.inner
             .cache
