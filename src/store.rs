@@ -569,7 +569,7 @@ impl MongoSessionStore {
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await;
-        self.settle(None, &[stored_id.to_string()]).await;
+        self.evict(stored_id);
         if result?.matched_count == 0 {
             return Ok(SaveOutcome::Missing);
         }
@@ -618,7 +618,7 @@ impl MongoSessionStore {
                 )
                 .await?;
             if result.matched_count > 0 {
-                self.settle(None, std::slice::from_ref(&stored_id)).await;
+                self.evict(&stored_id);
                 self.saved(id, clock.now, SaveOutcome::Updated);
                 return Ok(SaveOutcome::Updated);
             }
@@ -690,7 +690,9 @@ impl MongoSessionStore {
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await;
-        self.settle(None, &[layout.key(id)]).await;
+        if self.inner.cache.is_some() {
+            self.evict(&layout.key(id));
+        }
         let result = result?;
         let touched = result.matched_count > 0;
         if touched {
@@ -722,7 +724,7 @@ impl MongoSessionStore {
                 result
             }
             other => {
-                self.settle(None, &[key]).await;
+                self.evict(&key);
                 other?
             }
         };
@@ -898,8 +900,7 @@ impl MongoSessionStore {
             } else {
                 report.skipped += 1;
             }
-            self.settle(None, std::slice::from_ref(&decoded.stored_id))
-                .await;
+            self.evict(&decoded.stored_id);
         }
         Ok(report)
     }
@@ -1022,6 +1023,14 @@ impl MongoSessionStore {
     async fn settle(&self, pending: Option<broadcast::Receiver<Arc<str>>>, keys: &[String]) {
         if let Some(cache) = &self.inner.cache {
             cache.settle(pending, keys).await;
+        }
+    }
+
+    /// Drops `key` from the cache after a write that need not wait for its
+    /// change event.
+    fn evict(&self, key: &str) {
+        if let Some(cache) = &self.inner.cache {
+            cache.evict(key);
         }
     }
 

@@ -20,17 +20,29 @@ use mongodb::{
 use super::bare::cookie;
 use crate::contract::{blob, IDLE};
 
+/// What the handlers share: the collection, and whether reads carry the
+/// expiry range (`RAW_EXPIRES`, read once at start).
+#[derive(Clone)]
+struct Raw {
+    sessions: Collection<Document>,
+    with_expiry: bool,
+}
+
 /// The routes over `collection`.
 pub fn router(collection: Collection<Document>) -> Router {
+    let raw = Raw {
+        sessions: collection,
+        with_expiry: std::env::var_os("RAW_EXPIRES").is_some(),
+    };
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/new", get(new))
         .route("/read", get(read))
         .route("/incr", post(incr))
-        .with_state(collection)
+        .with_state(raw)
 }
 
-async fn new(State(sessions): State<Collection<Document>>) -> Response {
+async fn new(State(Raw { sessions, .. }): State<Raw>) -> Response {
     let id = mongodb_session_store::generate_id();
     let expires = DateTime::from_system_time(std::time::SystemTime::now() + IDLE);
     let document =
@@ -45,19 +57,19 @@ async fn new(State(sessions): State<Collection<Document>>) -> Response {
     }
 }
 
-async fn read(State(sessions): State<Collection<Document>>, headers: HeaderMap) -> Response {
+async fn read(State(raw): State<Raw>, headers: HeaderMap) -> Response {
     let Some(id) = cookie(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let filter = if std::env::var_os("RAW_EXPIRES").is_some() {
+    let filter = if raw.with_expiry {
         doc! { "_id": id, "expires": { "$gt": DateTime::now() } }
     } else {
         doc! { "_id": id }
     };
-    answer(sessions.find_one(filter).await)
+    answer(raw.sessions.find_one(filter).await)
 }
 
-async fn incr(State(sessions): State<Collection<Document>>, headers: HeaderMap) -> Response {
+async fn incr(State(Raw { sessions, .. }): State<Raw>, headers: HeaderMap) -> Response {
     let Some(id) = cookie(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
