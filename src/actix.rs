@@ -82,6 +82,12 @@ impl SessionStore for MongoSessionStore {
         ttl: &time::Duration,
     ) -> Result<SessionKey, SaveError> {
         let data = to_map(session_state).map_err(|e| SaveError::Serialization(e.into()))?;
+        if self.regenerates_ended_session(&data) {
+            // A renew after a logout elsewhere: hand out a key that points
+            // at nothing, so the next request starts a fresh session.
+            tracing::debug!("id regeneration of a session ended meanwhile: not stored");
+            return key(crate::generate_id()).map_err(SaveError::Other);
+        }
         let id = self
             .create(&data, Some(expiry(ttl)))
             .await
@@ -150,9 +156,13 @@ pub fn current_handle(session: &actix_session::Session) -> Option<String> {
     Snapshot::from_value(&value).and_then(|snapshot| snapshot.handle)
 }
 
+/// When a session with this TTL expires: negative TTLs are now, and TTLs
+/// past what a clock can hold are the far future (BSON then saturates).
 fn expiry(ttl: &time::Duration) -> SystemTime {
     let ttl = Duration::try_from(*ttl).unwrap_or(Duration::ZERO);
-    SystemTime::now() + ttl
+    let now = SystemTime::now();
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + Duration::from_secs(i64::MAX as u64 / 1000))
 }
 
 fn key(id: String) -> anyhow::Result<SessionKey> {

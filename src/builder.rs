@@ -49,6 +49,13 @@ impl AutoRemove {
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
 }
 
+/// The longest `ttl`, `max_lifetime` or removal period accepted.
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// The longest timeout accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// MongoDB's document size limit.
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
 enum Source {
     Uri(String),
     Options(Box<ClientOptions>),
@@ -139,7 +146,8 @@ impl StoreBuilder {
         self
     }
 
-    /// Expiry used when the framework gives none (default 14 days).
+    /// Expiry used when the framework gives none (default 14 days, at most
+    /// 100 years).
     /// connect-mongo's `ttl` (seconds), connect-mongodb-session's `expires`
     /// (milliseconds) — here a [`Duration`], so there is no unit to get wrong.
     pub fn ttl(mut self, ttl: Duration) -> Self {
@@ -332,17 +340,20 @@ impl StoreBuilder {
     }
 
     /// Upper bound on any single operation, including waiting for a server
-    /// (default 10 s). Past it the operation fails with an error for which
+    /// (default 10 s, at most a day). Past it the operation fails with an error for which
     /// [`Error::is_timeout`] is true.
     pub fn operation_timeout(mut self, bound: Duration) -> Self {
         self.config.operation_timeout = bound;
         self
     }
 
-    /// Largest session accepted, measured as its values' JSON encoding
-    /// (default 1 MiB; MongoDB's own document limit is 16 MiB). A bigger
-    /// session fails to save with an error for which [`Error::is_encode`] is
-    /// true, before anything is sent to the server.
+    /// Largest session accepted, measured as its values take in the stored
+    /// document (BSON, or the ciphertexts with encryption; default 1 MiB, at
+    /// most 16 MiB, MongoDB's own document limit). A bigger session fails to
+    /// save with an error for which [`Error::is_encode`] is true, before
+    /// anything is sent to the server. A save that would still take the
+    /// document past 16 MiB (another request's keys merged with this one's)
+    /// fails with the same kind of error, and nothing is written.
     pub fn max_session_bytes(mut self, limit: usize) -> Self {
         self.config.max_session_bytes = limit;
         self
@@ -541,6 +552,48 @@ impl StoreBuilder {
         if self.connect_timeout.is_zero() || config.operation_timeout.is_zero() {
             return Err(Error::config("timeouts must be longer than zero"));
         }
+        self.validate_bounds()
+    }
+
+    /// Durations and sizes past what can be computed with or stored: refused
+    /// here rather than overflowing on some later request.
+    fn validate_bounds(&self) -> Result<()> {
+        let config = &self.config;
+        let lifetimes = [
+            ("ttl", Some(config.ttl)),
+            ("max_lifetime", self.layout.max_lifetime),
+            (
+                "AutoRemove::Interval",
+                match self.auto_remove {
+                    AutoRemove::Interval(period) => Some(period),
+                    _ => None,
+                },
+            ),
+        ];
+        for (name, value) in lifetimes {
+            if value.is_some_and(|d| d > MAX_LIFETIME) {
+                return Err(Error::config(format!(
+                    "{name} must be at most 100 years, not {value:?}"
+                )));
+            }
+        }
+        let timeouts = [
+            ("operation_timeout", config.operation_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ];
+        for (name, value) in timeouts {
+            if value > MAX_TIMEOUT {
+                return Err(Error::config(format!(
+                    "{name} must be at most a day, not {value:?}"
+                )));
+            }
+        }
+        if config.max_session_bytes > MAX_DOCUMENT_BYTES {
+            return Err(Error::config(format!(
+                "max_session_bytes must be at most 16 MiB (MongoDB's document limit), not {}",
+                config.max_session_bytes
+            )));
+        }
         Ok(())
     }
 }
@@ -607,16 +660,7 @@ fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Cl
 async fn ping(db: &mongodb::Database, bound: Duration) -> Result<()> {
     match tokio::time::timeout(bound, db.run_command(doc! { "ping": 1 })).await {
         Err(_) => Err(Error::unreachable(bound, None)),
-        Ok(Err(e)) if is_unreachable(&e) => Err(Error::unreachable(bound, Some(e))),
-        Ok(Err(e)) => Err(Error::database("ping", e)),
+        Ok(Err(e)) => Err(Error::from_driver("ping", bound, e)),
         Ok(Ok(_)) => Ok(()),
     }
-}
-
-pub(crate) fn is_unreachable(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    matches!(
-        *error.kind,
-        ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::DnsResolve { .. }
-    )
 }

@@ -50,12 +50,33 @@ const HEADER: usize = 1 + 4 + 12;
 #[derive(Clone)]
 pub struct KeyRing {
     primary: u32,
-    keys: Vec<(u32, Aes256Gcm)>,
+    keys: Vec<RingKey>,
+}
+
+#[derive(Clone)]
+struct RingKey {
+    id: u32,
+    cipher: Aes256Gcm,
+    /// Names encrypted fields. Derived from the key itself, so only someone
+    /// holding the key can tell which names a dump's fields stand for.
+    field_names: Hasher,
+}
+
+impl RingKey {
+    fn new(id: u32, key: &[u8]) -> Result<Self> {
+        let cipher = cipher(key)?;
+        let derived = Hasher::new(key).hash("field-name-key", "", 32);
+        Ok(Self {
+            id,
+            cipher,
+            field_names: Hasher::new(derived.as_bytes()),
+        })
+    }
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<u32> = self.keys.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<u32> = self.keys.iter().map(|k| k.id).collect();
         f.debug_struct("KeyRing")
             .field("primary", &self.primary)
             .field("ids", &ids)
@@ -72,7 +93,7 @@ impl KeyRing {
     pub fn new(id: u32, key: impl AsRef<[u8]>) -> Result<Self> {
         Ok(Self {
             primary: id,
-            keys: vec![(id, cipher(key.as_ref())?)],
+            keys: vec![RingKey::new(id, key.as_ref())?],
         })
     }
 
@@ -93,10 +114,10 @@ impl KeyRing {
     ///
     /// [`Error::is_config`] for a bad key or a duplicate id.
     pub fn with_key(mut self, id: u32, key: impl AsRef<[u8]>) -> Result<Self> {
-        if self.keys.iter().any(|(existing, _)| *existing == id) {
+        if self.keys.iter().any(|existing| existing.id == id) {
             return Err(Error::config(format!("key id {id} is already in the ring")));
         }
-        self.keys.push((id, cipher(key.as_ref())?));
+        self.keys.push(RingKey::new(id, key.as_ref())?);
         Ok(self)
     }
 
@@ -124,6 +145,15 @@ impl KeyRing {
     /// The id of the key that encrypts.
     pub fn primary_id(&self) -> u32 {
         self.primary
+    }
+
+    /// The stored name of session key `key` under the primary key: a keyed
+    /// hash, so a dump does not show which keys a session has.
+    pub(crate) fn field_name(&self, key: &str) -> String {
+        self.key(self.primary)
+            .expect("the primary key is in the ring")
+            .field_names
+            .hash("field", key, 16)
     }
 
     /// Encrypts `plaintext`, bound to `aad`.
@@ -173,7 +203,11 @@ impl KeyRing {
     }
 
     fn cipher(&self, id: u32) -> Option<&Aes256Gcm> {
-        self.keys.iter().find(|(k, _)| *k == id).map(|(_, c)| c)
+        self.key(id).map(|k| &k.cipher)
+    }
+
+    fn key(&self, id: u32) -> Option<&RingKey> {
+        self.keys.iter().find(|k| k.id == id)
     }
 }
 

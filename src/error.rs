@@ -29,6 +29,15 @@ enum Repr {
         #[source]
         source: Option<mongodb::error::Error>,
     },
+    #[error(
+        "connection to the MongoDB server failed during `{operation}` ({source}). Check that \
+         the server is running and that the URI's host and port are right"
+    )]
+    ConnectionFailed {
+        operation: &'static str,
+        #[source]
+        source: mongodb::error::Error,
+    },
     #[error("MongoDB operation `{operation}` did not finish within {bound:?}")]
     Timeout {
         operation: &'static str,
@@ -44,6 +53,11 @@ enum Repr {
     Decode { field: String, reason: String },
     #[error("session cannot be encoded: {0}")]
     Encode(String),
+    #[error(
+        "session key {0:?} is in the store's reserved namespace (keys starting with \
+         `__mongodb_session_store`): choose another name, or set the owner with `set_user`"
+    )]
+    ReservedKey(String),
     #[error("{0}")]
     IndexConflict(String),
     #[error("could not find a free session id after {0} attempts")]
@@ -78,6 +92,26 @@ impl Error {
         Self::from(Repr::Database { operation, source })
     }
 
+    /// The one place a driver error becomes this crate's: `operation` ran
+    /// with `bound` as its limit.
+    pub(crate) fn from_driver(
+        operation: &'static str,
+        bound: Duration,
+        source: mongodb::error::Error,
+    ) -> Self {
+        use mongodb::error::ErrorKind;
+        match &*source.kind {
+            ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. } => {
+                Self::unreachable(bound, Some(source))
+            }
+            ErrorKind::Io(_) => Self::from(Repr::ConnectionFailed { operation, source }),
+            _ if is_too_large(&source) => Self::encode(format!(
+                "the session document would pass MongoDB's 16 MiB document limit ({source})"
+            )),
+            _ => Self::database(operation, source),
+        }
+    }
+
     pub(crate) fn decode(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::from(Repr::Decode {
             field: field.into(),
@@ -87,6 +121,11 @@ impl Error {
 
     pub(crate) fn encode(message: impl Into<String>) -> Self {
         Self::from(Repr::Encode(message.into()))
+    }
+
+    pub(crate) fn reserved_key(key: &str) -> Self {
+        let shown: String = key.chars().take(64).collect();
+        Self::from(Repr::ReservedKey(shown))
     }
 
     pub(crate) fn index_conflict(message: impl Into<String>) -> Self {
@@ -125,7 +164,10 @@ impl Error {
     /// The server could not be reached (at build time or later) within the
     /// configured bound.
     pub fn is_unreachable(&self) -> bool {
-        matches!(*self.0, Repr::Unreachable { .. })
+        matches!(
+            *self.0,
+            Repr::Unreachable { .. } | Repr::ConnectionFailed { .. }
+        )
     }
 
     /// An operation exceeded the configured operation timeout.
@@ -143,9 +185,18 @@ impl Error {
         matches!(*self.0, Repr::Decode { .. })
     }
 
-    /// Session data could not be turned into a document.
+    /// Session data could not be turned into a document (too large, a
+    /// codec failure, or a reserved key: see
+    /// [`is_reserved_key`](Self::is_reserved_key)).
     pub fn is_encode(&self) -> bool {
-        matches!(*self.0, Repr::Encode(_))
+        matches!(*self.0, Repr::Encode(_) | Repr::ReservedKey(_))
+    }
+
+    /// The session map holds a key of the store's reserved namespace that
+    /// the store's API did not put there (or an owner entry that is not
+    /// one); nothing was written.
+    pub fn is_reserved_key(&self) -> bool {
+        matches!(*self.0, Repr::ReservedKey(_))
     }
 
     /// An existing index on the expiry field disagrees with the configured
@@ -173,6 +224,7 @@ impl Error {
         match &*self.0 {
             Repr::Database { source, .. } => Some(source),
             Repr::Unreachable { source, .. } => source.as_ref(),
+            Repr::ConnectionFailed { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -181,11 +233,50 @@ impl Error {
     /// unreachable, slow, or answered with a transient error.
     pub fn is_transient(&self) -> bool {
         match &*self.0 {
-            Repr::Unreachable { .. } | Repr::Timeout { .. } | Repr::Contended(_) => true,
+            Repr::Unreachable { .. }
+            | Repr::ConnectionFailed { .. }
+            | Repr::Timeout { .. }
+            | Repr::Contended(_) => true,
             Repr::Database { source, .. } => is_transient_driver_error(source),
             _ => false,
         }
     }
+}
+
+/// The server's codes for a document past the 16 MiB limit: 10334
+/// BSONObjectTooLarge, 17419/17420 (an update's result too large); and the
+/// driver's own refusal of an oversized insert.
+fn is_too_large(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    const TOO_LARGE: [i32; 3] = [10334, 17419, 17420];
+    if let ErrorKind::InvalidArgument { message, .. } = &*error.kind {
+        return message.contains("must be within");
+    }
+    let command_code = match &*error.kind {
+        ErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    };
+    command_code
+        .or_else(|| write_error_code(error))
+        .is_some_and(|code| TOO_LARGE.contains(&code))
+}
+
+/// The code of a write error (as opposed to a command error).
+pub(crate) fn write_error_code(error: &mongodb::error::Error) -> Option<i32> {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+/// An insert failed on a unique index: the id is taken.
+pub(crate) fn is_duplicate_key(error: &Error) -> bool {
+    const DUPLICATE_KEY: i32 = 11000;
+    error
+        .driver_error()
+        .and_then(write_error_code)
+        .is_some_and(|code| code == DUPLICATE_KEY)
 }
 
 fn is_transient_driver_error(error: &mongodb::error::Error) -> bool {
@@ -237,5 +328,15 @@ mod tests {
         let timeout = Error::timeout("find", Duration::from_secs(1));
         assert!(timeout.is_timeout() && timeout.is_transient());
         assert_eq!(timeout.decode_field(), None);
+    }
+
+    #[test]
+    fn a_broken_connection_is_not_reported_as_a_wait() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let error = Error::from_driver("find", Duration::from_secs(3), io.into());
+        assert!(error.is_unreachable() && error.is_transient());
+        let text = error.to_string();
+        assert!(text.contains("connection to the MongoDB server failed during `find`"));
+        assert!(!text.contains("within"), "{text}");
     }
 }

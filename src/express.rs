@@ -129,7 +129,7 @@ pub(crate) fn apply_cookie_rules(data: &mut Map<String, Value>, now_ms: i64, ttl
         .entry("cookie")
         .or_insert_with(|| json!({"originalMaxAge": ttl_ms, "httpOnly": true, "path": "/"}));
     let Some(cookie) = cookie.as_object_mut() else {
-        return now_ms + ttl_ms;
+        return now_ms.saturating_add(ttl_ms);
     };
     if let Some(max_age) = cookie.get("originalMaxAge").and_then(Value::as_i64) {
         let expires = now_ms.saturating_add(max_age);
@@ -140,7 +140,7 @@ pub(crate) fn apply_cookie_rules(data: &mut Map<String, Value>, now_ms: i64, ttl
         .get("expires")
         .and_then(Value::as_str)
         .and_then(|text| mongodb::bson::DateTime::parse_rfc3339_str(text).ok())
-        .map_or(now_ms + ttl_ms, |dt| dt.timestamp_millis())
+        .map_or(now_ms.saturating_add(ttl_ms), |dt| dt.timestamp_millis())
 }
 
 fn iso(ms: i64) -> String {

@@ -132,6 +132,9 @@ impl fmt::Debug for Layout {
     }
 }
 
+/// A session key and the field name it is stored under.
+pub(crate) type StaleKey = (String, String);
+
 /// A session as decoded from its document.
 #[derive(Debug)]
 pub(crate) struct Decoded {
@@ -142,8 +145,10 @@ pub(crate) struct Decoded {
     pub(crate) last_modified: Option<DateTime>,
     pub(crate) version: Option<i64>,
     pub(crate) user: Option<UserInfo>,
-    /// Keys whose ciphertext is not under the primary key.
-    pub(crate) stale: Vec<String>,
+    /// Keys not stored as a write would store them now (sealed under an
+    /// older key, or under an older field name), with the field name they
+    /// are stored under.
+    pub(crate) stale: Vec<StaleKey>,
 }
 
 impl Layout {
@@ -163,17 +168,20 @@ impl Layout {
 
     /// The name under which `key` is stored inside `data`.
     fn field_name(&self, key: &str) -> String {
-        if self.encryption.is_some() {
-            self.field_names
-                .get_or_insert(key, || self.hasher.hash("field", key, 16))
-        } else {
-            escape_key(key).into_owned()
+        match &self.encryption {
+            Some(ring) => self.field_names.get_or_insert(key, || ring.field_name(key)),
+            None => escape_key(key).into_owned(),
         }
     }
 
     /// The dotted path of one session key.
     pub(crate) fn data_path(&self, key: &str) -> String {
-        format!("{}.{}", self.fields.data, self.field_name(key))
+        self.stored_path(&self.field_name(key))
+    }
+
+    /// The dotted path of a field of `data` as it is stored.
+    pub(crate) fn stored_path(&self, field: &str) -> String {
+        format!("{}.{field}", self.fields.data)
     }
 
     /// Whether single keys can be updated in place.
@@ -227,8 +235,31 @@ impl Layout {
     pub(crate) fn restrict_to_live(&self, filter: &mut Document, now: DateTime) {
         filter.insert(&self.fields.expires, doc! { "$gt": now });
         if let (Some(max), Some(field)) = (self.max_lifetime, &self.fields.created_at) {
-            let born_after = DateTime::from_system_time(now.to_system_time() - max);
+            let born_after = DateTime::from_system_time(
+                now.to_system_time()
+                    .checked_sub(max)
+                    .unwrap_or(std::time::UNIX_EPOCH),
+            );
             filter.insert(field, doc! { "$gt": born_after });
+        }
+    }
+
+    /// Matches sessions that are no longer live: expired, or past their
+    /// absolute lifetime (or without the creation time it is counted from).
+    pub(crate) fn expired_filter(&self, now: DateTime) -> Document {
+        let expired = doc! { &self.fields.expires: { "$lte": now } };
+        match (self.max_lifetime, &self.fields.created_at) {
+            (Some(max), Some(field)) => {
+                let born_after = DateTime::from_system_time(
+                    now.to_system_time()
+                        .checked_sub(max)
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                );
+                // `$not` also matches documents without the field.
+                let too_old = doc! { field: { "$not": { "$gt": born_after } } };
+                doc! { "$or": [expired, too_old] }
+            }
+            _ => expired,
         }
     }
 
@@ -320,7 +351,7 @@ impl Layout {
         ring: &KeyRing,
         stored_id: &str,
         stored: &Bson,
-    ) -> Result<(Map<String, Value>, Vec<String>)> {
+    ) -> Result<(Map<String, Value>, Vec<StaleKey>)> {
         let data_field = &self.fields.data;
         let Bson::Document(entries) = stored else {
             return Err(wrong_type(data_field, "a document of ciphertexts", stored));
@@ -337,8 +368,8 @@ impl Layout {
                 .map_err(|reason| Error::decode(path(), reason))?;
             let (key, value): (String, Value) = serde_json::from_slice(&plaintext)
                 .map_err(|_| Error::decode(path(), "decrypted to something unexpected"))?;
-            if key_id != ring.primary_id() {
-                stale.push(key.clone());
+            if key_id != ring.primary_id() || *field != self.field_name(&key) {
+                stale.push((key.clone(), field.clone()));
             }
             data.insert(key, value);
         }
@@ -351,6 +382,8 @@ impl Layout {
         };
         match document.get(field) {
             None | Some(Bson::Null) => Ok(None),
+            // A write adds one: at the maximum, no write could ever succeed.
+            Some(Bson::Int64(i64::MAX)) => Err(Error::decode(field, "at its maximum")),
             Some(Bson::Int64(n)) => Ok(Some(*n)),
             Some(Bson::Int32(n)) => Ok(Some(i64::from(*n))),
             Some(other) => Err(wrong_type(field, "an integer", other)),
@@ -412,7 +445,11 @@ pub(crate) fn optional_date(document: &Document, field: &str) -> Result<Option<D
     }
 }
 
-/// `SystemTime` to a BSON date, or `now + ttl` when there is none.
+/// `SystemTime` to a BSON date, or `now + ttl` when there is none (BSON
+/// dates saturate at their range's ends).
 pub(crate) fn expiry_or(expires: Option<std::time::SystemTime>, fallback: Duration) -> DateTime {
-    DateTime::from_system_time(expires.unwrap_or_else(|| std::time::SystemTime::now() + fallback))
+    match expires {
+        Some(at) => DateTime::from_system_time(at),
+        None => DateTime::now().saturating_add_duration(fallback),
+    }
 }

@@ -22,6 +22,8 @@ use std::{
 
 use serde_json::{json, Map, Value};
 
+use crate::codec::escape_key;
+
 /// Name of the entry the store adds to a loaded session map.
 ///
 /// Applications must not use this key, nor any other key starting with it
@@ -50,6 +52,10 @@ pub(crate) struct Snapshot {
     pub(crate) user: Option<u64>,
     /// The session's revocation handle.
     pub(crate) handle: Option<String>,
+    /// Keys stored as an older version stored them (an older encryption key
+    /// or field name), with the field name they are stored under: a write
+    /// of the key must remove that field, and rewriting them is worth it.
+    pub(crate) stale: HashMap<String, String>,
 }
 
 impl Snapshot {
@@ -74,7 +80,7 @@ impl Snapshot {
         json!({
             "v": FORMAT, "k": keys, "e": self.expires,
             "m": self.last_modified, "c": self.created_at, "n": self.version,
-            "u": self.user, "h": self.handle,
+            "u": self.user, "h": self.handle, "s": self.stale,
         })
     }
 
@@ -101,6 +107,14 @@ impl Snapshot {
             version: obj.get("n").and_then(Value::as_i64),
             user: obj.get("u").and_then(Value::as_u64),
             handle: obj.get("h").and_then(Value::as_str).map(str::to_string),
+            stale: match obj.get("s") {
+                None => HashMap::new(),
+                Some(stale) => stale
+                    .as_object()?
+                    .iter()
+                    .map(|(k, field)| Some((k.clone(), field.as_str()?.to_string())))
+                    .collect::<Option<_>>()?,
+            },
         })
     }
 
@@ -140,28 +154,119 @@ impl<'a> UserEntries<'a> {
         !is_reserved(key) && self.0.contains_key(key)
     }
 
+    /// Refuses keys of the reserved namespace other than the two the store
+    /// itself puts there, and an owner entry that is not one: they would
+    /// otherwise be dropped silently, or forge an owner.
+    pub(crate) fn check_reserved(self) -> crate::Result<()> {
+        for (key, value) in self.0 {
+            let legitimate = match key.as_str() {
+                RESERVED_KEY => true,
+                crate::user::USER_KEY => crate::UserInfo::from_value(value).is_some(),
+                other => !is_reserved(other),
+            };
+            if !legitimate {
+                return Err(crate::Error::reserved_key(key));
+            }
+        }
+        Ok(())
+    }
+
     /// The owner entry ([`USER_KEY`](crate::USER_KEY)), if any.
     pub(crate) fn user_entry(self) -> Option<&'a Value> {
         self.0.get(crate::user::USER_KEY)
     }
 
-    /// Bytes the entries take as a JSON object, without building it.
-    pub(crate) fn json_size(self) -> usize {
-        let mut counter = ByteCounter(0);
-        let mut entries = 0;
-        for (key, value) in self.iter() {
-            // Writing to a counter cannot fail.
-            let _ = serde_json::to_writer(&mut counter, key);
-            let _ = serde_json::to_writer(&mut counter, value);
-            entries += 1;
+    /// Refuses values nested deeper than MongoDB stores (100 levels for the
+    /// whole document, of which the document, `data` and the key take 3).
+    pub(crate) fn check_depth(self) -> crate::Result<()> {
+        match self
+            .iter()
+            .find(|(_, value)| too_deep(value, MAX_VALUE_DEPTH))
+        {
+            Some((key, _)) => Err(crate::Error::encode(format!(
+                "the value of {key:?} is nested more than {MAX_VALUE_DEPTH} levels deep, \
+                 more than MongoDB stores"
+            ))),
+            None => Ok(()),
         }
-        // Braces, a colon per entry, a comma between entries.
-        counter.0 + 2 + entries + entries.saturating_sub(1)
+    }
+
+    /// Bytes the entries take in the stored `data` document, computed
+    /// without building it: BSON as the native codec writes it, or, with
+    /// encryption, one ciphertext of `[key, value]` per entry.
+    pub(crate) fn stored_size(self, encrypted: bool) -> usize {
+        let mut size = DOCUMENT_FRAME;
+        for (key, value) in self.iter() {
+            size += if encrypted {
+                // Type, a 22-character name and its NUL, the binary's length
+                // and subtype, our header, the JSON plaintext, the GCM tag.
+                let mut counter = ByteCounter(0);
+                let _ = serde_json::to_writer(&mut counter, &(key, value));
+                1 + 22 + 1 + 4 + 1 + 17 + counter.0 + 16
+            } else {
+                element_size(escape_key(key).len(), value)
+            };
+        }
+        size
     }
 
     pub(crate) fn to_map(self) -> Map<String, Value> {
         self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
+}
+
+/// The deepest nesting of arrays and objects a value may have.
+const MAX_VALUE_DEPTH: usize = 96;
+
+/// Whether `value` nests deeper than `allowed` levels; never descends
+/// further than that, however deep the value.
+fn too_deep(value: &Value, allowed: usize) -> bool {
+    match value {
+        Value::Array(items) => allowed == 0 || items.iter().any(|v| too_deep(v, allowed - 1)),
+        Value::Object(map) => allowed == 0 || map.values().any(|v| too_deep(v, allowed - 1)),
+        _ => false,
+    }
+}
+
+/// A BSON document's length prefix and terminating NUL.
+const DOCUMENT_FRAME: usize = 5;
+
+/// One BSON element: its type byte, its name and NUL, its value.
+fn element_size(name_len: usize, value: &Value) -> usize {
+    1 + name_len + 1 + bson_value_size(value)
+}
+
+/// The size of `value` as [`value_to_bson`](crate::codec) stores it.
+fn bson_value_size(value: &Value) -> usize {
+    match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if i32::try_from(i).is_ok() => 4,
+            _ => 8,
+        },
+        Value::String(text) => 4 + text.len() + 1,
+        Value::Array(items) => {
+            DOCUMENT_FRAME
+                + items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| element_size(digits(i), item))
+                    .sum::<usize>()
+        }
+        Value::Object(map) => {
+            DOCUMENT_FRAME
+                + map
+                    .iter()
+                    .map(|(k, v)| element_size(escape_key(k).len(), v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// Decimal digits of an array index (BSON names array elements "0", "1", …).
+fn digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 pub(crate) fn fingerprint(value: &Value) -> u64 {
@@ -200,7 +305,23 @@ impl<H: Hasher> io::Write for HashWriter<H> {
 
 #[cfg(test)]
 mod tests {
+    use mongodb::bson::doc;
+
     use super::*;
+
+    #[test]
+    fn the_stored_size_is_the_size_of_the_bson_written() {
+        let data = json!({
+            "n": 1, "big": 5_000_000_000_i64, "f": 1.5, "s": "text", "t": true, "z": null,
+            "a.b": {"c$": [1, "x", [2.5], {"d": null}]},
+            "long": (0..120).collect::<Vec<_>>(),
+        });
+        let map = data.as_object().unwrap();
+        let (entries, _) = split(map);
+        let document = crate::codec::object_to_document(map);
+        let written = mongodb::bson::to_vec(&document).unwrap().len();
+        assert_eq!(entries.stored_size(false), written);
+    }
 
     #[test]
     fn snapshot_survives_the_session_map() {
@@ -209,6 +330,7 @@ mod tests {
         snapshot.expires = 10;
         snapshot.last_modified = Some(5);
         snapshot.version = Some(3);
+        snapshot.stale.insert("a".into(), "old-name".into());
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
         assert_eq!(back, snapshot);
         assert!(!back.changed("a", &json!(1)));
@@ -236,6 +358,7 @@ mod tests {
         let (entries, _) = split(map.as_object().unwrap());
         assert_eq!(entries.iter().count(), 1);
         assert!(!entries.contains(RESERVED_KEY));
-        assert_eq!(entries.json_size(), r#"{"a":1}"#.len());
+        let stored = mongodb::bson::to_vec(&doc! {"a": 1}).unwrap().len();
+        assert_eq!(entries.stored_size(false), stored);
     }
 }

@@ -10,7 +10,7 @@ use std::{
 use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use mongodb::{
     bson::{doc, Bson, DateTime, Document},
-    error::{ErrorKind, WriteFailure},
+    options::UpdateModifications,
     Client, Collection,
 };
 use serde_json::{Map, Value};
@@ -20,19 +20,18 @@ use tokio::{
 };
 
 use crate::{
-    builder::{is_unreachable, StoreBuilder},
+    builder::StoreBuilder,
     cache::{spawn_watcher, CacheMode, SessionCache},
-    error::{Error, Result},
+    error::{is_duplicate_key, Error, Result},
     events::{EventKind, EventReceiver, Events},
     id::{generate_id, is_plausible, RedactedId},
     schema::{expiry_or, optional_date, Decoded, Layout, USER_FIELD},
     snapshot::{fingerprint, split, Snapshot, UserEntries, RESERVED_KEY},
     touch_hints::TouchHints,
     user::{UserInfo, UserSession, USER_KEY},
-    write::{per_key_update, plan_touch, whole_update, Changes, Clock},
+    write::{per_key_update, plan_touch, touch_update, whole_update, Changes, Clock},
 };
 
-const DUPLICATE_KEY: i32 = 11000;
 const MAX_CREATE_ATTEMPTS: u32 = 8;
 
 /// What a save does when another request changed the session since it was
@@ -90,6 +89,10 @@ struct Inner {
     config: Config,
     events: Events,
     hints: TouchHints,
+    /// Handles of sessions whose delete found nothing, for a minute: the
+    /// frameworks regenerate an id as "delete the old, create anew with its
+    /// data", and when a logout got there first the data must stay gone.
+    vanished: moka::sync::Cache<String, ()>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     cache: Option<Arc<SessionCache>>,
@@ -117,11 +120,7 @@ pub struct LoadedSession {
 impl LoadedSession {
     fn new(decoded: Decoded, layout: &Layout) -> Self {
         let mut snapshot = Snapshot::of(&decoded.data);
-        // A value sealed under an old key counts as changed, so the next
-        // save re-encrypts it under the primary key.
-        for key in &decoded.stale {
-            snapshot.fingerprints.remove(key);
-        }
+        snapshot.stale = decoded.stale.iter().cloned().collect();
         let handle = layout.handle(&decoded.stored_id);
         snapshot.user = decoded.user.as_ref().map(|u| fingerprint(&u.to_value()));
         snapshot.handle = Some(handle.clone());
@@ -177,6 +176,9 @@ pub struct RewrapReport {
     /// Sessions changed by a request while being rewrapped; their next
     /// write re-encrypts them.
     pub skipped: u64,
+    /// Documents that could not be decoded (malformed, or sealed with a key
+    /// that is not in the ring), skipped and logged with a redacted id.
+    pub undecodable: u64,
 }
 
 /// A live session as listed by [`MongoSessionStore::all`].
@@ -270,6 +272,10 @@ impl MongoSessionStore {
             config,
             events: Events::default(),
             hints: TouchHints::default(),
+            vanished: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
             stop: watch::channel(false).0,
             tasks: Mutex::default(),
         };
@@ -401,6 +407,7 @@ impl MongoSessionStore {
     ) -> Result<String> {
         let layout = &self.inner.layout;
         let (entries, snapshot) = split(data);
+        entries.check_reserved()?;
         self.check_size(entries)?;
         #[allow(unused_mut)]
         let mut values = entries.to_map();
@@ -442,6 +449,25 @@ impl MongoSessionStore {
         Err(Error::id_exhausted(MAX_CREATE_ATTEMPTS))
     }
 
+    /// Whether `data`, a session map carried from a load, is being moved to
+    /// a new id (tower-sessions' `cycle_id`, actix-session's renew) after a
+    /// logout elsewhere ended the session: the regeneration's own delete
+    /// found nothing. Such data must not be stored again.
+    #[cfg_attr(
+        not(any(feature = "tower-sessions", feature = "actix-session")),
+        allow(dead_code)
+    )]
+    pub(crate) fn regenerates_ended_session(&self, data: &Map<String, Value>) -> bool {
+        let Some(handle) = data
+            .get(RESERVED_KEY)
+            .and_then(Snapshot::from_value)
+            .and_then(|snapshot| snapshot.handle)
+        else {
+            return false;
+        };
+        self.inner.vanished.contains_key(&handle)
+    }
+
     /// Saves an existing session: only the values that differ from what
     /// [`load`](Self::load) returned are written (if `data` came from
     /// [`LoadedSession::into_tracked_data`] and the codec is
@@ -467,46 +493,128 @@ impl MongoSessionStore {
         }
         let layout = &self.inner.layout;
         let stored_id = layout.key(id);
+        split(data).0.check_reserved()?;
         #[cfg(feature = "express")]
         if layout.express_cookie {
-            return self.save_express(id, data).await;
+            return self.save_express(id, &stored_id, data).await;
         }
         let (entries, snapshot) = split(data);
-        let created_at = snapshot.as_ref().and_then(|s| s.created_at);
-        let clock = Clock {
-            now: DateTime::now(),
-            expires: layout.cap_expiry(expiry_or(expires, self.inner.config.ttl), created_at),
-            touch_after: self.inner.config.touch_after,
-        };
+        let clock = self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at));
         let Some(snapshot) = snapshot else {
-            // No record of what was loaded: the caller's map is the whole truth.
+            // No record of what was loaded: the caller's map is the whole
+            // truth, owner included.
             self.check_size(entries)?;
-            let user = entries.user_entry().and_then(UserInfo::from_value);
-            let update = whole_update(layout, &stored_id, &entries.to_map(), user.as_ref(), clock)?;
+            let owner = Some(entries.user_entry().and_then(UserInfo::from_value));
+            let update = whole_update(layout, &stored_id, &entries.to_map(), &owner, clock)?;
             return self
                 .update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
                 .await;
         };
         let changes = Changes::between(&snapshot, entries);
         if changes.is_empty() {
-            return match plan_touch(layout, &snapshot, clock) {
-                None => Ok(SaveOutcome::Unchanged),
-                Some(update) => {
-                    self.update_live(id, &stored_id, clock.now, update, SaveOutcome::Touched)
-                        .await
-                }
-            };
+            return self
+                .save_unchanged(id, &stored_id, &snapshot, &changes, clock)
+                .await;
         }
         self.check_size(entries)?;
         let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
         if layout.per_key() && !strict {
-            let update = per_key_update(layout, &stored_id, &changes, clock);
             return self
-                .update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
+                .save_per_key(id, &stored_id, &snapshot, &changes, clock)
                 .await;
         }
         self.compare_and_swap(id, &snapshot, &changes, entries, clock)
             .await
+    }
+
+    /// The expiry rules of a write at this moment: `expires` (or now +
+    /// ttl), capped at the absolute lifetime from `created_at` (ms) — or by
+    /// the server, when the creation time is not known here.
+    fn clock(&self, expires: Option<SystemTime>, created_at: Option<i64>) -> Clock {
+        let layout = &self.inner.layout;
+        Clock {
+            now: DateTime::now(),
+            expires: layout.cap_expiry(expiry_or(expires, self.inner.config.ttl), created_at),
+            touch_after: self.inner.config.touch_after,
+            cap_on_server: layout.max_lifetime.filter(|_| created_at.is_none()),
+        }
+    }
+
+    /// An unchanged session: values stored the old way are rewritten if no
+    /// other request wrote meanwhile; otherwise only the expiry moves, and
+    /// only when due.
+    async fn save_unchanged(
+        &self,
+        id: &str,
+        stored_id: &str,
+        snapshot: &Snapshot,
+        changes: &Changes<'_>,
+        clock: Clock,
+    ) -> Result<SaveOutcome> {
+        let layout = &self.inner.layout;
+        if !changes.rewrap.is_empty() {
+            let update = per_key_update(layout, stored_id, changes, &snapshot.stale, true, clock);
+            if self
+                .update_guarded(stored_id, snapshot, update, clock)
+                .await?
+            {
+                self.saved(id, clock.now, SaveOutcome::Touched);
+                return Ok(SaveOutcome::Touched);
+            }
+        }
+        match plan_touch(layout, snapshot, clock) {
+            None => Ok(SaveOutcome::Unchanged),
+            Some(update) => {
+                self.update_live(id, stored_id, clock.now, update, SaveOutcome::Touched)
+                    .await
+            }
+        }
+    }
+
+    /// Writes only the changed keys. Keys stored the old way ride along
+    /// only while the document is as loaded, so rewriting them can never
+    /// overwrite another request's change.
+    async fn save_per_key(
+        &self,
+        id: &str,
+        stored_id: &str,
+        snapshot: &Snapshot,
+        changes: &Changes<'_>,
+        clock: Clock,
+    ) -> Result<SaveOutcome> {
+        let layout = &self.inner.layout;
+        if !changes.rewrap.is_empty() {
+            let update = per_key_update(layout, stored_id, changes, &snapshot.stale, true, clock);
+            if self
+                .update_guarded(stored_id, snapshot, update, clock)
+                .await?
+            {
+                self.saved(id, clock.now, SaveOutcome::Updated);
+                return Ok(SaveOutcome::Updated);
+            }
+        }
+        let update = per_key_update(layout, stored_id, changes, &snapshot.stale, false, clock);
+        self.update_live(id, stored_id, clock.now, update, SaveOutcome::Updated)
+            .await
+    }
+
+    /// Applies `update` only if the live document still has the version
+    /// `snapshot` loaded; whether it did.
+    async fn update_guarded(
+        &self,
+        stored_id: &str,
+        snapshot: &Snapshot,
+        update: Document,
+        clock: Clock,
+    ) -> Result<bool> {
+        let layout = &self.inner.layout;
+        let mut filter = layout.live_filter_stored(stored_id, clock.now);
+        layout.version_filter(&mut filter, snapshot.version);
+        let result = self
+            .run("update", self.inner.collection.update_one(filter, update))
+            .await;
+        self.evict(stored_id);
+        Ok(result?.matched_count > 0)
     }
 
     /// The expiry express-session's cookie rules give `values` (updating
@@ -526,32 +634,32 @@ impl MongoSessionStore {
     /// written whole (last writer wins, as on the Express side) or, when
     /// unchanged, only its expiry moves; never upserted.
     #[cfg(feature = "express")]
-    async fn save_express(&self, id: &str, data: &Map<String, Value>) -> Result<SaveOutcome> {
+    async fn save_express(
+        &self,
+        id: &str,
+        stored_id: &str,
+        data: &Map<String, Value>,
+    ) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
-        let stored_id = layout.key(id);
         let (entries, snapshot) = split(data);
         self.check_size(entries)?;
         let mut values = entries.to_map();
         let expires = self.express_expiry(&mut values);
-        let clock = Clock {
-            now: DateTime::now(),
-            expires: expiry_or(expires, self.inner.config.ttl),
-            touch_after: self.inner.config.touch_after,
-        };
+        let clock = self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at));
         if let Some(snapshot) = &snapshot {
             if Changes::between(snapshot, entries).is_empty() {
                 return match plan_touch(layout, snapshot, clock) {
                     None => Ok(SaveOutcome::Unchanged),
                     Some(update) => {
-                        self.update_live(id, &stored_id, clock.now, update, SaveOutcome::Touched)
+                        self.update_live(id, stored_id, clock.now, update, SaveOutcome::Touched)
                             .await
                     }
                 };
             }
         }
-        let user = entries.user_entry().and_then(UserInfo::from_value);
-        let update = whole_update(layout, &stored_id, &values, user.as_ref(), clock)?;
-        self.update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
+        let owner = Some(entries.user_entry().and_then(UserInfo::from_value));
+        let update = whole_update(layout, stored_id, &values, &owner, clock)?;
+        self.update_live(id, stored_id, clock.now, update, SaveOutcome::Updated)
             .await
     }
 
@@ -562,7 +670,7 @@ impl MongoSessionStore {
         id: &str,
         stored_id: &str,
         now: DateTime,
-        update: Document,
+        update: impl Into<UpdateModifications>,
         outcome: SaveOutcome,
     ) -> Result<SaveOutcome> {
         let filter = self.inner.layout.live_filter_stored(stored_id, now);
@@ -580,7 +688,8 @@ impl MongoSessionStore {
     /// Saves `changes` only if nobody wrote since `snapshot` was loaded; if
     /// somebody did, re-reads the session, applies the changes to what is
     /// there now (or, with [`ConflictPolicy::Fail`], fails if they touch a
-    /// key somebody else changed), and tries again.
+    /// key somebody else changed), and tries again. Keys stored the old way
+    /// are rewritten on the first attempt only, which the version guards.
     async fn compare_and_swap(
         &self,
         id: &str,
@@ -593,12 +702,12 @@ impl MongoSessionStore {
         let stored_id = layout.key(id);
         let per_key = layout.per_key();
         let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
-        let user = changes.user.clone().flatten();
         let mut version = snapshot.version;
-        let mut update = if per_key {
-            per_key_update(layout, &stored_id, changes, clock)
+        let mut stale = snapshot.stale.clone();
+        let mut update: UpdateModifications = if per_key {
+            per_key_update(layout, &stored_id, changes, &stale, true, clock).into()
         } else {
-            whole_update(layout, &stored_id, &entries.to_map(), user.as_ref(), clock)?
+            whole_update(layout, &stored_id, &entries.to_map(), &changes.user, clock)?
         };
         // Bounded by time, not attempts: under heavy contention a writer keeps
         // its chance until the operation timeout, never longer.
@@ -641,10 +750,13 @@ impl MongoSessionStore {
                 }
             }
             version = current.version;
-            if !per_key {
+            stale = current.stale.into_iter().collect();
+            update = if per_key {
+                per_key_update(layout, &stored_id, changes, &stale, false, clock).into()
+            } else {
                 let merged = changes.apply_to(current.data);
-                update = whole_update(layout, &stored_id, &merged, user.as_ref(), clock)?;
-            }
+                whole_update(layout, &stored_id, &merged, &changes.user, clock)?
+            };
         }
         Err(Error::contended(attempt))
     }
@@ -686,7 +798,11 @@ impl MongoSessionStore {
             // `$not` also matches documents without the field.
             filter.insert(field, doc! { "$not": { "$gte": threshold } });
         }
-        let update = doc! { "$set": layout.stamps(expiry_or(expires, self.inner.config.ttl), now) };
+        let clock = Clock {
+            now,
+            ..self.clock(expires, None)
+        };
+        let update = touch_update(layout, clock);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await;
@@ -720,7 +836,7 @@ impl MongoSessionStore {
             .await;
         let result = match result {
             Ok(result) if result.deleted_count > 0 => {
-                self.settle(pending, &[key]).await;
+                self.settle(pending, std::slice::from_ref(&key)).await;
                 result
             }
             other => {
@@ -728,6 +844,11 @@ impl MongoSessionStore {
                 other?
             }
         };
+        if result.deleted_count == 0 {
+            // Someone else ended it first: an id regeneration that follows
+            // this delete must not bring the data back (see `vanished`).
+            self.inner.vanished.insert(layout.handle(&key), ());
+        }
         self.inner.hints.forget(id);
         let deleted = result.deleted_count > 0;
         if deleted {
@@ -744,7 +865,7 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn delete_expired(&self) -> Result<u64> {
-        let filter = doc! { &self.inner.layout.fields.expires: { "$lte": DateTime::now() } };
+        let filter = self.inner.layout.expired_filter(DateTime::now());
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(filter))
             .await?;
@@ -762,9 +883,12 @@ impl MongoSessionStore {
     /// handle of the session asking (from [`LoadedSession::handle`] or the
     /// adapters' `current_handle`), flagged in the answer.
     ///
+    /// A document that cannot be read (a wrongly typed date, say) is left
+    /// out and logged with a redacted id; the others are listed.
+    ///
     /// # Errors
     ///
-    /// Server errors and timeouts; decode errors for malformed documents.
+    /// Server errors and timeouts.
     pub async fn user_sessions(
         &self,
         user: &str,
@@ -774,23 +898,17 @@ impl MongoSessionStore {
         let documents = self.user_documents(user).await?;
         let mut sessions: Vec<UserSession> = documents
             .iter()
-            .map(|document| {
-                let stored_id = document.get_str(&layout.fields.id).unwrap_or_default();
-                let handle = layout.handle(stored_id);
-                let date = |field: &Option<String>| -> Result<Option<SystemTime>> {
-                    let Some(name) = field else { return Ok(None) };
-                    Ok(optional_date(document, name)?.map(DateTime::to_system_time))
-                };
-                Ok(UserSession {
-                    current: current == Some(handle.as_str()),
-                    handle,
-                    created_at: date(&layout.fields.created_at)?,
-                    last_active: date(&layout.fields.last_modified)?,
-                    user_agent: document.get_str("userAgent").ok().map(str::to_string),
-                    ip: document.get_str("ip").ok().map(str::to_string),
-                })
+            .filter_map(|document| match user_session(layout, document, current) {
+                Ok(session) => Some(session),
+                Err(error) => {
+                    // One malformed document must not hide the others.
+                    let id = document.get(&layout.fields.id).map(ToString::to_string);
+                    let session = RedactedId::new(id.as_deref().unwrap_or_default());
+                    tracing::warn!(%session, %error, "user_sessions: skipped an undecodable session");
+                    None
+                }
             })
-            .collect::<Result<_>>()?;
+            .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.last_active));
         Ok(sessions)
     }
@@ -877,7 +995,16 @@ impl MongoSessionStore {
             .await?;
         while let Some(document) = self.run("find", cursor.try_next()).await? {
             report.examined += 1;
-            let decoded = layout.decode(&document)?;
+            let decoded = match layout.decode(&document) {
+                Ok(decoded) => decoded,
+                Err(error) => {
+                    report.undecodable += 1;
+                    let id = document.get(&layout.fields.id).map(ToString::to_string);
+                    let session = RedactedId::new(id.as_deref().unwrap_or_default());
+                    tracing::warn!(%session, %error, "rewrap: skipped an undecodable session");
+                    continue;
+                }
+            };
             if decoded.stale.is_empty() {
                 continue;
             }
@@ -1050,12 +1177,28 @@ impl MongoSessionStore {
         }
     }
 
+    /// Whether `data` could be saved as it is: no key of the store's
+    /// reserved namespace that its API did not put there, and within
+    /// [`max_session_bytes`](StoreBuilder::max_session_bytes). For an
+    /// application that wants to answer a client before the framework
+    /// saves (a 400 or a 413 rather than a failed save).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_reserved_key`] or [`Error::is_encode`], as a save would.
+    pub fn check(&self, data: &Map<String, Value>) -> Result<()> {
+        let (entries, _) = split(data);
+        entries.check_reserved()?;
+        self.check_size(entries)
+    }
+
     fn check_size(&self, entries: UserEntries<'_>) -> Result<()> {
+        entries.check_depth()?;
         let limit = self.inner.config.max_session_bytes;
-        let size = entries.json_size();
+        let size = entries.stored_size(self.inner.layout.encryption.is_some());
         if size > limit {
             return Err(Error::encode(format!(
-                "the session's values take {size} bytes as JSON, over the limit of {limit} \
+                "the session's values take {size} bytes as stored, over the limit of {limit} \
                  (max_session_bytes)"
             )));
         }
@@ -1072,8 +1215,7 @@ impl MongoSessionStore {
         let bound = self.inner.config.operation_timeout;
         match tokio::time::timeout(bound, action.into_future()).await {
             Err(_) => Err(Error::timeout(operation, bound)),
-            Ok(Err(e)) if is_unreachable(&e) => Err(Error::unreachable(bound, Some(e))),
-            Ok(Err(e)) => Err(Error::database(operation, e)),
+            Ok(Err(e)) => Err(Error::from_driver(operation, bound, e)),
             Ok(Ok(value)) => Ok(value),
         }
     }
@@ -1099,6 +1241,30 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(micros)).await;
 }
 
+fn user_session(
+    layout: &Layout,
+    document: &Document,
+    current: Option<&str>,
+) -> Result<UserSession> {
+    let stored_id = match document.get(&layout.fields.id) {
+        Some(Bson::String(id)) => id,
+        _ => return Err(Error::decode(&layout.fields.id, "not a string")),
+    };
+    let handle = layout.handle(stored_id);
+    let date = |field: &Option<String>| -> Result<Option<SystemTime>> {
+        let Some(name) = field else { return Ok(None) };
+        Ok(optional_date(document, name)?.map(DateTime::to_system_time))
+    };
+    Ok(UserSession {
+        current: current == Some(handle.as_str()),
+        handle,
+        created_at: date(&layout.fields.created_at)?,
+        last_active: date(&layout.fields.last_modified)?,
+        user_agent: document.get_str("userAgent").ok().map(str::to_string),
+        ip: document.get_str("ip").ok().map(str::to_string),
+    })
+}
+
 fn stored_session(layout: &Layout, document: &Document) -> Result<StoredSession> {
     let decoded = layout.decode(document)?;
     Ok(StoredSession {
@@ -1107,11 +1273,5 @@ fn stored_session(layout: &Layout, document: &Document) -> Result<StoredSession>
         expires: decoded.expires.to_system_time(),
         created_at: decoded.created_at.map(DateTime::to_system_time),
         last_modified: decoded.last_modified.map(DateTime::to_system_time),
-    })
-}
-
-fn is_duplicate_key(error: &Error) -> bool {
-    error.driver_error().is_some_and(|e| {
-        matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
     })
 }

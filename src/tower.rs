@@ -20,6 +20,8 @@
 //! store uses to tell what changed. Do not read or write it; use
 //! [`stored_keys`] to list the session's keys.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -38,6 +40,12 @@ use crate::{
 impl SessionStore for MongoSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = to_map(record);
+        if self.regenerates_ended_session(&data) {
+            // `cycle_id` after a logout elsewhere: the new id stays unstored,
+            // so the next request starts a fresh session.
+            tracing::debug!("id regeneration of a session ended meanwhile: not stored");
+            return Ok(());
+        }
         let mut id = record.id;
         let mut first = true;
         let next_id = || {
@@ -69,7 +77,7 @@ impl SessionStore for MongoSessionStore {
         match self.load(&id).await {
             Ok(found) => Ok(found.map(|loaded| Record {
                 id: *session_id,
-                expiry_date: OffsetDateTime::from(loaded.expires),
+                expiry_date: offset_date_time(loaded.expires),
                 data: loaded.into_tracked_data().into_iter().collect(),
             })),
             Err(e) if e.is_decode() => {
@@ -103,6 +111,26 @@ impl From<Error> for session_store::Error {
         } else {
             Self::Backend(error.to_string())
         }
+    }
+}
+
+/// `time`'s range ends in the year 9999 (999999 with its `large-dates`
+/// feature), BSON's far later (a date a Node
+/// app wrote can be anywhere in it): later dates become the latest `time`
+/// can hold, earlier ones the earliest, instead of a panic.
+fn offset_date_time(at: SystemTime) -> OffsetDateTime {
+    let latest = time::Date::MAX.with_time(time::Time::MIDNIGHT).assume_utc();
+    let earliest = time::Date::MIN.with_time(time::Time::MIDNIGHT).assume_utc();
+    let epoch = OffsetDateTime::UNIX_EPOCH;
+    match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => time::Duration::try_from(after)
+            .ok()
+            .and_then(|d| epoch.checked_add(d))
+            .unwrap_or(latest),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(|d| epoch.checked_sub(d))
+            .unwrap_or(earliest),
     }
 }
 
@@ -184,4 +212,21 @@ pub async fn current_handle(
         .as_ref()
         .and_then(Snapshot::from_value)
         .and_then(|snapshot| snapshot.handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn dates_outside_times_range_saturate() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 1000);
+        assert_eq!(offset_date_time(far).year(), time::Date::MAX.year());
+        let ancient = SystemTime::UNIX_EPOCH - Duration::from_secs(i64::MAX as u64 / 1000);
+        assert_eq!(offset_date_time(ancient).year(), time::Date::MIN.year());
+        let now = SystemTime::now();
+        assert_eq!(offset_date_time(now), OffsetDateTime::from(now));
+    }
 }

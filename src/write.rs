@@ -14,9 +14,12 @@
 //! An unchanged session is a touch (only `expires`/`lastModified`), and
 //! inside `touch_after` of the last write not even that.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::{
+    bson::{doc, Bson, DateTime, Document},
+    options::UpdateModifications,
+};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -30,9 +33,18 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     pub(crate) now: DateTime,
+    /// Already capped at the absolute lifetime when the creation time is
+    /// known; otherwise see `cap_on_server`.
     pub(crate) expires: DateTime,
     pub(crate) touch_after: Duration,
+    /// With an absolute lifetime but no known creation time, the server
+    /// caps the expiry from the stored creation time (a pipeline update).
+    pub(crate) cap_on_server: Option<Duration>,
 }
+
+/// What a write does to the owner fields: `None` keeps them, `Some(None)`
+/// removes them, `Some(Some(owner))` sets them.
+pub(crate) type OwnerChange = Option<Option<UserInfo>>;
 
 /// What a request changed relative to what it loaded.
 #[derive(Debug, Default)]
@@ -40,7 +52,11 @@ pub(crate) struct Changes<'a> {
     pub(crate) set: Vec<(&'a String, &'a Value)>,
     pub(crate) unset: Vec<&'a String>,
     /// `Some` when the owner entry changed: the new owner, or none.
-    pub(crate) user: Option<Option<UserInfo>>,
+    pub(crate) user: OwnerChange,
+    /// Keys the request left alone that are stored as an older version
+    /// stored them: worth rewriting, but only where that cannot overwrite
+    /// another request's change.
+    pub(crate) rewrap: Vec<(&'a String, &'a Value)>,
 }
 
 impl<'a> Changes<'a> {
@@ -58,7 +74,18 @@ impl<'a> Changes<'a> {
         let user = snapshot
             .user_changed(entry)
             .then(|| entry.and_then(UserInfo::from_value));
-        Self { set, unset, user }
+        let rewrap = entries
+            .iter()
+            .filter(|(key, value)| {
+                snapshot.stale.contains_key(key.as_str()) && !snapshot.changed(key, value)
+            })
+            .collect();
+        Self {
+            set,
+            unset,
+            user,
+            rewrap,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -85,26 +112,38 @@ impl<'a> Changes<'a> {
     }
 }
 
-/// The update of the changed keys only.
+/// The update of the changed keys only, plus the stale keys' rewrite when
+/// `rewrap` (call it only for a write guarded by the loaded version).
+/// `stale` maps keys to the field names they are stored under, which a
+/// write or removal of the key must clear.
 pub(crate) fn per_key_update(
     layout: &Layout,
     stored_id: &str,
     changes: &Changes<'_>,
+    stale: &HashMap<String, String>,
+    rewrap: bool,
     clock: Clock,
 ) -> Document {
     let mut set = Document::new();
-    for (key, value) in &changes.set {
-        set.insert(
-            layout.data_path(key),
-            layout.encode_value(stored_id, key, value),
-        );
+    let mut unset = Document::new();
+    let rewrites = if rewrap { &changes.rewrap[..] } else { &[] };
+    for (key, value) in changes.set.iter().chain(rewrites) {
+        let path = layout.data_path(key);
+        if let Some(old) = stale.get(key.as_str()).map(|f| layout.stored_path(f)) {
+            if old != path {
+                unset.insert(old, "");
+            }
+        }
+        set.insert(path, layout.encode_value(stored_id, key, value));
+    }
+    for key in &changes.unset {
+        let path = match stale.get(key.as_str()) {
+            Some(field) => layout.stored_path(field),
+            None => layout.data_path(key),
+        };
+        unset.insert(path, "");
     }
     set.extend(layout.stamps(clock.expires, clock.now));
-    let mut unset: Document = changes
-        .unset
-        .iter()
-        .map(|key| (layout.data_path(key), Bson::String(String::new())))
-        .collect();
     match &changes.user {
         Some(Some(user)) => set.extend(user_fields(user)),
         Some(None) => unset.extend(unset_user_fields()),
@@ -118,26 +157,74 @@ pub(crate) fn per_key_update(
     update
 }
 
-/// The update replacing the stored values with `values` (and the owner
-/// with `user`, when there is one).
+/// The update replacing the stored values with `values`, and changing the
+/// owner as `owner` says.
 pub(crate) fn whole_update(
     layout: &Layout,
     stored_id: &str,
     values: &Map<String, Value>,
-    user: Option<&UserInfo>,
+    owner: &OwnerChange,
     clock: Clock,
-) -> Result<Document> {
+) -> Result<UpdateModifications> {
     let mut set = layout.stamps(clock.expires, clock.now);
     set.insert(
         &layout.fields.data,
         layout.encode_values(stored_id, values)?,
     );
-    if let Some(user) = user {
-        set.extend(user_fields(user));
+    let mut update = doc! {};
+    match owner {
+        Some(Some(user)) => set.extend(user_fields(user)),
+        Some(None) => {
+            update.insert("$unset", unset_user_fields());
+        }
+        None => {}
     }
-    let mut update = doc! { "$set": set };
+    update.insert("$set", set);
     bump_version(layout, &mut update);
-    Ok(update)
+    Ok(finish(layout, update, clock))
+}
+
+/// `update` as sent: as is, or, when the server must cap the expiry, the
+/// same update as a pipeline whose expiry is the earlier of the asked one
+/// and the stored creation time plus the absolute lifetime.
+pub(crate) fn finish(layout: &Layout, update: Document, clock: Clock) -> UpdateModifications {
+    let (Some(lifetime), Some(created_at)) = (clock.cap_on_server, &layout.fields.created_at)
+    else {
+        return UpdateModifications::Document(update);
+    };
+    let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    let mut set = Document::new();
+    let mut unset = Vec::new();
+    for (operator, fields) in update {
+        let Bson::Document(fields) = fields else {
+            continue;
+        };
+        for (name, value) in fields {
+            match operator.as_str() {
+                "$set" if name == layout.fields.expires => {
+                    // Date arithmetic through milliseconds: `$add` on a date is
+                    // not understood by every MongoDB-wire server.
+                    let born = doc! { "$toLong": format!("${created_at}") };
+                    let cap = doc! { "$toDate": { "$add": [born, lifetime_ms] } };
+                    set.insert(name, doc! { "$min": [value, cap] });
+                }
+                "$set" => {
+                    set.insert(name, doc! { "$literal": value });
+                }
+                "$unset" => unset.push(Bson::String(name)),
+                "$inc" => {
+                    let current = doc! { "$ifNull": [format!("${name}"), 0_i64] };
+                    set.insert(name, doc! { "$add": [current, value] });
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut pipeline = vec![doc! { "$set": set }];
+    if !unset.is_empty() {
+        pipeline.push(doc! { "$unset": unset });
+    }
+    UpdateModifications::Pipeline(pipeline)
 }
 
 fn bump_version(layout: &Layout, update: &mut Document) {
@@ -147,13 +234,26 @@ fn bump_version(layout: &Layout, update: &mut Document) {
 }
 
 /// The touch of an unchanged session, or `None` if it is not due.
-pub(crate) fn plan_touch(layout: &Layout, snapshot: &Snapshot, clock: Clock) -> Option<Document> {
+pub(crate) fn plan_touch(
+    layout: &Layout,
+    snapshot: &Snapshot,
+    clock: Clock,
+) -> Option<UpdateModifications> {
     let expires = clock.expires.timestamp_millis();
     let shortened = expires < snapshot.expires;
     if !shortened && (expires == snapshot.expires || within_touch_after(snapshot, clock)) {
         return None;
     }
-    Some(doc! { "$set": layout.stamps(clock.expires, clock.now) })
+    Some(touch_update(layout, clock))
+}
+
+/// Moves only the expiry and the modification time.
+pub(crate) fn touch_update(layout: &Layout, clock: Clock) -> UpdateModifications {
+    finish(
+        layout,
+        doc! { "$set": layout.stamps(clock.expires, clock.now) },
+        clock,
+    )
 }
 
 fn within_touch_after(snapshot: &Snapshot, clock: Clock) -> bool {
@@ -176,6 +276,14 @@ mod tests {
             now: DateTime::from_millis(now),
             expires: DateTime::from_millis(expires),
             touch_after: Duration::from_secs(touch_after_secs),
+            cap_on_server: None,
+        }
+    }
+
+    fn document(update: UpdateModifications) -> Document {
+        match update {
+            UpdateModifications::Document(document) => document,
+            other => panic!("not an operator update: {other:?}"),
         }
     }
 
@@ -200,7 +308,14 @@ mod tests {
             hash_ids: false,
             ..Layout::default()
         };
-        let update = per_key_update(&layout, "id", &changes, clock(50, 200, 0));
+        let update = per_key_update(
+            &layout,
+            "id",
+            &changes,
+            &HashMap::new(),
+            false,
+            clock(50, 200, 0),
+        );
         let set = update.get_document("$set").unwrap();
         assert_eq!(set.get("data.change"), Some(&Bson::Int32(20)));
         assert_eq!(
@@ -239,7 +354,8 @@ mod tests {
             ..Layout::default()
         };
         let values = json!({"a": 5, "b": 2}).as_object().unwrap().clone();
-        let update = whole_update(&layout, "id", &values, None, clock(2_000, 10_000, 0)).unwrap();
+        let update =
+            document(whole_update(&layout, "id", &values, &None, clock(2_000, 10_000, 0)).unwrap());
         let data = update.get_document("$set").unwrap().get("data").unwrap();
         assert_eq!(data, &Bson::String(r#"{"a":5,"b":2}"#.into()));
     }
@@ -249,22 +365,96 @@ mod tests {
         let layout = Layout::default();
         let snapshot = snapshot_of(&json!({"a": 1}), 10_000, 1_000);
         // 30 s after the last write, with touch_after = 60 s: no write.
-        assert_eq!(
-            plan_touch(&layout, &snapshot, clock(31_000, 90_000, 60)),
-            None
-        );
+        assert!(plan_touch(&layout, &snapshot, clock(31_000, 90_000, 60)).is_none());
         // 61 s after: a touch that sets only the stamps.
-        let update = plan_touch(&layout, &snapshot, clock(62_000, 90_000, 60)).unwrap();
+        let update = document(plan_touch(&layout, &snapshot, clock(62_000, 90_000, 60)).unwrap());
         let set = update.get_document("$set").unwrap();
         assert!(!set.contains_key("data") && !update.contains_key("$inc"));
         // touch_after = 0: every request with a later expiry touches.
         assert!(plan_touch(&layout, &snapshot, clock(2_000, 10_001, 0)).is_some());
         // The same expiry: nothing to do.
-        assert_eq!(
-            plan_touch(&layout, &snapshot, clock(2_000, 10_000, 0)),
-            None
-        );
+        assert!(plan_touch(&layout, &snapshot, clock(2_000, 10_000, 0)).is_none());
         // A shorter expiry is always written, even inside touch_after.
         assert!(plan_touch(&layout, &snapshot, clock(2_000, 5_000, 60)).is_some());
+    }
+
+    #[test]
+    fn without_a_known_creation_time_the_server_caps_the_expiry() {
+        let layout = Layout::default();
+        let mut at = clock(2_000, 10_000, 0);
+        at.cap_on_server = Some(Duration::from_secs(60));
+        let UpdateModifications::Pipeline(stages) = touch_update(&layout, at) else {
+            panic!("a pipeline")
+        };
+        let set = stages[0].get_document("$set").unwrap();
+        assert_eq!(
+            set.get_document("expires").unwrap(),
+            &doc! {"$min": [
+                DateTime::from_millis(10_000),
+                {"$toDate": {"$add": [{"$toLong": "$createdAt"}, 60_000_i64]}},
+            ]}
+        );
+        let owner = Some(None);
+        let values = Map::new();
+        let UpdateModifications::Pipeline(stages) =
+            whole_update(&layout, "id", &values, &owner, at).unwrap()
+        else {
+            panic!("a pipeline")
+        };
+        assert_eq!(
+            stages[1],
+            doc! {"$unset": ["user", "userAgent", "ip"]},
+            "the owner goes too"
+        );
+        let set = stages[0].get_document("$set").unwrap();
+        assert_eq!(
+            set.get_document("version").unwrap(),
+            &doc! {"$add": [{"$ifNull": ["$version", 0_i64]}, 1_i64]}
+        );
+    }
+
+    #[test]
+    fn a_write_of_a_key_stored_under_an_older_name_removes_that_name() {
+        let layout = Layout {
+            encryption: Some(crate::KeyRing::new(1, [1u8; 32]).unwrap()),
+            ..Layout::default()
+        };
+        let loaded = json!({"a": 1, "b": 2, "c": 3});
+        let mut snapshot = snapshot_of(&loaded, 100, 0);
+        for key in ["a", "b", "c"] {
+            snapshot.stale.insert(key.into(), format!("old-{key}"));
+        }
+        let mut map = loaded.as_object().unwrap().clone();
+        map.insert("a".into(), json!(10));
+        map.remove("b");
+        let changes = Changes::between(&snapshot, split(&map).0);
+        assert_eq!(changes.rewrap.len(), 1, "c is untouched but stale");
+        let plain = per_key_update(
+            &layout,
+            "id",
+            &changes,
+            &snapshot.stale,
+            false,
+            clock(1, 2, 0),
+        );
+        let unset = plain.get_document("$unset").unwrap();
+        assert!(unset.contains_key("data.old-a") && unset.contains_key("data.old-b"));
+        assert!(
+            !unset.contains_key("data.old-c"),
+            "only a guarded write rewraps"
+        );
+        let guarded = per_key_update(
+            &layout,
+            "id",
+            &changes,
+            &snapshot.stale,
+            true,
+            clock(1, 2, 0),
+        );
+        assert!(guarded
+            .get_document("$unset")
+            .unwrap()
+            .contains_key("data.old-c"));
+        assert_eq!(guarded.get_document("$set").unwrap().len(), 2 + 2);
     }
 }

@@ -19,12 +19,7 @@ async fn main() {
 async fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let secrets: Vec<String> = var("SESSION_SECRET")
-        .ok_or("SESSION_SECRET is not set: the secret(s) of the Express app, comma-separated")?
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let secrets = parse_secrets(&var("SESSION_SECRET").unwrap_or_default())?;
     let layout = var("STORE_LAYOUT").unwrap_or_else(|| "connect-mongo".into());
     let mut builder = MongoSessionStore::from_uri(&settings.mongodb_uri)
         .database(&settings.database)
@@ -56,4 +51,32 @@ async fn run() -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+/// express-session's `secret`: one or more, comma-separated; the first signs.
+fn parse_secrets(text: &str) -> Result<Vec<String>, String> {
+    let secrets: Vec<String> = text
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if secrets.is_empty() {
+        return Err(
+            "SESSION_SECRET is not set: the secret(s) of the Express app, comma-separated".into(),
+        );
+    }
+    Ok(secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_secrets;
+
+    #[test]
+    fn secrets_are_required_and_the_first_signs() {
+        for empty in ["", ",", " , ,"] {
+            assert!(parse_secrets(empty).is_err(), "{empty:?}");
+        }
+        assert_eq!(parse_secrets("new, old").unwrap(), ["new", "old"]);
+    }
 }
