@@ -105,11 +105,12 @@ fn lookup(vars: &Arc<Vec<(String, String)>>) -> Settings {
 /// `lost_updates` (16 clients on one session), `at_rest` (encryption and
 /// absolute lifetime, through `SESSION_ENCRYPTION_KEY` and
 /// `SESSION_MAX_LIFETIME_SECS`), `cache` (two instances with the
-/// read-through cache on).
+/// read-through cache on), `hostile` (reserved keys, oversized sessions,
+/// extreme stored dates).
 #[macro_export]
 macro_rules! acceptance_suite {
     ($spawn:expr) => {
-        $crate::acceptance_suite!($spawn, contract, lost_updates, at_rest, cache);
+        $crate::acceptance_suite!($spawn, contract, lost_updates, at_rest, cache, hostile);
     };
     ($spawn:expr, $($group:ident),+ $(,)?) => {
         $( $crate::acceptance_suite!(@group $group $spawn); )+
@@ -141,6 +142,13 @@ macro_rules! acceptance_suite {
     (@group cache $spawn:expr) => {
         $crate::acceptance_suite!(@tests $spawn, [("SESSION_CACHE", "on"), ("SESSION_TOUCH_AFTER_SECS", "3600")];
             with_the_cache_other_instances_honour_writes_and_logouts_at_once,
+        );
+    };
+    (@group hostile $spawn:expr) => {
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_MAX_BYTES", "4000")];
+            reserved_keys_are_refused_and_forge_no_owner,
+            a_write_past_the_size_limit_is_413_and_keeps_the_session,
+            stored_dates_at_the_ends_of_bson_never_break_a_page,
         );
     };
     (@group at_rest $spawn:expr) => {
@@ -574,6 +582,92 @@ pub async fn users_list_and_revoke_their_own_sessions(app: &App) {
     assert_eq!(mine[0]["current"], true);
     let page = laptop.get("/").await.body;
     assert!(page.as_str().unwrap().contains("Your active sessions"));
+}
+
+/// Every key of the store's reserved namespace is answered 400, so no
+/// client can forge an owner and appear in another user's sessions.
+pub async fn reserved_keys_are_refused_and_forge_no_owner(app: &App) {
+    let ada = app.browser.fresh();
+    assert_eq!(
+        ada.post("/api/login", Some(json!({"user": "ada"})))
+            .await
+            .status,
+        200
+    );
+    let attacker = app.browser.fresh();
+    attacker.put("/api/session/x", json!(1)).await;
+    let forged = json!({"user": "ada", "userAgent": "Evil/1.0", "ip": "6.6.6.6"});
+    for key in [
+        "__mongodb_session_store_user",
+        "__mongodb_session_store",
+        "__mongodb_session_store_anything",
+    ] {
+        let reply = attacker
+            .put(&format!("/api/session/{key}"), forged.clone())
+            .await;
+        assert_eq!(reply.status, 400, "{key}: {:?}", reply.body);
+        assert!(reply.body["error"].is_string());
+        let reply = attacker.delete(&format!("/api/session/{key}")).await;
+        assert_eq!(reply.status, 400, "{key}");
+    }
+    let listed = ada.get("/api/sessions").await.body["sessions"].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:?}");
+    assert_eq!(
+        attacker.get("/api/session").await.body,
+        json!({"data": {"x": 1}})
+    );
+}
+
+/// With `SESSION_MAX_BYTES=4000`, a write that would pass it is a JSON 413,
+/// and the session keeps what it had.
+pub async fn a_write_past_the_size_limit_is_413_and_keeps_the_session(app: &App) {
+    let browser = &app.browser;
+    assert_eq!(
+        browser
+            .put("/api/session/a", json!("x".repeat(1000)))
+            .await
+            .status,
+        200
+    );
+    let reply = browser.put("/api/session/b", json!("y".repeat(5000))).await;
+    assert_eq!(reply.status, 413, "{:?}", reply.body);
+    assert!(reply.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("max_session_bytes"));
+    let reply = browser.put("/api/session/a", json!("z".repeat(5000))).await;
+    assert_eq!(reply.status, 413);
+    let kept = browser.get("/api/session").await.body;
+    assert_eq!(kept, json!({"data": {"a": "x".repeat(1000)}}));
+}
+
+/// Dates at the ends of BSON's range (which a Node app, a restore or a
+/// hand edit can leave) are served, not a dropped connection.
+pub async fn stored_dates_at_the_ends_of_bson_never_break_a_page(app: &App) {
+    let browser = &app.browser;
+    browser
+        .post("/api/login", Some(json!({"user": "ada"})))
+        .await;
+    browser.put("/api/session/a", json!(1)).await;
+    let other = app.browser.fresh();
+    other.post("/api/login", Some(json!({"user": "ada"}))).await;
+    let max = mongodb::bson::DateTime::MAX;
+    let min = mongodb::bson::DateTime::MIN;
+    app.db
+        .collection("sessions")
+        .update_many(
+            doc! {},
+            doc! {"$set": {"expires": max, "lastModified": max, "createdAt": min}},
+        )
+        .await
+        .expect("editing the dates");
+    let reply = browser.get("/api/session").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["data"]["a"], 1);
+    let reply = browser.get("/api/sessions").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["sessions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(browser.get("/").await.status, 200);
 }
 
 /// With `SESSION_ENCRYPTION_KEY`, a value put in the session appears

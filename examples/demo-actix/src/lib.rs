@@ -167,17 +167,38 @@ async fn read_session(session: Session) -> Reply {
     data_reply(&session)
 }
 
-async fn put_key(session: Session, key: web::Path<String>, payload: web::Payload) -> Reply {
-    set_key(session, key.into_inner(), payload).await
+async fn put_key(
+    session: Session,
+    store: web::Data<MongoSessionStore>,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> Reply {
+    set_key(session, &store, key.into_inner(), payload).await
 }
 
-async fn put_empty_key(session: Session, payload: web::Payload) -> Reply {
-    set_key(session, String::new(), payload).await
+async fn put_empty_key(
+    session: Session,
+    store: web::Data<MongoSessionStore>,
+    payload: web::Payload,
+) -> Reply {
+    set_key(session, &store, String::new(), payload).await
 }
 
-async fn set_key(session: Session, key: String, payload: web::Payload) -> Reply {
+async fn set_key(
+    session: Session,
+    store: &MongoSessionStore,
+    key: String,
+    payload: web::Payload,
+) -> Reply {
     demo_contract::validate_key(&key, RESERVED_KEY)?;
     let value = json_body(payload).await?;
+    let mut data = current_data(&session);
+    data.insert(key.clone(), value.clone());
+    // Refused here, the client gets a 413; refused by the save after the
+    // handler, it would get a 500.
+    store
+        .check(&data)
+        .map_err(|error| Failure(demo_contract::store_refused(&error)))?;
     session.insert(key, value).map_err(session_failed)?;
     data_reply(&session)
 }

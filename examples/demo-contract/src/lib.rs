@@ -74,13 +74,26 @@ pub fn validate_key(key: &str, reserved: &str) -> Result<(), ApiError> {
             ),
         ));
     }
-    if key == reserved {
+    if key.starts_with(reserved) {
         return Err(ApiError::new(
             400,
-            format!("the key {reserved:?} is reserved"),
+            format!("keys starting with {reserved:?} are reserved"),
         ));
     }
     Ok(())
+}
+
+/// The answer to the store refusing what a request would save: 400 for a
+/// reserved key, 413 for a session over the size limit, 500 otherwise.
+pub fn store_refused(error: &mongodb_session_store::Error) -> ApiError {
+    if error.is_reserved_key() {
+        ApiError::new(400, error.to_string())
+    } else if error.is_encode() {
+        ApiError::new(413, error.to_string())
+    } else {
+        tracing::error!(%error, "session store failed");
+        ApiError::unavailable()
+    }
 }
 
 /// Parses a request body as JSON.
@@ -123,13 +136,7 @@ pub fn next_counter(current: Option<&Value>) -> Result<i64, ApiError> {
 
 /// `{"sessions": [...]}`: a user's sessions, the current one flagged.
 pub fn sessions_body(sessions: &[UserSession]) -> Value {
-    let when = |t: Option<std::time::SystemTime>| {
-        t.and_then(|t| {
-            time::OffsetDateTime::from(t)
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-    };
+    let when = |t: Option<std::time::SystemTime>| t.and_then(rfc3339);
     let list: Vec<Value> = sessions
         .iter()
         .map(|s| {
@@ -141,6 +148,16 @@ pub fn sessions_body(sessions: &[UserSession]) -> Value {
         })
         .collect();
     json!({ "sessions": list })
+}
+
+/// `at` as RFC 3339, or `None` where it is outside what the format (and the
+/// `time` crate) can hold: a stored date can be anywhere in BSON's range.
+fn rfc3339(at: std::time::SystemTime) -> Option<String> {
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let at = time::OffsetDateTime::UNIX_EPOCH
+        .checked_add(time::Duration::try_from(since_epoch).ok()?)?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// The answer to a sessions route without a logged-in user.
@@ -173,6 +190,8 @@ mod tests {
             414
         );
         assert_eq!(validate_key("r", "r").unwrap_err().status, 400);
+        assert_eq!(validate_key("r_user", "r").unwrap_err().status, 400);
+        assert!(validate_key("x_r", "r").is_ok());
         assert_eq!(parse_body(b"{").unwrap_err().status, 400);
         assert_eq!(
             parse_body(&vec![b' '; MAX_BODY_BYTES + 1])
@@ -180,6 +199,16 @@ mod tests {
                 .status,
             413
         );
+    }
+
+    #[test]
+    fn dates_outside_rfc_3339_are_left_out_not_a_panic() {
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(i64::MAX as u64 / 1000);
+        assert_eq!(rfc3339(far), None);
+        let before_epoch = std::time::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        assert_eq!(rfc3339(before_epoch), None);
+        let ok = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        assert_eq!(rfc3339(ok).as_deref(), Some("1970-01-02T00:00:00Z"));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Settings {
     pub cache: CacheSetting,
     /// `SESSION_CACHE_STALENESS_MS`: the cache's staleness bound (default 1000).
     pub cache_staleness: Duration,
+    /// `SESSION_MAX_BYTES`: the largest session stored (default: the
+    /// store's, 1 MiB); a write past it is answered 413.
+    pub max_session_bytes: Option<usize>,
 }
 
 /// `SESSION_CACHE`'s values.
@@ -82,6 +85,9 @@ impl Settings {
         }
         if let Some(lifetime) = self.max_lifetime {
             builder = builder.max_lifetime(lifetime);
+        }
+        if let Some(limit) = self.max_session_bytes {
+            builder = builder.max_session_bytes(limit);
         }
         if self.cache != CacheSetting::Off {
             let cache = mongodb_session_store::ReadCache::new()
@@ -140,6 +146,10 @@ impl Settings {
                 "SESSION_CACHE_STALENESS_MS",
                 1000,
             )?),
+            max_session_bytes: match lookup("SESSION_MAX_BYTES") {
+                None => None,
+                Some(_) => Some(parse(&lookup, "SESSION_MAX_BYTES", 0)?),
+            },
         })
     }
 }

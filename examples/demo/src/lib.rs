@@ -135,23 +135,41 @@ async fn read_session(session: Session) -> Reply {
 
 async fn put_key(
     session: Session,
+    Extension(store): Extension<MongoSessionStore>,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    set_key(session, key, body).await
+    set_key(session, &store, key, body).await
 }
 
-async fn put_empty_key(session: Session, body: Result<Bytes, BytesRejection>) -> Reply {
-    set_key(session, String::new(), body).await
+async fn put_empty_key(
+    session: Session,
+    Extension(store): Extension<MongoSessionStore>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    set_key(session, &store, String::new(), body).await
 }
 
-async fn set_key(session: Session, key: String, body: Result<Bytes, BytesRejection>) -> Reply {
+async fn set_key(
+    session: Session,
+    store: &MongoSessionStore,
+    key: String,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
     demo_contract::validate_key(&key, RESERVED_KEY)?;
     let value = json_body(body)?;
-    session.insert_value(&key, value).await?;
-    Ok(Json(demo_contract::data_body(
-        current_data(&session, Some(&key)).await?,
-    )))
+    let previous = session.insert_value(&key, value).await?;
+    let data = current_data(&session, Some(&key)).await?;
+    // Refused here, the client gets a 413; refused by the save after the
+    // handler, it would get a 500 and lose nothing it could tell.
+    if let Err(error) = store.check(&data) {
+        match previous {
+            Some(previous) => session.insert_value(&key, previous).await?,
+            None => session.remove_value(&key).await?,
+        };
+        return Err(Failure(demo_contract::store_refused(&error)));
+    }
+    Ok(Json(demo_contract::data_body(data)))
 }
 
 async fn delete_key(session: Session, Path(key): Path<String>) -> Reply {
