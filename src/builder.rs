@@ -15,39 +15,10 @@ use crate::{
     crypto::KeyRing,
     error::{Error, Result},
     index::{ensure_ttl_index, ensure_unique_index, ensure_user_index},
+    options::{AutoRemove, Config, ConflictPolicy},
     schema::Layout,
-    store::{Config, ConflictPolicy, MongoSessionStore},
+    store::MongoSessionStore,
 };
-
-/// How expired sessions are removed from the collection.
-///
-/// Whatever is chosen, an expired session is never returned by `load`, even
-/// before it has been removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum AutoRemove {
-    /// A TTL index on the expiry field; the server deletes expired documents
-    /// (about once a minute). connect-mongo's `autoRemove: 'native'`.
-    #[default]
-    Native,
-    /// A background task deletes expired documents every period (for
-    /// deployments where TTL indexes are not available, such as some
-    /// Cosmos DB setups). It stops on [`MongoSessionStore::close`] or when the
-    /// store is dropped. connect-mongo's `autoRemove: 'interval'` with
-    /// `autoRemoveInterval` (there in minutes; default 10 minutes, here
-    /// [`AutoRemove::DEFAULT_INTERVAL`]).
-    Interval(Duration),
-    /// Nothing: no index is created (for users without the `createIndex`
-    /// privilege, or who manage indexes themselves). Call
-    /// [`MongoSessionStore::delete_expired`] from your own schedule.
-    /// connect-mongo's `autoRemove: 'disabled'`.
-    Disabled,
-}
-
-impl AutoRemove {
-    /// connect-mongo's default `autoRemoveInterval`: 10 minutes.
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
-}
 
 /// The longest `ttl`, `max_lifetime` or removal period accepted.
 const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -55,6 +26,50 @@ const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// MongoDB's document size limit.
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+impl MongoSessionStore {
+    /// Starts building a store that opens its own client from `uri` (and
+    /// closes it on [`close`](Self::close)).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), mongodb_session_store::Error> {
+    /// use mongodb_session_store::MongoSessionStore;
+    ///
+    /// let store = MongoSessionStore::from_uri("mongodb://localhost:27017/app")
+    ///     .collection("sessions")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_uri(uri: impl Into<String>) -> StoreBuilder {
+        StoreBuilder::from_uri(uri)
+    }
+
+    /// Starts building a store that opens its own client from driver
+    /// options (connect-mongo's `mongoOptions`, connect-mongodb-session's
+    /// `connectionOptions`).
+    pub fn from_client_options(options: mongodb::options::ClientOptions) -> StoreBuilder {
+        StoreBuilder::from_client_options(options)
+    }
+
+    /// Starts building a store on an existing client, which is used as is and
+    /// never closed by the store.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mongodb_session_store::MongoSessionStore;
+    ///
+    /// let client = mongodb::Client::with_uri_str("mongodb://localhost:27017").await?;
+    /// let store = MongoSessionStore::from_client(client)
+    ///     .database("app")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_client(client: Client) -> StoreBuilder {
+        StoreBuilder::from_client(client)
+    }
+}
 
 enum Source {
     Uri(String),

@@ -9,6 +9,8 @@ mod error;
 mod events;
 mod id;
 mod index;
+mod options;
+mod outcome;
 mod schema;
 mod snapshot;
 mod store;
@@ -29,18 +31,18 @@ pub mod migrate;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;
 
-pub use builder::{AutoRemove, StoreBuilder};
+pub use builder::StoreBuilder;
 pub use cache::{CacheMode, ReadCache};
 pub use codec::{BoxError, Codec, SessionCodec};
 pub use crypto::KeyRing;
 pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent, SessionId};
 pub use id::{generate_id, RedactedId};
+pub use options::{AutoRemove, ConflictPolicy};
+pub use outcome::{LoadedSession, RewrapReport, SaveOutcome, StoredSession};
 pub use schema::IdTransform;
 pub use snapshot::RESERVED_KEY;
-pub use store::{
-    ConflictPolicy, LoadedSession, MongoSessionStore, RewrapReport, SaveOutcome, StoredSession,
-};
+pub use store::MongoSessionStore;
 pub use user::{UserInfo, UserSession, USER_KEY};
 
 #[doc(hidden)]

@@ -23,7 +23,7 @@ use std::{
 use mongodb::bson::DateTime;
 use tokio::sync::broadcast;
 
-use crate::{error::Result, store::LoadedSession, Error};
+use crate::{error::Result, outcome::LoadedSession, Error};
 
 pub(crate) use watcher::{open_stream, spawn_watcher};
 

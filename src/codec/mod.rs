@@ -51,8 +51,8 @@ pub enum Codec {
     JsonString,
     /// A BSON object with keys exactly as they are, written whole: the
     /// layout Node's stores write with `stringify: false` (connect-mongo) and
-    /// always (connect-mongodb-session). Set by
-    /// [`StoreBuilder::express_layout`](crate::StoreBuilder::express_layout).
+    /// always (connect-mongodb-session). Set by `StoreBuilder::express_layout`
+    /// (feature `express`).
     NodeObject,
     /// Your own [`SessionCodec`].
     Custom(Arc<dyn SessionCodec>),

@@ -1,0 +1,137 @@
+//! What the store's operations return.
+
+use std::time::SystemTime;
+
+use mongodb::bson::{DateTime, Document};
+use serde_json::{Map, Value};
+
+use crate::{
+    schema::{Decoded, Layout},
+    snapshot::{fingerprint, Snapshot, RESERVED_KEY},
+    user::{UserInfo, USER_KEY},
+};
+
+/// A session as [`MongoSessionStore::load`](crate::MongoSessionStore::load) found it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadedSession {
+    /// The session's values.
+    pub data: Map<String, Value>,
+    /// When the stored session expires.
+    pub expires: SystemTime,
+    /// When the session was created, if the document records it.
+    pub created_at: Option<SystemTime>,
+    /// When the session was last written or touched, if recorded.
+    pub last_modified: Option<SystemTime>,
+    /// The session's owner, if the application set one.
+    pub user: Option<UserInfo>,
+    /// The session's revocation handle (see [`MongoSessionStore::revoke`](crate::MongoSessionStore::revoke)).
+    pub handle: String,
+    snapshot: Snapshot,
+}
+
+impl LoadedSession {
+    pub(crate) fn new(decoded: Decoded, layout: &Layout) -> Self {
+        let mut snapshot = Snapshot::of(&decoded.data);
+        snapshot.stale = decoded.stale.iter().cloned().collect();
+        let handle = layout.handle(&decoded.stored_id);
+        snapshot.user = decoded.user.as_ref().map(|u| fingerprint(&u.to_value()));
+        snapshot.handle = Some(handle.clone());
+        snapshot.expires = decoded.expires.timestamp_millis();
+        snapshot.created_at = decoded.created_at.map(|d| d.timestamp_millis());
+        snapshot.last_modified = decoded.last_modified.map(|d| d.timestamp_millis());
+        snapshot.version = decoded.version;
+        Self {
+            data: decoded.data,
+            expires: decoded.expires.to_system_time(),
+            created_at: decoded.created_at.map(DateTime::to_system_time),
+            last_modified: decoded.last_modified.map(DateTime::to_system_time),
+            user: decoded.user,
+            handle,
+            snapshot,
+        }
+    }
+
+    /// Whether the session may be served at `now`: the database's live
+    /// filter, applied in memory.
+    pub(crate) fn is_live(&self, now: DateTime, layout: &Layout) -> bool {
+        let now = now.to_system_time();
+        // As `restrict_to_live`: with an absolute lifetime, a session without
+        // a creation time is not live.
+        let within_lifetime = match (layout.max_lifetime, &layout.fields.created_at) {
+            (Some(max), Some(_)) => self.created_at.is_some_and(|created| created + max > now),
+            _ => true,
+        };
+        self.expires > now && within_lifetime
+    }
+
+    /// The values plus the reserved entry that lets a later
+    /// [`save`](crate::MongoSessionStore::save) write only what changed. Adapters
+    /// hand this map to the framework.
+    pub fn into_tracked_data(self) -> Map<String, Value> {
+        let mut data = self.data;
+        data.insert(RESERVED_KEY.to_string(), self.snapshot.to_value());
+        if let Some(user) = &self.user {
+            data.insert(USER_KEY.to_string(), user.to_value());
+        }
+        data
+    }
+}
+
+/// What [`MongoSessionStore::rewrap`](crate::MongoSessionStore::rewrap) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RewrapReport {
+    /// Sessions looked at.
+    pub examined: u64,
+    /// Sessions re-encrypted under the primary key.
+    pub rewrapped: u64,
+    /// Sessions changed by a request while being rewrapped; their next
+    /// write re-encrypts them.
+    pub skipped: u64,
+    /// Documents that could not be decoded (malformed, or sealed with a key
+    /// that is not in the ring), skipped and logged with a redacted id.
+    pub undecodable: u64,
+}
+
+/// A live session as listed by [`MongoSessionStore::all`](crate::MongoSessionStore::all).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoredSession {
+    /// The value of the id field (the session id, or its transform).
+    pub key: String,
+    /// The session's values.
+    pub data: Map<String, Value>,
+    /// When it expires.
+    pub expires: SystemTime,
+    /// When it was created, if recorded.
+    pub created_at: Option<SystemTime>,
+    /// When it was last written or touched, if recorded.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// What a [`save`](crate::MongoSessionStore::save) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// Changed values were written.
+    Updated,
+    /// Nothing changed; only the expiry moved.
+    Touched,
+    /// Nothing changed and no touch was due (`touch_after`): no write.
+    Unchanged,
+    /// The session no longer exists (deleted or expired meanwhile). Nothing
+    /// was written: a late save never brings a session back.
+    Missing,
+}
+
+pub(crate) fn stored_session(layout: &Layout, document: &Document) -> crate::Result<StoredSession> {
+    let decoded = layout.decode(document)?;
+    Ok(StoredSession {
+        key: decoded.stored_id,
+        data: decoded.data,
+        expires: decoded.expires.to_system_time(),
+        created_at: decoded.created_at.map(DateTime::to_system_time),
+        last_modified: decoded.last_modified.map(DateTime::to_system_time),
+    })
+}

@@ -1,0 +1,62 @@
+//! Ending sessions.
+
+use mongodb::bson::{doc, DateTime};
+
+use super::MongoSessionStore;
+use crate::{error::Result, events::EventKind, id::is_plausible};
+
+impl MongoSessionStore {
+    /// Deletes a session; `true` if there was one.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn delete(&self, id: &str) -> Result<bool> {
+        if !is_plausible(id) {
+            return Ok(false);
+        }
+        let layout = &self.inner.layout;
+        let key = layout.key(id);
+        let filter = doc! { &layout.fields.id: &key };
+        let pending = self.expect_changes();
+        let result = self
+            .run("delete", self.inner.collection.delete_one(filter))
+            .await;
+        let result = match result {
+            Ok(result) if result.deleted_count > 0 => {
+                self.settle(pending, std::slice::from_ref(&key)).await;
+                result
+            }
+            other => {
+                self.evict(&key);
+                other?
+            }
+        };
+        if result.deleted_count == 0 {
+            // Someone else ended it first: an id regeneration that follows
+            // this delete must not bring the data back (see `vanished`).
+            self.inner.vanished.insert(layout.handle(&key), ());
+        }
+        self.inner.hints.forget(id);
+        let deleted = result.deleted_count > 0;
+        if deleted {
+            self.inner.events.emit(id, &[EventKind::Destroy]);
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes every expired session and returns how many. Only needed with
+    /// [`AutoRemove::Disabled`](crate::AutoRemove::Disabled); the TTL index
+    /// or the interval task does this otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn delete_expired(&self) -> Result<u64> {
+        let filter = self.inner.layout.expired_filter(DateTime::now());
+        let result = self
+            .run("deleteMany", self.inner.collection.delete_many(filter))
+            .await?;
+        Ok(result.deleted_count)
+    }
+}

@@ -1,0 +1,292 @@
+//! The store: its state, shared plumbing (timeouts, cache, events) and
+//! lifecycle. Each family of operations has a file of its own.
+
+mod admin;
+mod delete;
+mod load;
+mod save;
+mod users;
+
+use std::{
+    fmt,
+    future::IntoFuture,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mongodb::{
+    bson::{DateTime, Document},
+    Client, Collection,
+};
+use serde_json::{Map, Value};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    cache::{spawn_watcher, CacheMode, SessionCache},
+    error::{Error, Result},
+    events::{EventReceiver, Events},
+    options::Config,
+    schema::Layout,
+    snapshot::{split, UserEntries},
+    touch_hints::TouchHints,
+};
+
+/// A MongoDB session store.
+///
+/// Cheap to clone (an `Arc` inside); clones share the connection pool and
+/// background tasks. Framework integration lives in the `tower` and `actix` modules; the
+/// methods here are the framework-independent core the adapters translate to.
+#[derive(Clone)]
+pub struct MongoSessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    owns_client: bool,
+    collection: Collection<Document>,
+    layout: Layout,
+    config: Config,
+    events: Events,
+    hints: TouchHints,
+    /// Handles of sessions whose delete found nothing, for a minute: the
+    /// frameworks regenerate an id as "delete the old, create anew with its
+    /// data", and when a logout got there first the data must stay gone.
+    vanished: moka::sync::Cache<String, ()>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    cache: Option<Arc<SessionCache>>,
+}
+
+impl MongoSessionStore {
+    pub(crate) fn new(
+        client: Client,
+        owns_client: bool,
+        collection: Collection<Document>,
+        layout: Layout,
+        config: Config,
+        cache: Option<SessionCache>,
+    ) -> Self {
+        let inner = Inner {
+            cache: cache.map(Arc::new),
+            client,
+            owns_client,
+            collection,
+            layout,
+            config,
+            events: Events::default(),
+            hints: TouchHints::default(),
+            vanished: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            stop: watch::channel(false).0,
+            tasks: Mutex::default(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Keeps the cache coherent by tailing `stream` until the store closes.
+    pub(crate) fn watch_changes(&self, stream: mongodb::change_stream::ChangeStream<Document>) {
+        let Some(cache) = &self.inner.cache else {
+            return;
+        };
+        let task = spawn_watcher(
+            cache,
+            self.inner.collection.clone(),
+            stream,
+            self.inner.stop.subscribe(),
+        );
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// How the read-through cache stays coherent, or `None` without one
+    /// (see [`StoreBuilder::cache`](crate::StoreBuilder::cache)).
+    pub fn cache_mode(&self) -> Option<CacheMode> {
+        self.inner.cache.as_ref().map(|cache| cache.mode())
+    }
+
+    /// The collection sessions are stored in.
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.inner.collection
+    }
+
+    #[cfg_attr(not(feature = "express"), allow(dead_code))]
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// The fallback expiry used when a framework gives none.
+    pub fn ttl(&self) -> Duration {
+        self.inner.config.ttl
+    }
+
+    /// Subscribes to store events ([`EventKind`]). Events are never waited
+    /// for: a listener that falls behind misses the oldest ones.
+    ///
+    /// [`EventKind`]: crate::EventKind
+    pub fn subscribe(&self) -> EventReceiver {
+        self.inner.events.subscribe()
+    }
+
+    /// The value stored in the id field for session `id` (its HMAC when ids
+    /// are hashed): what to look for in the collection when investigating a
+    /// session by its cookie.
+    pub fn stored_id(&self, id: &str) -> String {
+        self.inner.layout.key(id)
+    }
+
+    /// Stops the store's background tasks and waits for them, then closes
+    /// the client if the store opened it; a client passed to
+    /// [`from_client`](Self::from_client) is left open for its owner.
+    pub async fn close(&self) {
+        self.inner.stop.send_replace(true);
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        if self.inner.owns_client {
+            self.inner.client.clone().shutdown().await;
+        }
+    }
+
+    /// Deletes expired sessions every `period` until the store is closed or
+    /// dropped. Failures are logged and retried on the next tick.
+    pub(crate) fn spawn_interval_removal(&self, period: Duration) {
+        let store = Arc::downgrade(&self.inner);
+        let mut stop = self.inner.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(inner) = store.upgrade() else { return };
+                let store = MongoSessionStore { inner };
+                match store.delete_expired().await {
+                    Ok(n) => tracing::debug!(removed = n, "expired sessions removed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "removing expired sessions failed; retrying next period")
+                    }
+                }
+            }
+        });
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Subscribes to the cache's change events before a delete that
+    /// [`settle`](Self::settle) should wait for, when a change stream keeps
+    /// the cache. Only deletes wait: a logout or revocation should have
+    /// reached every instance by the time it is answered, while an update's
+    /// event merely races the next request (a stale read gives that request
+    /// no more power to lose an update than a concurrent one has: saves
+    /// write only the changed keys, and version checks run against the
+    /// database).
+    fn expect_changes(&self) -> Option<broadcast::Receiver<Arc<str>>> {
+        self.inner
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.expect_changes())
+    }
+
+    /// After a write: evicts `keys` from the cache and, when `pending`,
+    /// waits for their change events (see [`crate::ReadCache`]).
+    async fn settle(&self, pending: Option<broadcast::Receiver<Arc<str>>>, keys: &[String]) {
+        if let Some(cache) = &self.inner.cache {
+            cache.settle(pending, keys).await;
+        }
+    }
+
+    /// Drops `key` from the cache after a write that need not wait for its
+    /// change event.
+    fn evict(&self, key: &str) {
+        if let Some(cache) = &self.inner.cache {
+            cache.evict(key);
+        }
+    }
+
+    fn evict_all(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.evict_all();
+        }
+    }
+
+    /// Remembers a session's last write for [`touch`](Self::touch), when a
+    /// `touch_after` window makes that worth anything.
+    fn hint(&self, id: &str, last_modified: DateTime) {
+        if !self.inner.config.touch_after.is_zero() {
+            self.inner
+                .hints
+                .record(id, last_modified.timestamp_millis());
+        }
+    }
+
+    /// Whether `data` could be saved as it is: no key of the store's
+    /// reserved namespace that its API did not put there, and within
+    /// [`max_session_bytes`](crate::StoreBuilder::max_session_bytes). For an
+    /// application that wants to answer a client before the framework
+    /// saves (a 400 or a 413 rather than a failed save).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_reserved_key`](crate::Error::is_reserved_key) or [`Error::is_encode`](crate::Error::is_encode), as a save would.
+    pub fn check(&self, data: &Map<String, Value>) -> Result<()> {
+        let (entries, _) = split(data);
+        entries.check_reserved()?;
+        self.check_size(entries)
+    }
+
+    fn check_size(&self, entries: UserEntries<'_>) -> Result<()> {
+        entries.check_depth()?;
+        let limit = self.inner.config.max_session_bytes;
+        let size = entries.stored_size(self.inner.layout.encryption.is_some());
+        if size > limit {
+            return Err(Error::encode(format!(
+                "the session's values take {size} bytes as stored, over the limit of {limit} \
+                 (max_session_bytes)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs one driver operation within the operation timeout, mapping its
+    /// failure to this crate's error.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        action: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T> {
+        let bound = self.inner.config.operation_timeout;
+        match tokio::time::timeout(bound, action.into_future()).await {
+            Err(_) => Err(Error::timeout(operation, bound)),
+            Ok(Err(e)) => Err(Error::from_driver(operation, bound, e)),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+}
+
+impl fmt::Debug for MongoSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoSessionStore")
+            .field("namespace", &self.inner.collection.namespace().to_string())
+            .field("layout", &self.inner.layout)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
