@@ -37,6 +37,10 @@ pub struct MigrationReport {
     pub unchanged: u64,
     /// In place: sessions changed while being moved, left for the next run.
     pub deferred: u64,
+    /// Native copies removed because their source session is gone.
+    pub removed: u64,
+    /// Sessions the native side changed or ended since they were copied.
+    pub kept_native: u64,
     /// Documents that cannot be converted, with why (ids redacted).
     pub failures: Vec<String>,
 }
