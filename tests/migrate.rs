@@ -269,14 +269,14 @@ async fn a_rerun_does_not_bring_back_a_session_logged_out_on_the_native_side() {
     // Express) is copied again; the source is authoritative until cut-over.
     let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "again"}).to_string();
     db.collection("sessions")
-        .update_one(
-            doc! {"_id": sid(0)},
-            doc! {"$set": {"session": changed}},
-        )
+        .update_one(doc! {"_id": sid(0)}, doc! {"$set": {"session": changed}})
         .await
         .unwrap();
     assert_eq!(migrate(&target, &source).await.converted, 1);
-    assert_eq!(target.load(&sid(0)).await.unwrap().unwrap().data["n"], "again");
+    assert_eq!(
+        target.load(&sid(0)).await.unwrap().unwrap().data["n"],
+        "again"
+    );
     db.cleanup().await;
 }
 
@@ -317,7 +317,10 @@ async fn in_place_a_source_changed_or_logged_out_while_moving_leaves_no_native_c
 
     let rerun = migrate(&target, &source).await;
     assert_eq!(rerun.converted, 1);
-    assert_eq!(target.load(&sid(1)).await.unwrap().unwrap().data["n"], "changed");
+    assert_eq!(
+        target.load(&sid(1)).await.unwrap().unwrap().data["n"],
+        "changed"
+    );
     db.cleanup().await;
 }
 
@@ -337,7 +340,10 @@ async fn a_session_without_a_creation_time_keeps_its_absolute_lifetime() {
         // lastModified tells more than the cookie here.
         doc! {"_id": sid(2), "session": {"cookie": mongodb::bson::to_bson(&cookie(Some(60 * minute))).unwrap(), "n": 2}, "expires": at(59 * minute), "lastModified": at(-3 * minute)},
     ];
-    db.collection("sessions").insert_many(documents).await.unwrap();
+    db.collection("sessions")
+        .insert_many(documents)
+        .await
+        .unwrap();
     let source = MongoSessionStore::from_client(db.client.clone())
         .database(&db.name)
         .auto_remove(AutoRemove::Disabled)
@@ -360,7 +366,13 @@ async fn a_session_without_a_creation_time_keeps_its_absolute_lifetime() {
     let stored = |i: usize| {
         let collection = db.collection("native");
         let key = target.stored_id(&sid(i));
-        async move { collection.find_one(doc! {"_id": key}).await.unwrap().unwrap() }
+        async move {
+            collection
+                .find_one(doc! {"_id": key})
+                .await
+                .unwrap()
+                .unwrap()
+        }
     };
     let zero = stored(0).await;
     assert_eq!(zero.get_datetime("createdAt").unwrap(), &at(-10 * minute));
@@ -377,7 +389,10 @@ async fn a_session_without_a_creation_time_keeps_its_absolute_lifetime() {
         "the stored expiry is within the lifetime"
     );
     assert!(target.load(&sid(1)).await.unwrap().is_some());
-    assert_eq!(stored(2).await.get_datetime("createdAt").unwrap(), &at(-3 * minute));
+    assert_eq!(
+        stored(2).await.get_datetime("createdAt").unwrap(),
+        &at(-3 * minute)
+    );
     assert!(target.load(&sid(2)).await.unwrap().is_some());
     db.cleanup().await;
 }
@@ -409,7 +424,11 @@ async fn every_migration_operation_is_bounded_by_the_operation_timeout() {
         .await
         .unwrap_err();
     assert!(err.is_timeout() || err.is_unreachable(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     proxy.restore();
     db.cleanup().await;
 }
