@@ -432,3 +432,41 @@ async fn every_migration_operation_is_bounded_by_the_operation_timeout() {
     proxy.restore();
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn with_encryption_a_rerun_rewrites_only_what_changed_at_the_source() {
+    let db = TestDb::new("migrateencrypted").await;
+    seed(&db, "sessions", 5).await;
+    let source = express_store(&db, "sessions").await;
+    let (client, log) = CommandLog::client().await;
+    let key = [7u8; 32];
+    let target = MongoSessionStore::from_client(client)
+        .database(&db.name)
+        .collection("native")
+        .encryption(mongodb_session_store::KeyRing::new(1, key).unwrap())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(migrate(&target, &source).await.converted, 5);
+    log.clear();
+    let rerun = migrate(&target, &source).await;
+    assert_eq!((rerun.converted, rerun.unchanged), (0, 5));
+    assert_eq!(
+        log.writes(),
+        0,
+        "ciphertexts differ, yet nothing is rewritten"
+    );
+    db.collection("sessions")
+        .update_one(
+            doc! {"_id": sid(3)},
+            doc! {"$set": {"session": json!({"n": "changed"}).to_string()}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(migrate(&target, &source).await.converted, 1);
+    assert_eq!(
+        target.load(&sid(3)).await.unwrap().unwrap().data["n"],
+        "changed"
+    );
+    db.cleanup().await;
+}
