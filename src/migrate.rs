@@ -25,7 +25,9 @@
 //!     cut-over the source is authoritative.
 //!
 //!   Drop the ledger once the Express app is retired and the last run is
-//!   done; a run after that treats every copy as new.
+//!   done; a run after that treats every copy as new. A run keeps the
+//!   native ids of the source's sessions in memory (under 100 bytes each)
+//!   to tell which sources are gone.
 //! - **In place** (same collection): each source document is deleted only
 //!   if it is still exactly as copied. One that changed or vanished (a
 //!   logout) meanwhile has its copy undone at once (the native document is

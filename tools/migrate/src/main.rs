@@ -6,6 +6,9 @@
 //! mss-migrate --uri mongodb://host/app --layout connect-mongo --into sessions_native --dry-run
 //! mss-migrate --uri mongodb://host/app --layout connect-mongo --into sessions_native
 //! mss-migrate --uri mongodb://host/app --layout connect-mongo --in-place
+//! # with the service's settings (see --help)
+//! SESSION_ID_HASH_KEY=… SESSION_ENCRYPTION_KEY=… mss-migrate --uri … --layout connect-mongo \
+//!     --encryption-key-id 2 --max-lifetime 12h --operation-timeout 5s --into sessions_native
 //! ```
 
 use std::time::Duration;
