@@ -470,3 +470,27 @@ async fn with_encryption_a_rerun_rewrites_only_what_changed_at_the_source() {
     );
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_copy_interrupted_before_it_was_written_is_made_by_the_next_run() {
+    let db = TestDb::new("migratepending").await;
+    seed(&db, "sessions", 2).await;
+    let source = express_store(&db, "sessions").await;
+    let target = native_store(&db, "native").await;
+    migrate(&target, &source).await;
+    // As if the run had stopped between recording the copy and writing it.
+    let key = target.stored_id(&sid(1));
+    db.collection("native")
+        .delete_one(doc! {"_id": &key})
+        .await
+        .unwrap();
+    db.collection("native.migration")
+        .update_one(doc! {"_id": &key}, doc! {"$set": {"pending": true}})
+        .await
+        .unwrap();
+
+    let rerun = migrate(&target, &source).await;
+    assert_eq!((rerun.converted, rerun.kept_native), (1, 0), "{rerun:?}");
+    assert!(target.load(&sid(1)).await.unwrap().is_some());
+    db.cleanup().await;
+}
