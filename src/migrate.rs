@@ -9,19 +9,60 @@
 //!
 //! - **Into another collection** (the source stays): safe while the apps
 //!   keep serving from the source. A rerun copies again only the sessions
-//!   that changed since; run it once more at cut-over, and when nothing
-//!   changed it writes nothing.
+//!   that changed at the source since; run it once more at cut-over, and
+//!   when nothing changed it writes nothing. A ledger beside the target
+//!   (`<target>.migration`, see below) records each copy, so that a rerun
+//!   also carries over what happened in between:
+//!   - a session gone from the source (an Express logout, or its expiry)
+//!     has its native copy removed, but only while that copy is exactly as
+//!     the migration wrote it; a copy the native service has changed since
+//!     (a save, a touch) is the native side's and stays, and sessions the
+//!     native service created itself are never looked at;
+//!   - a copy the native side deleted (a native logout) or changed is left
+//!     as it is while its source is unchanged since it was copied, so a
+//!     rerun never brings back a native logout. A source that *did* change
+//!     since is copied again over whatever the native side has: until
+//!     cut-over the source is authoritative.
+//!
+//!   Drop the ledger once the Express app is retired and the last run is
+//!   done; a run after that treats every copy as new. A run keeps the
+//!   native ids of the source's sessions in memory (under 100 bytes each)
+//!   to tell which sources are gone.
 //! - **In place** (same collection): each source document is deleted only
-//!   if it is still exactly as copied; one that changed meanwhile is left
-//!   for the next run. Documents already native are skipped.
+//!   if it is still exactly as copied. One that changed or vanished (a
+//!   logout) meanwhile has its copy undone at once (the native document is
+//!   deleted, or restored to what it was, unless something else changed it
+//!   in between) and is counted as deferred: a changed one moves on the next
+//!   run, a vanished one stays gone. Documents already native are skipped.
+//!   No ledger is used.
+//!
+//! A source without a creation time (connect-mongodb-session writes none)
+//! gets the earliest time the session is known to have existed: the
+//! migration time, its `lastModified`, and its expiry minus the cookie's
+//! `originalMaxAge` (when the cookie has one, the expiry was last set that
+//! long before it, so the session existed then), whichever is earliest; a
+//! copy made by an earlier run keeps its older creation time. So a
+//! [`max_lifetime`](crate::StoreBuilder::max_lifetime) on the native store
+//! never lets a migrated session outlive it counted from that time, and the
+//! stored expiry is capped to it as for any session. (A session can be older
+//! than anything the source records; then it gets that much extra.)
+//!
+//! Every database operation runs under the target's (or, for the source's,
+//! the source's) [`operation_timeout`](crate::StoreBuilder::operation_timeout).
+
+mod ledger;
+
+use std::collections::HashSet;
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
+use serde_json::Value;
 
+use self::ledger::{fingerprint, Ledger};
 use crate::{
     error::{Error, Result},
     id::RedactedId,
-    schema::Layout,
+    schema::{Decoded, Layout},
     MongoSessionStore,
 };
 
@@ -35,8 +76,16 @@ pub struct MigrationReport {
     pub converted: u64,
     /// Sessions whose native copy was already up to date.
     pub unchanged: u64,
-    /// In place: sessions changed while being moved, left for the next run.
+    /// In place: sessions changed or deleted while being moved; their copy
+    /// was undone, and a changed one is left for the next run.
     pub deferred: u64,
+    /// Into another collection: native copies removed (or that would be)
+    /// because their source session is gone since they were copied.
+    pub removed: u64,
+    /// Into another collection: sessions the native side changed or deleted
+    /// since they were copied, from a source unchanged since; left as the
+    /// native side has them.
+    pub kept_native: u64,
     /// Documents that cannot be converted, with why (ids redacted).
     pub failures: Vec<String>,
 }
@@ -57,11 +106,21 @@ impl MigrateOptions {
     }
 }
 
+/// The native copy of one source session, and what the target held under
+/// its id before.
+struct Candidate {
+    key: String,
+    native: Document,
+    existing: Option<Document>,
+}
+
 impl MongoSessionStore {
     /// Migrates every live session of `source` (a store built with
     /// [`express_layout`](crate::StoreBuilder::express_layout)) into this
-    /// store's native layout; `progress` is called after each document with
-    /// the report so far. See the [module docs](crate::migrate).
+    /// store's native layout; `progress` is called after each source
+    /// document with the report so far. Into another collection, copies
+    /// whose source is gone are then removed. See the
+    /// [module docs](crate::migrate).
     ///
     /// # Errors
     ///
@@ -81,25 +140,30 @@ impl MongoSessionStore {
             ));
         }
         let in_place = source.collection().namespace() == self.collection().namespace();
+        let ledger = (!in_place).then(|| Ledger::new(self, source));
         let filter = doc! { &from.fields.data: { "$exists": true } };
-        let mut cursor = source
-            .collection()
-            .find(filter)
-            .await
-            .map_err(|e| Error::database("find", e))?;
+        let mut cursor = source.run("find", source.collection().find(filter)).await?;
         let mut report = MigrationReport::default();
-        while let Some(document) = cursor
-            .try_next()
-            .await
-            .map_err(|e| Error::database("find", e))?
-        {
+        let mut seen = HashSet::new();
+        while let Some(document) = source.run("find", cursor.try_next()).await? {
             report.examined += 1;
-            match self.migrate_one(source, &document, in_place, options).await {
+            if let (Some(_), Ok(id)) = (&ledger, document.get_str(&from.fields.id)) {
+                // Even an undecodable source still exists: keep its copy.
+                seen.insert(to.key(id));
+            }
+            match self
+                .migrate_one(source, &document, ledger.as_ref(), options)
+                .await
+            {
                 Ok(step) => step.count(&mut report),
                 Err(e) if e.is_decode() => report.failures.push(describe(from, &document, &e)),
                 Err(e) => return Err(e),
             }
             progress(&report);
+        }
+        if let Some(ledger) = &ledger {
+            self.remove_orphans(ledger, &seen, options, &mut report)
+                .await?;
         }
         Ok(report)
     }
@@ -108,84 +172,278 @@ impl MongoSessionStore {
         &self,
         source: &MongoSessionStore,
         document: &Document,
-        in_place: bool,
+        ledger: Option<&Ledger<'_>>,
         options: MigrateOptions,
     ) -> Result<Step> {
-        let (from, to) = (source.layout(), self.layout());
-        let mut decoded = from.decode(document)?;
-        decoded.data.remove("cookie");
+        let to = self.layout();
+        let decoded = source.layout().decode(document)?;
         let key = to.key(&decoded.stored_id);
-        let values = to.encode_values(&key, &decoded.data)?;
-        let created = decoded.created_at.unwrap_or(decoded.expires);
-        let modified = decoded.last_modified.unwrap_or(created);
-        let native = to.new_document(
-            &key,
+        let existing = self
+            .run(
+                "find",
+                self.collection().find_one(doc! { &to.fields.id: &key }),
+            )
+            .await?;
+        let native = self.native_copy(&key, decoded, existing.as_ref())?;
+        let candidate = Candidate {
+            key,
+            native,
+            existing,
+        };
+        match ledger {
+            Some(ledger) => {
+                let from = fingerprint(document, None);
+                self.copy(ledger, candidate, &from, options).await
+            }
+            None => {
+                self.move_in_place(source, document, candidate, options)
+                    .await
+            }
+        }
+    }
+
+    /// The native document for a decoded source session.
+    fn native_copy(
+        &self,
+        key: &str,
+        mut decoded: Decoded,
+        existing: Option<&Document>,
+    ) -> Result<Document> {
+        let to = self.layout();
+        let cookie = decoded.data.remove("cookie");
+        let mut created = creation_time(&decoded, cookie.as_ref(), DateTime::now());
+        let earlier_copy = to
+            .fields
+            .created_at
+            .as_ref()
+            .and_then(|field| existing?.get_datetime(field).ok());
+        if let Some(earlier) = earlier_copy {
+            created = created.min(*earlier);
+        }
+        let modified = decoded.last_modified.unwrap_or(created).max(created);
+        let expires = to.cap_expiry(decoded.expires, Some(created.timestamp_millis()));
+        let values = to.encode_values(key, &decoded.data)?;
+        Ok(to.new_document(
+            key,
             values,
-            decoded.expires,
+            expires,
             created,
             modified,
             decoded.user.as_ref(),
-        );
-        let existing = self
-            .collection()
-            .find_one(doc! { &to.fields.id: &key })
-            .await
-            .map_err(|e| Error::database("find", e))?;
+        ))
+    }
+
+    /// Into another collection: copies unless the ledger shows the source
+    /// unchanged since its last copy, in which case whatever the native side
+    /// did with the copy stands.
+    async fn copy(
+        &self,
+        ledger: &Ledger<'_>,
+        candidate: Candidate,
+        from: &str,
+        options: MigrateOptions,
+    ) -> Result<Step> {
+        let to = self.layout();
+        let Candidate {
+            key,
+            native,
+            existing,
+        } = candidate;
+        let entry = ledger.get(&key).await?;
+        if let Some(entry) = entry.filter(|e| e.from == from && !e.pending) {
+            let untouched = existing
+                .as_ref()
+                .is_some_and(|e| self.copy_print(e) == entry.copy);
+            return Ok(if untouched {
+                Step::Unchanged
+            } else {
+                Step::KeptNative
+            });
+        }
+        let up_to_date = existing.as_ref().filter(|e| same_session(to, e, &native));
+        if options.dry_run {
+            return Ok(Step::converted_unless(up_to_date.is_some()));
+        }
+        if let Some(existing) = up_to_date {
+            ledger
+                .record(&key, from, &self.copy_print(existing), false)
+                .await?;
+            return Ok(Step::Unchanged);
+        }
+        // Recorded as pending first: should the run stop between the two
+        // writes, the next one can tell an unfinished copy from a native
+        // logout.
+        ledger
+            .record(&key, from, &self.copy_print(&native), true)
+            .await?;
+        self.upsert(&key, native).await?;
+        ledger.settle(&key).await?;
+        Ok(Step::Converted)
+    }
+
+    /// In place: copies, then deletes the source only if it is still as
+    /// read; if it is not, undoes the copy.
+    async fn move_in_place(
+        &self,
+        source: &MongoSessionStore,
+        document: &Document,
+        candidate: Candidate,
+        options: MigrateOptions,
+    ) -> Result<Step> {
+        let to = self.layout();
+        let Candidate {
+            key,
+            native,
+            existing,
+        } = candidate;
         let up_to_date = existing
             .as_ref()
             .is_some_and(|e| same_session(to, e, &native));
         if options.dry_run {
-            return Ok(if up_to_date {
-                Step::Unchanged
-            } else {
-                Step::Converted
-            });
+            return Ok(Step::converted_unless(up_to_date));
         }
         if !up_to_date {
-            self.collection()
-                .replace_one(doc! { &to.fields.id: &key }, native)
-                .upsert(true)
-                .await
-                .map_err(|e| Error::database("replace", e))?;
+            self.upsert(&key, native.clone()).await?;
         }
-        if in_place {
-            // Only if the source is still exactly what was copied.
-            let id_field = &from.fields.id;
-            let mut unchanged = doc! { id_field: document.get(id_field).cloned() };
-            for field in [&from.fields.data, &from.fields.expires] {
-                if let Some(value) = document.get(field) {
-                    unchanged.insert(field, value.clone());
-                }
-            }
-            let deleted = source
-                .collection()
-                .delete_one(unchanged)
-                .await
-                .map_err(|e| Error::database("delete", e))?;
-            if deleted.deleted_count == 0 {
-                return Ok(Step::Deferred);
-            }
+        let unchanged = as_read(source.layout(), document);
+        let deleted = source
+            .run("delete", source.collection().delete_one(unchanged))
+            .await?;
+        if deleted.deleted_count == 0 {
+            let written = if up_to_date { None } else { Some(native) };
+            self.undo(written, existing).await?;
+            return Ok(Step::Deferred);
         }
-        Ok(if up_to_date {
-            Step::Unchanged
-        } else {
-            Step::Converted
-        })
+        Ok(Step::converted_unless(up_to_date))
     }
+
+    /// Puts back what the target held before a copy whose source changed or
+    /// vanished meanwhile; `written` is the copy, if this run wrote one.
+    /// Whatever changed the native document in between wins.
+    async fn undo(&self, written: Option<Document>, before: Option<Document>) -> Result<()> {
+        let collection = self.collection();
+        match (written, before) {
+            (Some(written), Some(before)) => {
+                let restore = collection.replace_one(exactly(&written), before);
+                self.run("replace", restore).await?;
+            }
+            (Some(copy), None) | (None, Some(copy)) => {
+                self.run("delete", collection.delete_one(exactly(&copy)))
+                    .await?;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    async fn upsert(&self, key: &str, native: Document) -> Result<()> {
+        let filter = doc! { &self.layout().fields.id: key };
+        let replace = self.collection().replace_one(filter, native).upsert(true);
+        self.run("replace", replace).await?;
+        Ok(())
+    }
+
+    /// Into another collection: removes each copy whose source is gone,
+    /// if it is still exactly as copied, and forgets it either way.
+    async fn remove_orphans(
+        &self,
+        ledger: &Ledger<'_>,
+        seen: &HashSet<String>,
+        options: MigrateOptions,
+        report: &mut MigrationReport,
+    ) -> Result<()> {
+        let id_field = &self.layout().fields.id;
+        for entry in ledger.gone(seen).await? {
+            let filter = doc! { id_field: &entry.key };
+            let copy = self.run("find", self.collection().find_one(filter)).await?;
+            let untouched = copy.filter(|c| self.copy_print(c) == entry.copy);
+            if options.dry_run {
+                report.removed += u64::from(untouched.is_some());
+                continue;
+            }
+            if let Some(copy) = untouched {
+                let delete = self.collection().delete_one(exactly(&copy));
+                report.removed += self.run("delete", delete).await?.deleted_count;
+            }
+            ledger.forget(&entry.key).await?;
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of a native document, leaving out an `_id` the
+    /// server assigned when sessions are keyed by another field.
+    fn copy_print(&self, document: &Document) -> String {
+        let id_field = &self.layout().fields.id;
+        fingerprint(document, (id_field != "_id").then_some("_id"))
+    }
+}
+
+/// When the session began, as far as the source tells: its own record, or
+/// else the earliest time it is known to have existed (see the module docs).
+fn creation_time(decoded: &Decoded, cookie: Option<&Value>, now: DateTime) -> DateTime {
+    if let Some(created) = decoded.created_at {
+        return created.min(now);
+    }
+    let cookie_set = cookie
+        .and_then(|c| c.get("originalMaxAge"))
+        .and_then(Value::as_f64)
+        .filter(|age| age.is_finite() && *age > 0.0)
+        .and_then(|age| {
+            // Saturating: a float beyond i64 becomes i64::MAX.
+            let age = age as i64;
+            decoded.expires.timestamp_millis().checked_sub(age)
+        })
+        .map(DateTime::from_millis);
+    [Some(now), decoded.last_modified, cookie_set]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now)
+}
+
+/// Matches the source document only while it is as read.
+fn as_read(layout: &Layout, document: &Document) -> Document {
+    let id_field = &layout.fields.id;
+    let mut filter = doc! { id_field: document.get(id_field).cloned() };
+    for field in [&layout.fields.data, &layout.fields.expires] {
+        if let Some(value) = document.get(field) {
+            filter.insert(field, value.clone());
+        }
+    }
+    filter
+}
+
+/// Matches a document only while every one of `document`'s fields is
+/// exactly as given (`$eq`, so values are never read as operators).
+fn exactly(document: &Document) -> Document {
+    document
+        .iter()
+        .map(|(name, value)| (name.clone(), Bson::Document(doc! { "$eq": value.clone() })))
+        .collect()
 }
 
 enum Step {
     Converted,
     Unchanged,
     Deferred,
+    KeptNative,
 }
 
 impl Step {
+    fn converted_unless(up_to_date: bool) -> Self {
+        if up_to_date {
+            Self::Unchanged
+        } else {
+            Self::Converted
+        }
+    }
+
     fn count(self, report: &mut MigrationReport) {
         match self {
             Self::Converted => report.converted += 1,
             Self::Unchanged => report.unchanged += 1,
             Self::Deferred => report.deferred += 1,
+            Self::KeptNative => report.kept_native += 1,
         }
     }
 }

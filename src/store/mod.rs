@@ -267,7 +267,7 @@ impl MongoSessionStore {
 
     /// Runs one driver operation within the operation timeout, mapping its
     /// failure to this crate's error.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         operation: &'static str,
         action: impl IntoFuture<Output = mongodb::error::Result<T>>,
