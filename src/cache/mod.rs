@@ -10,20 +10,17 @@
 //! `mongod`, some Cosmos DB tiers), entries live at most the staleness bound
 //! instead.
 
+mod coherence;
 mod watcher;
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicI64, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use mongodb::bson::DateTime;
+use mongodb::bson::{DateTime, Timestamp};
 use tokio::sync::broadcast;
 
 use crate::{error::Result, store::LoadedSession, Error};
+
+use coherence::Coherence;
 
 pub(crate) use watcher::{open_stream, spawn_watcher};
 
@@ -156,15 +153,9 @@ pub enum CacheMode {
 /// The cache itself, shared by the store and its change-stream watcher.
 pub(crate) struct SessionCache {
     entries: moka::sync::Cache<String, Arc<LoadedSession>>,
-    /// Bumped by every eviction. A load inserts what it read only if no
-    /// eviction happened while it was reading, so a change that raced the
-    /// read can never leave the older document cached.
-    epoch: Mutex<u64>,
+    coherence: Coherence,
     mode: CacheMode,
     bound: Duration,
-    /// When the watcher last heard from the server (ms since the epoch).
-    heard: AtomicI64,
-    streaming: AtomicBool,
     /// Whether change events name sessions by their key (`_id` is the id
     /// field); otherwise any change evicts everything.
     keyed_events: bool,
@@ -177,13 +168,12 @@ impl SessionCache {
         if mode == CacheMode::StalenessBound {
             entries = entries.time_to_live(config.staleness_bound);
         }
+        let bound_ms = i64::try_from(config.staleness_bound.as_millis()).unwrap_or(i64::MAX);
         Self {
             entries: entries.build(),
-            epoch: Mutex::new(0),
+            coherence: Coherence::new(mode, bound_ms, now_ms()),
             mode,
             bound: config.staleness_bound,
-            heard: AtomicI64::new(now_ms()),
-            streaming: AtomicBool::new(mode == CacheMode::ChangeStreams),
             keyed_events,
             changed: broadcast::channel(1024).0,
         }
@@ -195,7 +185,7 @@ impl SessionCache {
 
     /// The cached session under `key`, if the cache may answer now.
     pub(crate) fn get(&self, key: &str) -> Option<LoadedSession> {
-        if !self.trustworthy() {
+        if !self.coherence.trustworthy(now_ms()) {
             return None;
         }
         self.entries.get(key).map(|hit| (*hit).clone())
@@ -203,33 +193,29 @@ impl SessionCache {
 
     /// What to hand back to [`insert`](Self::insert) after reading.
     pub(crate) fn ticket(&self) -> u64 {
-        *self.lock_epoch()
+        self.coherence.ticket()
     }
 
     pub(crate) fn insert(&self, key: String, session: &LoadedSession, ticket: u64) {
-        let epoch = self.lock_epoch();
-        if *epoch == ticket && self.trustworthy() {
+        self.coherence.admit(ticket, now_ms(), || {
             self.entries.insert(key, Arc::new(session.clone()));
-        }
+        });
     }
 
     /// Evicts `key` after a write through this store.
     pub(crate) fn evict(&self, key: &str) {
-        let mut epoch = self.lock_epoch();
-        *epoch += 1;
-        self.entries.invalidate(key);
+        self.coherence.invalidate(|| self.entries.invalidate(key));
     }
 
     pub(crate) fn evict_all(&self) {
-        let mut epoch = self.lock_epoch();
-        *epoch += 1;
-        self.entries.invalidate_all();
+        self.coherence
+            .invalidate(|| self.entries.invalidate_all());
     }
 
     /// Call before a write whose change event [`settle`](Self::settle)
     /// should wait for.
     pub(crate) fn expect_changes(&self) -> Option<broadcast::Receiver<Arc<str>>> {
-        (self.mode == CacheMode::ChangeStreams && self.trustworthy())
+        (self.mode == CacheMode::ChangeStreams && self.coherence.trustworthy(now_ms()))
             .then(|| self.changed.subscribe())
     }
 
@@ -278,33 +264,26 @@ impl SessionCache {
         let _ = self.changed.send(Arc::from(key.unwrap_or_default()));
     }
 
-    fn heard_from_server(&self) {
-        self.heard.store(now_ms(), Ordering::Release);
+    /// The watcher (re)opened the change stream.
+    fn stream_opened(&self) {
+        self.coherence.stream_opened(now_ms());
     }
 
-    fn set_streaming(&self, on: bool) {
-        self.streaming.store(on, Ordering::Release);
-        if !on {
-            self.evict_all();
-        }
+    /// The change stream failed; the cache steps aside until it is back.
+    fn stream_lost(&self) {
+        self.coherence
+            .stream_lost(|| self.entries.invalidate_all());
     }
 
-    /// Whether entries may be served: always with the staleness bound;
-    /// with change streams, only while the stream is up and has been heard
-    /// from within the bound.
-    fn trustworthy(&self) -> bool {
-        match self.mode {
-            CacheMode::StalenessBound => true,
-            CacheMode::ChangeStreams => {
-                let bound = i64::try_from(self.bound.as_millis()).unwrap_or(i64::MAX);
-                self.streaming.load(Ordering::Acquire)
-                    && now_ms().saturating_sub(self.heard.load(Ordering::Acquire)) < bound
-            }
-        }
+    /// A probe sent at `sent_at` found the server's cluster time.
+    fn probed(&self, sent_at: i64, cluster_time: Timestamp) {
+        self.coherence.probed(sent_at, cluster_time);
     }
 
-    fn lock_epoch(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.epoch.lock().unwrap_or_else(|e| e.into_inner())
+    /// The stream answered; its resume token is at `reached`.
+    fn stream_answered(&self, reached: Option<Timestamp>, whole_batch: bool) {
+        self.coherence
+            .stream_answered(now_ms(), reached, whole_batch);
     }
 }
 
