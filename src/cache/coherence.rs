@@ -3,9 +3,12 @@
 //! freshness of the change stream. Times are passed in (ms since the Unix
 //! epoch) so the judgment can be tested without a clock or a server.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicI64, Ordering},
-    Mutex, MutexGuard,
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering},
+        Mutex, MutexGuard,
+    },
 };
 
 use mongodb::bson::Timestamp;
@@ -22,8 +25,11 @@ pub(super) struct Coherence {
     /// read can never leave the older document cached.
     epoch: Mutex<u64>,
     streaming: AtomicBool,
-    /// When the watcher last heard from the server.
-    heard: AtomicI64,
+    /// Every change committed before this instant has been applied here
+    /// (or cannot concern an entry): the stream caught up with a cluster
+    /// time the server reported then.
+    fresh_as_of: AtomicI64,
+    probes: Mutex<Probes>,
 }
 
 impl Coherence {
@@ -33,7 +39,8 @@ impl Coherence {
             bound_ms,
             epoch: Mutex::new(0),
             streaming: AtomicBool::new(mode == CacheMode::ChangeStreams),
-            heard: AtomicI64::new(now),
+            fresh_as_of: AtomicI64::new(now),
+            probes: Mutex::default(),
         }
     }
 
@@ -59,22 +66,29 @@ impl Coherence {
     }
 
     /// Whether entries may be served: always with the staleness bound;
-    /// with change streams, only while the stream is up and has been heard
-    /// from within the bound.
+    /// with change streams, only while the stream is up and has caught up,
+    /// within the bound, with the cluster time the server reported.
     pub(super) fn trustworthy(&self, now: i64) -> bool {
         match self.mode {
             CacheMode::StalenessBound => true,
             CacheMode::ChangeStreams => {
                 self.streaming.load(Ordering::Acquire)
-                    && now.saturating_sub(self.heard.load(Ordering::Acquire)) < self.bound_ms
+                    && fresh(now, self.fresh_as_of.load(Ordering::Acquire), self.bound_ms)
             }
         }
     }
 
-    /// The watcher (re)opened the stream at `now`.
+    /// The watcher (re)opened the stream at `now`, from the server's present
+    /// (the changes in between were never delivered). Loads that started
+    /// before may have read a session deleted meanwhile, so they may not
+    /// insert; loads from now on read after the stream's start, so the
+    /// changes it did not deliver cannot concern their entries.
     pub(super) fn stream_opened(&self, now: i64) {
-        self.streaming.store(true, Ordering::Release);
-        self.heard.store(now, Ordering::Release);
+        self.invalidate(|| {
+            self.lock_probes().clear();
+            self.fresh_as_of.store(now, Ordering::Release);
+            self.streaming.store(true, Ordering::Release);
+        });
     }
 
     /// The stream failed: nothing cached can be vouched for until it is back.
@@ -83,19 +97,78 @@ impl Coherence {
         self.invalidate(evict_all);
     }
 
-    /// The server sent the cluster time `cluster_time` in reply to a probe
-    /// sent at `sent_at`.
-    pub(super) fn probed(&self, _sent_at: i64, _cluster_time: Timestamp) {}
+    /// The server reported the cluster time `cluster_time` in reply to a
+    /// probe sent at `sent_at`: every change acknowledged before `sent_at`
+    /// has a cluster time at or before it.
+    pub(super) fn probed(&self, sent_at: i64, cluster_time: Timestamp) {
+        self.lock_probes().record(sent_at, cluster_time);
+    }
 
-    /// The stream answered at `now`, having delivered every change up to its
-    /// resume token's time `reached` (inclusive when `whole_batch`: an empty
-    /// batch's token covers everything scanned).
-    pub(super) fn stream_answered(&self, now: i64, _reached: Option<Timestamp>, _whole: bool) {
-        self.heard.store(now, Ordering::Release);
+    /// The stream answered, having delivered every change up to its resume
+    /// token's cluster time `reached` (`None`: unreadable). `whole_batch`:
+    /// the token ended an empty batch, so it covers its whole cluster time;
+    /// an event's token covers only that event, not the rest of its
+    /// transaction.
+    pub(super) fn stream_answered(&self, reached: Option<Timestamp>, whole_batch: bool) {
+        let Some(reached) = reached else { return };
+        if let Some(as_of) = self.lock_probes().caught_up(reached, whole_batch) {
+            self.fresh_as_of.fetch_max(as_of, Ordering::AcqRel);
+        }
     }
 
     fn lock_epoch(&self) -> MutexGuard<'_, u64> {
         self.epoch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_probes(&self) -> MutexGuard<'_, Probes> {
+        self.probes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether a stream last known fresh `as_of` may still vouch for entries at
+/// `now`.
+fn fresh(now: i64, as_of: i64, bound_ms: i64) -> bool {
+    now.saturating_sub(as_of) < bound_ms
+}
+
+/// Cluster times the server reported, not yet reached by the stream,
+/// oldest first: `(when the probe was sent, the cluster time)`.
+#[derive(Debug, Default)]
+struct Probes(VecDeque<(i64, Timestamp)>);
+
+impl Probes {
+    /// Enough for a stream that lags by many bounds; past that the newest
+    /// sample is replaced, which only delays the verdict.
+    const KEPT: usize = 64;
+
+    fn record(&mut self, sent_at: i64, cluster_time: Timestamp) {
+        if self.0.len() == Self::KEPT {
+            self.0.pop_back();
+        }
+        self.0.push_back((sent_at, cluster_time));
+    }
+
+    /// Drops the probes the stream has now caught up with; returns when the
+    /// latest of them was sent, the instant the stream is now fresh as of.
+    fn caught_up(&mut self, reached: Timestamp, whole_batch: bool) -> Option<i64> {
+        let mut as_of = None;
+        while let Some(&(sent_at, cluster_time)) = self.0.front() {
+            let covered = if whole_batch {
+                cluster_time <= reached
+            } else {
+                cluster_time < reached
+            };
+            if !covered {
+                break;
+            }
+            as_of = Some(sent_at);
+            self.0.pop_front();
+        }
+        as_of
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -122,7 +195,7 @@ mod tests {
         gate.stream_lost(|| {});
         let ticket = gate.ticket(); // a load starts reading during the gap
         gate.stream_opened(10);
-        gate.stream_answered(20, Some(ts(1, 1)), true);
+        gate.stream_answered(Some(ts(1, 1)), true);
         let mut inserted = false;
         gate.admit(ticket, 30, || inserted = true);
         assert!(!inserted, "a load from before the reopen filled the cache");
@@ -142,13 +215,13 @@ mod tests {
     fn a_stream_that_answers_but_lags_is_trusted_only_within_the_bound() {
         let gate = streaming(0);
         gate.probed(0, ts(100, 1));
-        gate.stream_answered(50, Some(ts(100, 1)), true);
+        gate.stream_answered(Some(ts(100, 1)), true);
         assert!(gate.trustworthy(900));
         // The delete: the server's cluster time moves past the stream's.
         let mut now = 100;
         while now < 5_000 {
             gate.probed(now, ts(100, 2));
-            gate.stream_answered(now + 50, Some(ts(100, 1)), true);
+            gate.stream_answered(Some(ts(100, 1)), true);
             now += 250;
         }
         assert!(
@@ -166,7 +239,7 @@ mod tests {
         let mut now = 0;
         while now < 5_000 {
             gate.probed(now, ts(100, 1));
-            gate.stream_answered(now + 50, Some(ts(100, 1)), true);
+            gate.stream_answered(Some(ts(100, 1)), true);
             now += 250;
             assert!(gate.trustworthy(now), "at {now}");
         }
@@ -182,7 +255,7 @@ mod tests {
         while now < 5_000 {
             gate.probed(now, ts(seconds, 0));
             seconds += 1;
-            gate.stream_answered(now + 50, Some(ts(seconds, 0)), false);
+            gate.stream_answered(Some(ts(seconds, 0)), false);
             now += 250;
             assert!(gate.trustworthy(now), "at {now}");
         }
@@ -195,9 +268,9 @@ mod tests {
     fn an_event_at_the_probed_time_is_not_enough() {
         let gate = streaming(0);
         gate.probed(2_000, ts(100, 5));
-        gate.stream_answered(2_050, Some(ts(100, 5)), false);
+        gate.stream_answered(Some(ts(100, 5)), false);
         assert!(!gate.trustworthy(2_100));
-        gate.stream_answered(2_060, Some(ts(100, 5)), true);
+        gate.stream_answered(Some(ts(100, 5)), true);
         assert!(gate.trustworthy(2_100));
     }
 
@@ -206,7 +279,7 @@ mod tests {
     fn an_unreadable_token_vouches_for_nothing() {
         let gate = streaming(0);
         gate.probed(2_000, ts(100, 5));
-        gate.stream_answered(2_050, None, true);
+        gate.stream_answered(None, true);
         assert!(!gate.trustworthy(2_100));
     }
 

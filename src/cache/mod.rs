@@ -208,8 +208,7 @@ impl SessionCache {
     }
 
     pub(crate) fn evict_all(&self) {
-        self.coherence
-            .invalidate(|| self.entries.invalidate_all());
+        self.coherence.invalidate(|| self.entries.invalidate_all());
     }
 
     /// Call before a write whose change event [`settle`](Self::settle)
@@ -271,8 +270,7 @@ impl SessionCache {
 
     /// The change stream failed; the cache steps aside until it is back.
     fn stream_lost(&self) {
-        self.coherence
-            .stream_lost(|| self.entries.invalidate_all());
+        self.coherence.stream_lost(|| self.entries.invalidate_all());
     }
 
     /// A probe sent at `sent_at` found the server's cluster time.
@@ -282,8 +280,7 @@ impl SessionCache {
 
     /// The stream answered; its resume token is at `reached`.
     fn stream_answered(&self, reached: Option<Timestamp>, whole_batch: bool) {
-        self.coherence
-            .stream_answered(now_ms(), reached, whole_batch);
+        self.coherence.stream_answered(reached, whole_batch);
     }
 }
 

@@ -48,7 +48,9 @@ pub(crate) async fn open_stream(
         .await?
         .with_type::<Document>();
     if stream_time(&stream).is_none() {
-        return Err(unjudgeable("its resume tokens carry no cluster time this crate reads"));
+        return Err(unjudgeable(
+            "its resume tokens carry no cluster time this crate reads",
+        ));
     }
     if probe(&database(collection)).await?.is_none() {
         return Err(unjudgeable("the server reports no cluster time"));
@@ -70,9 +72,7 @@ fn poll_interval(bound: Duration) -> Duration {
 }
 
 fn database(collection: &Collection<Document>) -> Database {
-    collection
-        .client()
-        .database(&collection.namespace().db)
+    collection.client().database(&collection.namespace().db)
 }
 
 /// The server's cluster time now: `$clusterTime` on a `ping` answered by the
