@@ -263,6 +263,36 @@ async fn when_the_stream_is_lost_the_cache_steps_aside() {
     db.cleanup().await;
 }
 
+/// The byte bound: twelve sessions of 20 kB each, loaded again and again,
+/// into a cache of 100 kB: at most four stay (their estimated size is a
+/// little over 20 kB), however many entries it may hold.
+#[tokio::test]
+async fn the_cache_holds_no_more_bytes_than_max_bytes() {
+    let db = TestDb::new("cache_bytes").await;
+    let (client, finds) = named_client(&db, "mss-cache-bytes").await;
+    let store = cached(&client, &db, ReadCache::new().max_bytes(100_000)).await;
+    let blob = "x".repeat(20_000);
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let data = map(json!({"blob": blob, "n": n}));
+        ids.push(store.create(&data, None).await.unwrap());
+    }
+    for _ in 0..3 {
+        for id in &ids {
+            store.load(id).await.unwrap().expect("the session");
+        }
+    }
+    let before = finds.load(Ordering::SeqCst);
+    for id in &ids {
+        store.load(id).await.unwrap().expect("the session");
+    }
+    let hits = ids.len() - (finds.load(Ordering::SeqCst) - before);
+    assert!(hits <= 4, "{hits} sessions of 20 kB held in 100 kB");
+    assert!(hits >= 1, "the cache held nothing");
+    store.close().await;
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_cache_that_cannot_hold_anything_is_refused() {
     let db = TestDb::new("cache_config").await;
@@ -274,6 +304,14 @@ async fn a_cache_that_cannot_hold_anything_is_refused() {
         .unwrap_err();
     assert!(error.is_config(), "{error}");
     assert!(error.to_string().contains("max_entries"), "{error}");
+    let error = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .cache(ReadCache::new().max_bytes(100))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+    assert!(error.to_string().contains("max_bytes"), "{error}");
     db.cleanup().await;
 }
 
