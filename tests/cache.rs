@@ -294,7 +294,7 @@ async fn the_cache_holds_no_more_bytes_than_max_bytes() {
 }
 
 #[tokio::test]
-async fn a_cache_that_cannot_hold_anything_is_refused() {
+async fn a_cache_that_cannot_hold_anything_or_keep_its_bound_is_refused() {
     let db = TestDb::new("cache_config").await;
     let error = MongoSessionStore::from_client(db.client.clone())
         .database(&db.name)
@@ -312,6 +312,14 @@ async fn a_cache_that_cannot_hold_anything_is_refused() {
         .unwrap_err();
     assert!(error.is_config(), "{error}");
     assert!(error.to_string().contains("max_bytes"), "{error}");
+    let error = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .cache(ReadCache::new().staleness_bound(Duration::from_millis(50)))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+    assert!(error.to_string().contains("staleness_bound"), "{error}");
     db.cleanup().await;
 }
 

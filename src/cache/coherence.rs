@@ -72,10 +72,15 @@ impl Coherence {
         match self.mode {
             CacheMode::StalenessBound => true,
             CacheMode::ChangeStreams => {
-                self.streaming.load(Ordering::Acquire)
+                self.is_streaming()
                     && fresh(now, self.fresh_as_of.load(Ordering::Acquire), self.bound_ms)
             }
         }
+    }
+
+    /// Whether the change stream is up (fresh or not).
+    pub(super) fn is_streaming(&self) -> bool {
+        self.streaming.load(Ordering::Acquire)
     }
 
     /// The watcher (re)opened the stream at `now`, from the server's present

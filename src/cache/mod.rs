@@ -142,15 +142,18 @@ impl ReadCache {
                 "cache: max_bytes must be at least 1024 (smaller holds no session)",
             ));
         }
-        if self.staleness_bound < Duration::from_millis(10) {
+        if self.staleness_bound < MIN_BOUND {
             return Err(Error::config(
-                "cache: staleness_bound must be at least 10 ms (the change stream is polled \
-                 within it)",
+                "cache: staleness_bound must be at least 100 ms (the change stream and the \
+                 cluster time are sampled four times within it)",
             ));
         }
         Ok(())
     }
 }
+
+/// The smallest staleness bound accepted.
+const MIN_BOUND: Duration = Duration::from_millis(100);
 
 /// The smallest byte bound accepted.
 const MIN_BYTES: u64 = 1024;
@@ -243,9 +246,10 @@ impl SessionCache {
     }
 
     /// Call before a write whose change event [`settle`](Self::settle)
-    /// should wait for.
+    /// should wait for: whenever the stream is up, even while this cache
+    /// cannot vouch for its freshness, since other instances may.
     pub(crate) fn expect_changes(&self) -> Option<broadcast::Receiver<Arc<str>>> {
-        (self.mode == CacheMode::ChangeStreams && self.coherence.trustworthy(now_ms()))
+        (self.mode == CacheMode::ChangeStreams && self.coherence.is_streaming())
             .then(|| self.changed.subscribe())
     }
 
