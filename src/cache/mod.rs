@@ -6,7 +6,10 @@
 //! through this store (logout, revocation) also waits, bounded, until its own
 //! change comes back on the stream, so by the time a logout's response leaves
 //! this instance, the other instances, which read the same stream, have been
-//! sent it too. Where the deployment has no change streams (a standalone
+//! sent it too. The stream vouches for the cache only while it is up to
+//! date: the cluster time it has delivered changes up to is compared with
+//! the cluster time the server reports (see `coherence.rs`), not merely
+//! whether it answers. Where the deployment has no change streams (a standalone
 //! `mongod`, some Cosmos DB tiers), entries live at most the staleness bound
 //! instead.
 
@@ -30,8 +33,7 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 /// ([`StoreBuilder::cache`](crate::StoreBuilder::cache)).
 ///
 /// Turn it on when reads dominate and sessions are hot: a hit costs no round
-/// trip at all. It keeps at most [`max_entries`](Self::max_entries)
-/// sessions, and stays coherent across app instances:
+/// trip at all. It stays coherent across app instances:
 ///
 /// - **with change streams** (replica sets, sharded clusters, Atlas): another
 ///   instance's write or delete evicts the session as soon as its change
@@ -40,13 +42,37 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 ///   (waiting at most the staleness bound, then a 20 ms grace), so by the
 ///   time a logout is answered, every instance has been sent it and has
 ///   almost always applied it; an instance starved of CPU may apply it a
-///   moment later, always within the staleness bound. If the stream fails or goes
-///   quiet for longer than the staleness bound, the cache steps aside and
-///   every load reads the database until it recovers.
+///   moment later, always within the staleness bound.
+///
+///   The cache answers only while its stream is *up to date*, not merely
+///   alive: four times per staleness bound the store asks the primary for
+///   its cluster time (a `ping`; no writes), and the cache serves only while
+///   the stream has delivered every change up to a cluster time sampled
+///   within the bound. A stream that fails, stalls, or keeps answering but
+///   lags (majority commit stalled, a slow or partitioned node) makes the
+///   cache step aside within the bound, and every load reads the database
+///   until the stream catches up. After the stream is reopened, a load that
+///   began before cannot fill the cache. Should the cluster time move
+///   without a write the stream can deliver (gossip between the shards of
+///   a cluster), the cache steps aside until one catches the stream up
+///   (`mongod`'s periodic no-op write, every 10 s by default, is one).
+///   Resume tokens are opaque by
+///   contract: the store reads the cluster time from those of `mongod`
+///   4.0.7 and later and of the test server; a deployment whose tokens it
+///   cannot read is treated as one without change streams.
 /// - **without** (a standalone `mongod`, or
 ///   [`change_streams(false)`](Self::change_streams)): an entry is served
 ///   for at most the staleness bound after it was read, so another
 ///   instance's logout takes effect here within that bound.
+///
+/// It holds at most [`max_entries`](Self::max_entries) sessions and
+/// [`max_bytes`](Self::max_bytes) bytes of them. Bytes are an estimate of
+/// the memory an entry holds (its values as a JSON tree, its keys and
+/// bookkeeping), not an exact count, and every session counts as at least
+/// `max_bytes / max_entries`, so that one capacity enforces both bounds. The
+/// least recently and least often used go first; evictions are applied in
+/// batches, at once after a session over 1/64 of `max_bytes`, so only
+/// smaller ones overshoot the bound, momentarily.
 ///
 /// It pays only with [`touch_after`](crate::StoreBuilder::touch_after):
 /// without it every request writes the session's expiry, and a write evicts.
@@ -65,7 +91,12 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 /// use mongodb_session_store::{MongoSessionStore, ReadCache};
 /// # async fn f() -> Result<(), mongodb_session_store::Error> {
 /// let store = MongoSessionStore::from_uri("mongodb://localhost:27017/app?replicaSet=rs0")
-///     .cache(ReadCache::new().max_entries(50_000).staleness_bound(Duration::from_millis(500)))
+///     .cache(
+///         ReadCache::new()
+///             .max_entries(50_000)
+///             .max_bytes(256 << 20)
+///             .staleness_bound(Duration::from_millis(500)),
+///     )
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -90,29 +121,31 @@ impl Default for ReadCache {
 }
 
 impl ReadCache {
-    /// 10,000 sessions, a staleness bound of 1 second, change streams where
-    /// the deployment offers them.
+    /// 10,000 sessions, 64 MiB, a staleness bound of 1 second, change
+    /// streams where the deployment offers them.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The most sessions kept in memory (least recently and least often used
-    /// go first).
+    /// go first). At least 1.
     pub fn max_entries(mut self, entries: u64) -> Self {
         self.max_entries = entries;
         self
     }
 
     /// The most memory the cached sessions may hold, in bytes (estimated;
-    /// see [`ReadCache`]).
+    /// see [`ReadCache`]). At least 1024.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
         self
     }
 
     /// How long another instance's change may go unseen here: the lifetime
-    /// of an entry without change streams, and with them, how long the
-    /// stream may stay silent before the cache steps aside.
+    /// of an entry without change streams, and with them, how far behind
+    /// the server's cluster time the stream may fall before the cache steps
+    /// aside. At least 100 ms: the stream and the cluster time are sampled
+    /// four times within it.
     pub fn staleness_bound(mut self, bound: Duration) -> Self {
         self.staleness_bound = bound;
         self
