@@ -1,9 +1,21 @@
 //! The read-through cache: hits cost no round trip, and another instance's
 //! writes and deletes are honoured (on a real server, `MONGODB_URI`).
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
+};
 
-use mongodb::{bson::doc, Client};
+use mongodb::{
+    bson::{doc, Bson, Document},
+    error::ErrorKind,
+    event::{command::CommandEvent, EventHandler},
+    options::ClientOptions,
+    Client,
+};
 use mongodb_session_store::{CacheMode, MongoSessionStore, ReadCache};
 use serde_json::{json, Map, Value};
 use testkit::{CommandLog, Proxy, TestDb};
@@ -252,8 +264,38 @@ async fn when_the_stream_is_lost_the_cache_steps_aside() {
     db.cleanup().await;
 }
 
+/// The byte bound: twelve sessions of 20 kB each, loaded again and again,
+/// into a cache of 100 kB: at most four stay (their estimated size is a
+/// little over 20 kB), however many entries it may hold.
 #[tokio::test]
-async fn a_cache_that_cannot_hold_anything_is_refused() {
+async fn the_cache_holds_no_more_bytes_than_max_bytes() {
+    let db = TestDb::new("cache_bytes").await;
+    let (client, finds) = named_client(&db, "mss-cache-bytes").await;
+    let store = cached(&client, &db, ReadCache::new().max_bytes(100_000)).await;
+    let blob = "x".repeat(20_000);
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let data = map(json!({"blob": blob, "n": n}));
+        ids.push(store.create(&data, None).await.unwrap());
+    }
+    for _ in 0..3 {
+        for id in &ids {
+            store.load(id).await.unwrap().expect("the session");
+        }
+    }
+    let before = finds.load(Ordering::SeqCst);
+    for id in &ids {
+        store.load(id).await.unwrap().expect("the session");
+    }
+    let hits = ids.len() - (finds.load(Ordering::SeqCst) - before);
+    assert!(hits <= 4, "{hits} sessions of 20 kB held in 100 kB");
+    assert!(hits >= 1, "the cache held nothing");
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cache_that_cannot_hold_anything_or_keep_its_bound_is_refused() {
     let db = TestDb::new("cache_config").await;
     let error = MongoSessionStore::from_client(db.client.clone())
         .database(&db.name)
@@ -263,5 +305,180 @@ async fn a_cache_that_cannot_hold_anything_is_refused() {
         .unwrap_err();
     assert!(error.is_config(), "{error}");
     assert!(error.to_string().contains("max_entries"), "{error}");
+    let error = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .cache(ReadCache::new().max_bytes(100))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+    assert!(error.to_string().contains("max_bytes"), "{error}");
+    let error = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .cache(ReadCache::new().staleness_bound(Duration::from_millis(50)))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+    assert!(error.to_string().contains("staleness_bound"), "{error}");
+    db.cleanup().await;
+}
+
+/// A client named `app` (so a fail point can single it out) that counts the
+/// `find` commands it sends.
+async fn named_client(db: &TestDb, app: &str) -> (Client, Arc<AtomicUsize>) {
+    let finds = Arc::new(AtomicUsize::new(0));
+    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
+    options.app_name = Some(app.to_owned());
+    let counter = finds.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(started) = event {
+            if started.command_name == "find" {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }));
+    (Client::with_options(options).unwrap(), finds)
+}
+
+/// Sets mongod's `failCommand` fail point, or says why it cannot (a server
+/// started without test commands).
+async fn fail_command(client: &Client, mode: Bson, data: Document) -> Result<(), String> {
+    client
+        .database("admin")
+        .run_command(doc! { "configureFailPoint": "failCommand", "mode": mode, "data": data })
+        .await
+        .map(drop)
+        .map_err(|error| match *error.kind {
+            ErrorKind::Command(ref refused) => {
+                format!("{}: {}", refused.code_name, refused.message)
+            }
+            _ => error.to_string(),
+        })
+}
+
+/// The cache's freshness is judged against the server's cluster time, and
+/// a stream that keeps up, busy with another program's writes to other
+/// sessions, keeps the cache answering long past the staleness bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_keeps_up_keeps_the_cache_answering() {
+    let db = TestDb::new("cache_keeps_up").await;
+    let bound = Duration::from_secs(1);
+    let (client, finds) = named_client(&db, "mss-cache-keeps-up").await;
+    let store = cached(&client, &db, ReadCache::new().staleness_bound(bound)).await;
+    assert_eq!(store.cache_mode(), Some(CacheMode::ChangeStreams));
+    let hot = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let other = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    store.load(&hot).await.unwrap().expect("the session");
+    let before = finds.load(Ordering::SeqCst);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (sessions, other, done) = (
+            db.collection("sessions"),
+            store.stored_id(&other),
+            done.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !done.load(Ordering::SeqCst) {
+                sessions
+                    .update_one(doc! {"_id": &other}, doc! {"$set": {"x": n}})
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut loads = 0;
+    let start = std::time::Instant::now();
+    while start.elapsed() < bound * 3 {
+        store.load(&hot).await.unwrap().expect("the session");
+        loads += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    done.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    let read = finds.load(Ordering::SeqCst) - before;
+    // Not a timing claim: a moment of scheduling delay may send a few loads
+    // to the database, but a cache that could not judge its stream fresh
+    // would send every load after the first bound.
+    assert!(
+        read * 10 < loads,
+        "{read} of {loads} loads read the database"
+    );
+    store.close().await;
+    db.cleanup().await;
+}
+
+/// What a stalled or lagging stream looks like from here, produced on one
+/// node: the other instance's getMore is held by the server while a logout
+/// happens. The stream answers nothing new, so within the bound the cache
+/// steps aside; when the stream catches up, it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_is_trusted_no_longer_than_the_bound() {
+    let db = TestDb::new("cache_stalled").await;
+    let bound = Duration::from_millis(300);
+    let app = format!("mss-cache-stall-{}", std::process::id());
+    let (client, finds) = named_client(&db, &app).await;
+    let a = cached(&db.client, &db, ReadCache::new().staleness_bound(bound)).await;
+    let b = cached(&client, &db, ReadCache::new().staleness_bound(bound)).await;
+    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    b.load(&id).await.unwrap().expect("cached on b");
+
+    let hold = Duration::from_millis(2_000);
+    let held = fail_command(
+        &db.client,
+        Bson::Document(doc! {"times": 1}),
+        doc! {
+            "failCommands": ["getMore"],
+            "blockConnection": true,
+            "blockTimeMS": i64::try_from(hold.as_millis()).unwrap(),
+            "appName": &app,
+        },
+    )
+    .await;
+    if let Err(why) = held {
+        eprintln!("skipped: the server refused configureFailPoint ({why}); it needs test commands enabled");
+        b.close().await;
+        a.close().await;
+        db.cleanup().await;
+        return;
+    }
+    // b's next getMore is now held.
+    let held_at = std::time::Instant::now();
+    tokio::time::sleep(bound / 2).await;
+    assert!(a.delete(&id).await.unwrap());
+    let lag = time_until_gone(&b, &id).await;
+    assert!(lag <= bound, "served {lag:?} after the logout");
+    assert!(
+        held_at.elapsed() < hold,
+        "the stream was released before the check"
+    );
+
+    // Once the stream is released and catches up, the cache answers again.
+    // (The new session is also a write: on the test server, only a write
+    // moves a stream past a cluster time that advanced without one.)
+    tokio::time::sleep(hold).await;
+    let kept = a.create(&map(json!({"n": 1})), None).await.unwrap();
+    let mut answered = false;
+    for _ in 0..100 {
+        b.load(&kept).await.unwrap().expect("the session");
+        let before = finds.load(Ordering::SeqCst);
+        b.load(&kept).await.unwrap().expect("the session");
+        if finds.load(Ordering::SeqCst) == before {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered, "the cache never answered again after the stall");
+    assert!(b.load(&id).await.unwrap().is_none());
+    fail_command(&db.client, "off".into(), Document::new())
+        .await
+        .unwrap();
+    a.close().await;
+    b.close().await;
     db.cleanup().await;
 }

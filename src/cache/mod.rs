@@ -6,24 +6,26 @@
 //! through this store (logout, revocation) also waits, bounded, until its own
 //! change comes back on the stream, so by the time a logout's response leaves
 //! this instance, the other instances, which read the same stream, have been
-//! sent it too. Where the deployment has no change streams (a standalone
+//! sent it too. The stream vouches for the cache only while it is up to
+//! date: the cluster time it has delivered changes up to is compared with
+//! the cluster time the server reports (see `coherence.rs`), not merely
+//! whether it answers. Where the deployment has no change streams (a standalone
 //! `mongod`, some Cosmos DB tiers), entries live at most the staleness bound
 //! instead.
 
+mod coherence;
 mod watcher;
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicI64, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use mongodb::bson::DateTime;
+use mongodb::bson::{DateTime, Timestamp};
 use tokio::sync::broadcast;
 
-use crate::{error::Result, outcome::LoadedSession, Error};
+use serde_json::{Map, Value};
+
+use crate::{error::Result, outcome::LoadedSession, Error, UserInfo};
+
+use coherence::Coherence;
 
 pub(crate) use watcher::{open_stream, spawn_watcher};
 
@@ -31,8 +33,7 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 /// ([`StoreBuilder::cache`](crate::StoreBuilder::cache)).
 ///
 /// Turn it on when reads dominate and sessions are hot: a hit costs no round
-/// trip at all. It keeps at most [`max_entries`](Self::max_entries)
-/// sessions, and stays coherent across app instances:
+/// trip at all. It stays coherent across app instances:
 ///
 /// - **with change streams** (replica sets, sharded clusters, Atlas): another
 ///   instance's write or delete evicts the session as soon as its change
@@ -41,13 +42,37 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 ///   (waiting at most the staleness bound, then a 20 ms grace), so by the
 ///   time a logout is answered, every instance has been sent it and has
 ///   almost always applied it; an instance starved of CPU may apply it a
-///   moment later, always within the staleness bound. If the stream fails or goes
-///   quiet for longer than the staleness bound, the cache steps aside and
-///   every load reads the database until it recovers.
+///   moment later, always within the staleness bound.
+///
+///   The cache answers only while its stream is *up to date*, not merely
+///   alive: four times per staleness bound the store asks the primary for
+///   its cluster time (a `ping`; no writes), and the cache serves only while
+///   the stream has delivered every change up to a cluster time sampled
+///   within the bound. A stream that fails, stalls, or keeps answering but
+///   lags (majority commit stalled, a slow or partitioned node) makes the
+///   cache step aside within the bound, and every load reads the database
+///   until the stream catches up. After the stream is reopened, a load that
+///   began before cannot fill the cache. Should the cluster time move
+///   without a write the stream can deliver (gossip between the shards of
+///   a cluster), the cache steps aside until one catches the stream up
+///   (`mongod`'s periodic no-op write, every 10 s by default, is one).
+///   Resume tokens are opaque by
+///   contract: the store reads the cluster time from those of `mongod`
+///   4.0.7 and later and of the test server; a deployment whose tokens it
+///   cannot read is treated as one without change streams.
 /// - **without** (a standalone `mongod`, or
 ///   [`change_streams(false)`](Self::change_streams)): an entry is served
 ///   for at most the staleness bound after it was read, so another
 ///   instance's logout takes effect here within that bound.
+///
+/// It holds at most [`max_entries`](Self::max_entries) sessions and
+/// [`max_bytes`](Self::max_bytes) bytes of them. Bytes are an estimate of
+/// the memory an entry holds (its values as a JSON tree, its keys and
+/// bookkeeping), not an exact count, and every session counts as at least
+/// `max_bytes / max_entries`, so that one capacity enforces both bounds. The
+/// least recently and least often used go first; evictions are applied in
+/// batches, at once after a session over 1/64 of `max_bytes`, so only
+/// smaller ones overshoot the bound, momentarily.
 ///
 /// It pays only with [`touch_after`](crate::StoreBuilder::touch_after):
 /// without it every request writes the session's expiry, and a write evicts.
@@ -66,7 +91,12 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 /// use mongodb_session_store::{MongoSessionStore, ReadCache};
 /// # async fn f() -> Result<(), mongodb_session_store::Error> {
 /// let store = MongoSessionStore::from_uri("mongodb://localhost:27017/app?replicaSet=rs0")
-///     .cache(ReadCache::new().max_entries(50_000).staleness_bound(Duration::from_millis(500)))
+///     .cache(
+///         ReadCache::new()
+///             .max_entries(50_000)
+///             .max_bytes(256 << 20)
+///             .staleness_bound(Duration::from_millis(500)),
+///     )
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -74,6 +104,7 @@ pub(crate) use watcher::{open_stream, spawn_watcher};
 #[derive(Debug, Clone)]
 pub struct ReadCache {
     max_entries: u64,
+    max_bytes: u64,
     staleness_bound: Duration,
     change_streams: bool,
 }
@@ -82,6 +113,7 @@ impl Default for ReadCache {
     fn default() -> Self {
         Self {
             max_entries: 10_000,
+            max_bytes: 64 << 20,
             staleness_bound: Duration::from_secs(1),
             change_streams: true,
         }
@@ -89,22 +121,31 @@ impl Default for ReadCache {
 }
 
 impl ReadCache {
-    /// 10,000 sessions, a staleness bound of 1 second, change streams where
-    /// the deployment offers them.
+    /// 10,000 sessions, 64 MiB, a staleness bound of 1 second, change
+    /// streams where the deployment offers them.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The most sessions kept in memory (least recently and least often used
-    /// go first).
+    /// go first). At least 1.
     pub fn max_entries(mut self, entries: u64) -> Self {
         self.max_entries = entries;
         self
     }
 
+    /// The most memory the cached sessions may hold, in bytes (estimated;
+    /// see [`ReadCache`]). At least 1024.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
     /// How long another instance's change may go unseen here: the lifetime
-    /// of an entry without change streams, and with them, how long the
-    /// stream may stay silent before the cache steps aside.
+    /// of an entry without change streams, and with them, how far behind
+    /// the server's cluster time the stream may fall before the cache steps
+    /// aside. At least 100 ms: the stream and the cluster time are sampled
+    /// four times within it.
     pub fn staleness_bound(mut self, bound: Duration) -> Self {
         self.staleness_bound = bound;
         self
@@ -129,15 +170,26 @@ impl ReadCache {
         if self.max_entries == 0 {
             return Err(Error::config("cache: max_entries must be at least 1"));
         }
-        if self.staleness_bound < Duration::from_millis(10) {
+        if self.max_bytes < MIN_BYTES {
             return Err(Error::config(
-                "cache: staleness_bound must be at least 10 ms (the change stream is polled \
-                 within it)",
+                "cache: max_bytes must be at least 1024 (smaller holds no session)",
+            ));
+        }
+        if self.staleness_bound < MIN_BOUND {
+            return Err(Error::config(
+                "cache: staleness_bound must be at least 100 ms (the change stream and the \
+                 cluster time are sampled four times within it)",
             ));
         }
         Ok(())
     }
 }
+
+/// The smallest staleness bound accepted.
+const MIN_BOUND: Duration = Duration::from_millis(100);
+
+/// The smallest byte bound accepted.
+const MIN_BYTES: u64 = 1024;
 
 /// How long a delete waits, after its own change event came back, for
 /// other instances to apply theirs (they were sent it at the same moment).
@@ -156,15 +208,10 @@ pub enum CacheMode {
 /// The cache itself, shared by the store and its change-stream watcher.
 pub(crate) struct SessionCache {
     entries: moka::sync::Cache<String, Arc<LoadedSession>>,
-    /// Bumped by every eviction. A load inserts what it read only if no
-    /// eviction happened while it was reading, so a change that raced the
-    /// read can never leave the older document cached.
-    epoch: Mutex<u64>,
+    weights: Weights,
+    coherence: Coherence,
     mode: CacheMode,
     bound: Duration,
-    /// When the watcher last heard from the server (ms since the epoch).
-    heard: AtomicI64,
-    streaming: AtomicBool,
     /// Whether change events name sessions by their key (`_id` is the id
     /// field); otherwise any change evicts everything.
     keyed_events: bool,
@@ -173,17 +220,20 @@ pub(crate) struct SessionCache {
 
 impl SessionCache {
     pub(crate) fn new(config: &ReadCache, mode: CacheMode, keyed_events: bool) -> Self {
-        let mut entries = moka::sync::Cache::builder().max_capacity(config.max_entries);
+        let weights = Weights::of(config);
+        let mut entries = moka::sync::Cache::builder()
+            .max_capacity(weights.capacity)
+            .weigher(move |key: &String, session: &Arc<LoadedSession>| weights.weigh(key, session));
         if mode == CacheMode::StalenessBound {
             entries = entries.time_to_live(config.staleness_bound);
         }
+        let bound_ms = i64::try_from(config.staleness_bound.as_millis()).unwrap_or(i64::MAX);
         Self {
             entries: entries.build(),
-            epoch: Mutex::new(0),
+            weights,
+            coherence: Coherence::new(mode, bound_ms, now_ms()),
             mode,
             bound: config.staleness_bound,
-            heard: AtomicI64::new(now_ms()),
-            streaming: AtomicBool::new(mode == CacheMode::ChangeStreams),
             keyed_events,
             changed: broadcast::channel(1024).0,
         }
@@ -195,7 +245,7 @@ impl SessionCache {
 
     /// The cached session under `key`, if the cache may answer now.
     pub(crate) fn get(&self, key: &str) -> Option<LoadedSession> {
-        if !self.trustworthy() {
+        if !self.coherence.trustworthy(now_ms()) {
             return None;
         }
         self.entries.get(key).map(|hit| (*hit).clone())
@@ -203,33 +253,36 @@ impl SessionCache {
 
     /// What to hand back to [`insert`](Self::insert) after reading.
     pub(crate) fn ticket(&self) -> u64 {
-        *self.lock_epoch()
+        self.coherence.ticket()
     }
 
     pub(crate) fn insert(&self, key: String, session: &LoadedSession, ticket: u64) {
-        let epoch = self.lock_epoch();
-        if *epoch == ticket && self.trustworthy() {
+        self.coherence.admit(ticket, now_ms(), || {
+            let large = self.weights.is_large(self.weights.weigh(&key, session));
             self.entries.insert(key, Arc::new(session.clone()));
-        }
+            // moka applies its bound in batches (every 64 writes or so); a
+            // large entry applies it now, so the bound is overshot only by
+            // small ones, momentarily.
+            if large {
+                self.entries.run_pending_tasks();
+            }
+        });
     }
 
     /// Evicts `key` after a write through this store.
     pub(crate) fn evict(&self, key: &str) {
-        let mut epoch = self.lock_epoch();
-        *epoch += 1;
-        self.entries.invalidate(key);
+        self.coherence.invalidate(|| self.entries.invalidate(key));
     }
 
     pub(crate) fn evict_all(&self) {
-        let mut epoch = self.lock_epoch();
-        *epoch += 1;
-        self.entries.invalidate_all();
+        self.coherence.invalidate(|| self.entries.invalidate_all());
     }
 
     /// Call before a write whose change event [`settle`](Self::settle)
-    /// should wait for.
+    /// should wait for: whenever the stream is up, even while this cache
+    /// cannot vouch for its freshness, since other instances may.
     pub(crate) fn expect_changes(&self) -> Option<broadcast::Receiver<Arc<str>>> {
-        (self.mode == CacheMode::ChangeStreams && self.trustworthy())
+        (self.mode == CacheMode::ChangeStreams && self.coherence.is_streaming())
             .then(|| self.changed.subscribe())
     }
 
@@ -278,34 +331,99 @@ impl SessionCache {
         let _ = self.changed.send(Arc::from(key.unwrap_or_default()));
     }
 
-    fn heard_from_server(&self) {
-        self.heard.store(now_ms(), Ordering::Release);
+    /// The watcher (re)opened the change stream.
+    fn stream_opened(&self) {
+        self.coherence.stream_opened(now_ms());
     }
 
-    fn set_streaming(&self, on: bool) {
-        self.streaming.store(on, Ordering::Release);
-        if !on {
-            self.evict_all();
+    /// The change stream failed; the cache steps aside until it is back.
+    fn stream_lost(&self) {
+        self.coherence.stream_lost(|| self.entries.invalidate_all());
+    }
+
+    /// A probe sent at `sent_at` found the server's cluster time.
+    fn probed(&self, sent_at: i64, cluster_time: Timestamp) {
+        self.coherence.probed(sent_at, cluster_time);
+    }
+
+    /// The stream answered; its resume token is at `reached`.
+    fn stream_answered(&self, reached: Option<Timestamp>, whole_batch: bool) {
+        self.coherence.stream_answered(reached, whole_batch);
+    }
+}
+
+/// The cache's one weighted capacity, which enforces both bounds: an entry
+/// weighs its estimated size in bytes, but never less than `max_bytes /
+/// max_entries` (rounded up), so no more than `max_entries` fit either.
+#[derive(Debug, Clone, Copy)]
+struct Weights {
+    floor: u32,
+    capacity: u64,
+}
+
+impl Weights {
+    fn of(config: &ReadCache) -> Self {
+        let floor = config
+            .max_bytes
+            .div_ceil(config.max_entries.max(1))
+            .clamp(1, u64::from(u32::MAX));
+        Self {
+            // Equal to max_bytes unless the floor was clamped.
+            capacity: config
+                .max_bytes
+                .min(config.max_entries.saturating_mul(floor)),
+            floor: u32::try_from(floor).unwrap_or(u32::MAX),
         }
     }
 
-    /// Whether entries may be served: always with the staleness bound;
-    /// with change streams, only while the stream is up and has been heard
-    /// from within the bound.
-    fn trustworthy(&self) -> bool {
-        match self.mode {
-            CacheMode::StalenessBound => true,
-            CacheMode::ChangeStreams => {
-                let bound = i64::try_from(self.bound.as_millis()).unwrap_or(i64::MAX);
-                self.streaming.load(Ordering::Acquire)
-                    && now_ms().saturating_sub(self.heard.load(Ordering::Acquire)) < bound
-            }
-        }
+    fn weigh(&self, key: &str, session: &LoadedSession) -> u32 {
+        let size = estimated_size(key, &session.data, &session.handle, session.user.as_ref());
+        u32::try_from(size).unwrap_or(u32::MAX).max(self.floor)
     }
 
-    fn lock_epoch(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.epoch.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether an entry of `weight` is worth applying the bound for at once.
+    fn is_large(&self, weight: u32) -> bool {
+        u64::from(weight).saturating_mul(64) >= self.capacity
     }
+}
+
+/// Roughly the memory a cached session holds, in bytes: the session itself,
+/// its key, handle and owner, its values as a JSON tree (nodes, strings, map
+/// entries), and the per-key fingerprints a later save compares against.
+fn estimated_size(
+    key: &str,
+    data: &Map<String, Value>,
+    handle: &str,
+    user: Option<&UserInfo>,
+) -> usize {
+    /// A snapshot's fingerprint entry, besides a copy of the key.
+    const FINGERPRINT: usize = 48;
+    let values: usize = data
+        .iter()
+        .map(|(name, value)| entry_size(name, value) + name.len() + FINGERPRINT)
+        .sum();
+    let owner = user.map_or(0, |user| {
+        user.user.len()
+            + user.user_agent.as_ref().map_or(0, String::len)
+            + user.ip.as_ref().map_or(0, String::len)
+    });
+    std::mem::size_of::<LoadedSession>() + key.len() + handle.len() + owner + values
+}
+
+fn entry_size(name: &str, value: &Value) -> usize {
+    /// A map entry's own bookkeeping (its key's `String`, links).
+    const ENTRY: usize = std::mem::size_of::<String>() + 16;
+    ENTRY + name.len() + value_size(value)
+}
+
+fn value_size(value: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(value_size).sum(),
+            Value::Object(map) => map.iter().map(|(name, v)| entry_size(name, v)).sum(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
 }
 
 impl std::fmt::Debug for SessionCache {
@@ -319,4 +437,46 @@ impl std::fmt::Debug for SessionCache {
 
 fn now_ms() -> i64 {
     DateTime::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Map, Value};
+
+    use super::{estimated_size, ReadCache, Weights};
+    use crate::UserInfo;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().expect("an object").clone()
+    }
+
+    #[test]
+    fn a_session_is_estimated_at_least_at_what_it_holds() {
+        let blob = "x".repeat(20_000);
+        let data = map(json!({"blob": blob, "nested": {"list": [1, "two", null]}}));
+        let size = estimated_size(
+            "k".repeat(43).as_str(),
+            &data,
+            "h",
+            Some(&UserInfo::new("u")),
+        );
+        assert!(size > 20_000 + 43, "{size}");
+        assert!(size < 22_000, "{size}: an estimate, not a multiple");
+        let empty = estimated_size("k", &Map::new(), "", None);
+        assert!(empty < size && empty > 0);
+    }
+
+    #[test]
+    fn one_capacity_enforces_both_bounds() {
+        let weights = Weights::of(&ReadCache::new().max_entries(10).max_bytes(10_000));
+        assert_eq!((weights.floor, weights.capacity), (1_000, 10_000));
+        // Rounded up: at most 3 entries of at least 34 bytes in 100.
+        let weights = Weights::of(&ReadCache::new().max_entries(3).max_bytes(100));
+        assert_eq!((weights.floor, weights.capacity), (34, 100));
+        // A floor past u32::MAX is clamped and the capacity shrinks with it,
+        // so max_entries still holds.
+        let weights = Weights::of(&ReadCache::new().max_entries(2).max_bytes(1 << 40));
+        assert_eq!(weights.floor, u32::MAX);
+        assert_eq!(weights.capacity, 2 * u64::from(u32::MAX));
+    }
 }
