@@ -63,7 +63,10 @@ impl OwnedServer {
             port,
             child: None,
         };
-        server.restart().await.map_err(|e| format!("skipped: {e}"))?;
+        server
+            .restart()
+            .await
+            .map_err(|e| format!("skipped: {e}"))?;
         Ok(server)
     }
 

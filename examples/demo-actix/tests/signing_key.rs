@@ -52,12 +52,19 @@ async fn no_signing_material_is_stored_in_the_database() {
     assert_eq!(collections, ["sessions"], "nothing but sessions is stored");
     let raw = STANDARD.decode(KEY).unwrap();
     // actix's Key: the first half signs, the second encrypts.
-    for secret in [KEY.to_string(), STANDARD.encode(&raw[..32]), STANDARD.encode(&raw[32..])] {
+    for secret in [
+        KEY.to_string(),
+        STANDARD.encode(&raw[..32]),
+        STANDARD.encode(&raw[32..]),
+    ] {
         assert!(!contents.contains(&secret), "key material in the database");
     }
     // The key really is in use: another instance with it reads the session.
     let second = app.another_instance().await;
-    assert_eq!(second.get("/api/session").await.body["data"]["kept"], json!(true));
+    assert_eq!(
+        second.get("/api/session").await.body["data"]["kept"],
+        json!(true)
+    );
     app.cleanup().await;
 }
 
@@ -72,8 +79,17 @@ async fn without_a_configured_key_each_process_signs_with_its_own() {
     let reply = second.get("/api/session").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, json!({"data": {}}));
-    assert_eq!(app.documents().await.len(), 1, "the session itself is intact");
-    let stored = app.db.collection("sessions").find_one(doc! {}).await.unwrap();
+    assert_eq!(
+        app.documents().await.len(),
+        1,
+        "the session itself is intact"
+    );
+    let stored = app
+        .db
+        .collection("sessions")
+        .find_one(doc! {})
+        .await
+        .unwrap();
     assert!(stored.is_some());
     app.cleanup().await;
 }
@@ -86,7 +102,10 @@ async fn a_key_file_is_shared_by_instances() {
     let app = start("signingkeyfile", &[("SESSION_SIGNING_KEY_FILE", &file)]).await;
     exercise(&app).await;
     let second = app.another_instance().await;
-    assert_eq!(second.get("/api/session").await.body["data"]["kept"], json!(true));
+    assert_eq!(
+        second.get("/api/session").await.body["data"]["kept"],
+        json!(true)
+    );
     std::fs::remove_file(&path).unwrap();
     app.cleanup().await;
 }
@@ -102,8 +121,7 @@ async fn a_malformed_key_stops_the_demo() {
         "SESSION_SIGNING_KEY" => Some(STANDARD.encode([1u8; 32])),
         _ => None,
     };
-    let started =
-        testkit::spawn_binary(env!("CARGO_BIN_EXE_demo-actix"), Box::new(settings)).await;
+    let started = testkit::spawn_binary(env!("CARGO_BIN_EXE_demo-actix"), Box::new(settings)).await;
     let error = started.expect_err("a 32-byte key is refused");
     assert!(error.contains("exited"), "{error}");
     db.cleanup().await;
