@@ -346,8 +346,11 @@ async fn run() -> Result<(), String> {
             Err(e) => return Err(format!("a client task failed: {e}")),
         }
     }
-    println!("| app | requests ok | failed | panics | hung | acknowledged writes lost | recovery per restart (s) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| app | requests ok | failed | panics | hung | acknowledged writes lost | slowest (ms) \
+         | recovery per restart (s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (app, sessions) in apps.iter_mut().zip(&sessions) {
         verify(&app.base, sessions, &app.tally).await;
         let recoveries: Vec<String> = app
@@ -357,13 +360,14 @@ async fn run() -> Result<(), String> {
             .collect();
         let t = &app.tally;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             app.name,
             t.ok.load(Ordering::Relaxed),
             t.failed.load(Ordering::Relaxed),
             panics_in(&app.log),
             t.hung.load(Ordering::Relaxed),
             t.lost.load(Ordering::Relaxed),
+            t.slowest_ms.load(Ordering::Relaxed),
             recoveries.join(", ")
         );
         let _ = app.child.kill();
