@@ -84,10 +84,16 @@ impl FailPoint {
             .run_command(command)
             .await
             .map_err(|e| {
+                let reason = match *e.kind {
+                    mongodb::error::ErrorKind::Command(ref refused) => {
+                        format!("{} ({})", refused.message, refused.code)
+                    }
+                    _ => e.to_string(),
+                };
                 format!(
-                    "skipped: the server refuses configureFailPoint (start it with test commands \
-                     enabled: secantusd --enable-test-commands, mongod --setParameter \
-                     enableTestCommands=1): {e}"
+                    "skipped: the server refuses configureFailPoint: {reason}; start it with test \
+                     commands (secantusd --enable-test-commands, mongod --setParameter \
+                     enableTestCommands=1)"
                 )
             })?;
         Ok(Self {
