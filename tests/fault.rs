@@ -497,3 +497,102 @@ async fn a_cached_store_serves_nothing_stale_after_the_server_comes_back() {
     cached.close().await;
     other.close().await;
 }
+
+/// Loads `id` on `store` until `check` accepts what it serves; panics if
+/// that takes longer than `limit`.
+async fn until_fresh(
+    store: &MongoSessionStore,
+    id: &str,
+    limit: Duration,
+    check: impl Fn(&Option<mongodb_session_store::LoadedSession>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        match store.load(id).await {
+            Ok(loaded) if check(&loaded) => return started.elapsed(),
+            other => assert!(
+                started.elapsed() < limit,
+                "still stale or failing after {:?}: {other:?}",
+                started.elapsed()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
+    let db = TestDb::new("cachedrop").await;
+    if let Err(reason) = fault::test_commands(&db.client).await {
+        return skip(&reason);
+    }
+    let staleness = Duration::from_millis(500);
+    let app = format!("cachedrop-{}", db.name);
+    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
+    options.app_name = Some(app.clone());
+    let cached = MongoSessionStore::from_client_options(options)
+        .operation_timeout(BOUND)
+        .cache(ReadCache::new().staleness_bound(staleness))
+        .build()
+        .await
+        .unwrap();
+    let other = store_named(&db.uri(), "cachedrop-other", &db.name).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let id = other.create(&map(json!({"n": i})), None).await.unwrap();
+        cached.load(&id).await.unwrap().expect("the session");
+        ids.push(id);
+    }
+
+    // The cache's change stream is cut, and stays cut, while the database
+    // itself still answers: another instance's changes go unseen by it.
+    let point = FailPoint::fail_command(
+        &db.client,
+        &app,
+        &["getMore", "aggregate"],
+        Times::Always,
+        doc! { "closeConnection": true },
+    )
+    .await
+    .expect("test commands were available a moment ago");
+    other.delete(&ids[0]).await.unwrap();
+    let loaded = other.load(&ids[1]).await.unwrap().unwrap();
+    let mut data = loaded.into_tracked_data();
+    data.insert("n".into(), json!("changed"));
+    other.save(&ids[1], &data, None).await.unwrap();
+    let limit = staleness + SLACK;
+    let gone = until_fresh(&cached, &ids[0], limit, Option::is_none).await;
+    let fresh = until_fresh(&cached, &ids[1], limit, |s| {
+        s.as_ref().is_some_and(|s| s.data["n"] == json!("changed"))
+    })
+    .await;
+    tokio::time::sleep(staleness).await;
+    assert!(cached.load(&ids[0]).await.unwrap().is_none());
+
+    // The stream comes back: changes made after are honoured too.
+    point.off().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    other.delete(&ids[2]).await.unwrap();
+    let after = until_fresh(&cached, &ids[2], limit, Option::is_none).await;
+    for _ in 0..3 {
+        assert!(cached.load(&ids[0]).await.unwrap().is_none());
+        assert!(cached.load(&ids[2]).await.unwrap().is_none());
+        let changed = cached.load(&ids[1]).await.unwrap().expect("the session");
+        assert_eq!(changed.data["n"], json!("changed"));
+        assert_eq!(
+            cached.load(&ids[3]).await.unwrap().unwrap().data["n"],
+            json!(3)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "cache with its stream cut: a delete elsewhere stopped being served after {} ms, an \
+         update after {} ms; with the stream back, a delete after {} ms",
+        gone.as_millis(),
+        fresh.as_millis(),
+        after.as_millis()
+    );
+    cached.close().await;
+    other.close().await;
+    db.cleanup().await;
+}
