@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use mongodb::{
     bson::{doc, Document},
     change_stream::ChangeStream,
-    options::{ClientOptions, CollectionOptions, ReadConcern, SelectionCriteria, WriteConcern},
+    options::{
+        ClientOptions, CollectionOptions, ReadConcern, SelectionCriteria, ServerMonitoringMode,
+        WriteConcern,
+    },
     Client, Collection,
 };
 
@@ -666,6 +669,14 @@ async fn parse_uri(uri: &str, bound: Duration) -> Result<ClientOptions> {
 fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Client> {
     options.server_selection_timeout.get_or_insert(bound);
     options.connect_timeout.get_or_insert(bound);
+    // A state-change error (NotWritablePrimary, ShutdownInProgress, …)
+    // marks the server Unknown until its monitor checks it again. A
+    // streaming monitor waits for the server to push news, up to the
+    // heartbeat period (10 s), longer than most operation timeouts when
+    // the server has none to push; a polling one checks at once.
+    options
+        .server_monitoring_mode
+        .get_or_insert(ServerMonitoringMode::Poll);
     options
         .app_name
         .get_or_insert_with(|| "mongodb-session-store".into());

@@ -9,9 +9,11 @@
 mod browser;
 mod db;
 mod express;
+pub mod fault;
 mod monitor;
 mod process;
 mod proxy;
+mod server;
 pub mod suite;
 
 pub use browser::{Browser, Reply};
@@ -20,3 +22,4 @@ pub use express::ExpressApp;
 pub use monitor::CommandLog;
 pub use process::spawn_binary;
 pub use proxy::Proxy;
+pub use server::{OwnedServer, SERVER_BINARY_VAR};

@@ -19,6 +19,8 @@ const CONTRACT_VARS: &[&str] = &[
     "SESSION_SECRET",
     "COOKIE_NAME",
     "STORE_LAYOUT",
+    "SESSION_SIGNING_KEY",
+    "SESSION_SIGNING_KEY_FILE",
 ];
 
 /// Starts the demo binary at `program` as a child process configured only

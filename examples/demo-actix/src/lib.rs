@@ -38,17 +38,21 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    /// Builds the store and loads (or creates) the cookie key.
+    /// Builds the store and reads the cookie-signing key from the
+    /// environment (`SESSION_SIGNING_KEY` or `SESSION_SIGNING_KEY_FILE`;
+    /// without either, a per-process key and a warning).
     ///
     /// # Errors
     ///
-    /// The store could not be built, or the key could not be read.
-    pub async fn build(settings: &Settings) -> Result<Self, mongodb_session_store::Error> {
+    /// The key is malformed, or the store could not be built.
+    pub async fn build(settings: &Settings) -> Result<Self, String> {
+        let key = cookie_key::signing_key(|name| std::env::var(name).ok())?;
         let store = settings
-            .configure(MongoSessionStore::from_uri(&settings.mongodb_uri))?
+            .configure(MongoSessionStore::from_uri(&settings.mongodb_uri))
+            .map_err(|e| e.to_string())?
             .build()
-            .await?;
-        let key = cookie_key::shared_key(&store).await?;
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             store,
             key,

@@ -11,9 +11,7 @@ async fn main() {
 
 async fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
-    let state = demo_actix::State::build(&settings)
-        .await
-        .map_err(|e| e.to_string())?;
+    let state = demo_actix::State::build(&settings).await?;
     let address = format!("{}:{}", settings.host, settings.port);
     let server = HttpServer::new(move || App::new().configure(|cfg| state.configure(cfg)))
         .bind(&address)
