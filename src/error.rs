@@ -281,12 +281,23 @@ pub(crate) fn is_duplicate_key(error: &Error) -> bool {
 
 fn is_transient_driver_error(error: &mongodb::error::Error) -> bool {
     use mongodb::error::ErrorKind;
+    // The driver labels retryable *write* errors only; a read that met a
+    // step-down, a shutdown or a network hiccup is just as retryable. These
+    // are the retryable-reads specification's codes.
+    const RETRYABLE: [i32; 13] = [
+        6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+    ];
+    let command_code = match &*error.kind {
+        ErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    };
     matches!(
         *error.kind,
         ErrorKind::ServerSelection { .. }
             | ErrorKind::Io(_)
             | ErrorKind::ConnectionPoolCleared { .. }
     ) || error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+        || command_code.is_some_and(|code| RETRYABLE.contains(&code))
 }
 
 impl From<Repr> for Error {

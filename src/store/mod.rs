@@ -272,8 +272,20 @@ impl MongoSessionStore {
         operation: &'static str,
         action: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.operation_timeout;
+        self.run_until(operation, action, deadline).await
+    }
+
+    /// Runs one driver operation of a larger one that must finish by
+    /// `deadline` (the larger one's operation timeout).
+    pub(crate) async fn run_until<T>(
+        &self,
+        operation: &'static str,
+        action: impl IntoFuture<Output = mongodb::error::Result<T>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<T> {
         let bound = self.inner.config.operation_timeout;
-        match tokio::time::timeout(bound, action.into_future()).await {
+        match tokio::time::timeout_at(deadline, action.into_future()).await {
             Err(_) => Err(Error::timeout(operation, bound)),
             Ok(Err(e)) => Err(Error::from_driver(operation, bound, e)),
             Ok(Ok(value)) => Ok(value),

@@ -358,7 +358,8 @@ impl MongoSessionStore {
             whole_update(layout, &stored_id, &entries.to_map(), &changes.user, clock)?
         };
         // Bounded by time, not attempts: under heavy contention a writer keeps
-        // its chance until the operation timeout, never longer.
+        // its chance until the operation timeout, never longer — round trips
+        // included, however slow each one is.
         let deadline = tokio::time::Instant::now() + self.inner.config.operation_timeout;
         let mut attempt = 0;
         while tokio::time::Instant::now() < deadline {
@@ -369,9 +370,10 @@ impl MongoSessionStore {
             let mut filter = layout.live_filter_stored(&stored_id, clock.now);
             layout.version_filter(&mut filter, version);
             let result = self
-                .run(
+                .run_until(
                     "update",
                     self.inner.collection.update_one(filter, update.clone()),
+                    deadline,
                 )
                 .await?;
             if result.matched_count > 0 {
@@ -381,7 +383,7 @@ impl MongoSessionStore {
             }
             let live = layout.live_filter_stored(&stored_id, clock.now);
             let Some(current) = self
-                .run("find", self.inner.collection.find_one(live))
+                .run_until("find", self.inner.collection.find_one(live), deadline)
                 .await?
             else {
                 return Ok(SaveOutcome::Missing);
