@@ -91,17 +91,35 @@ pub struct MigrationReport {
 }
 
 /// How to migrate.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct MigrateOptions {
     /// Report only; write nothing.
     pub dry_run: bool,
+    /// Sessions migrated at once (default 32; at least 1): the load a
+    /// migration puts on the server.
+    pub concurrency: usize,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            concurrency: 32,
+        }
+    }
 }
 
 impl MigrateOptions {
     /// Only report what would change.
     pub fn dry_run(mut self, on: bool) -> Self {
         self.dry_run = on;
+        self
+    }
+
+    /// At most `sessions` migrated at once (0 counts as 1).
+    pub fn concurrency(mut self, sessions: usize) -> Self {
+        self.concurrency = sessions.max(1);
         self
     }
 }
@@ -117,8 +135,9 @@ struct Candidate {
 impl MongoSessionStore {
     /// Migrates every live session of `source` (a store built with
     /// [`express_layout`](crate::StoreBuilder::express_layout)) into this
-    /// store's native layout; `progress` is called after each source
-    /// document with the report so far. Into another collection, copies
+    /// store's native layout, [`concurrency`](MigrateOptions::concurrency)
+    /// sessions at a time; `progress` is called after each source document
+    /// with the report so far. Into another collection, copies
     /// whose source is gone are then removed. See the
     /// [module docs](crate::migrate).
     ///
@@ -145,21 +164,39 @@ impl MongoSessionStore {
         let mut cursor = source.run("find", source.collection().find(filter)).await?;
         let mut report = MigrationReport::default();
         let mut seen = HashSet::new();
-        while let Some(document) = source.run("find", cursor.try_next()).await? {
-            report.examined += 1;
-            if let (Some(_), Ok(id)) = (&ledger, document.get_str(&from.fields.id)) {
-                // Even an undecodable source still exists: keep its copy.
-                seen.insert(to.key(id));
+        loop {
+            // Sessions are independent: a batch at a time, concurrently, so
+            // a large collection is not a round trip after a round trip.
+            let size = options.concurrency.max(1);
+            let mut batch = Vec::with_capacity(size);
+            while batch.len() < size {
+                match source.run("find", cursor.try_next()).await? {
+                    Some(document) => batch.push(document),
+                    None => break,
+                }
             }
-            match self
-                .migrate_one(source, &document, ledger.as_ref(), options)
-                .await
-            {
-                Ok(step) => step.count(&mut report),
-                Err(e) if e.is_decode() => report.failures.push(describe(from, &document, &e)),
-                Err(e) => return Err(e),
+            if batch.is_empty() {
+                break;
             }
-            progress(&report);
+            let steps = futures_util::future::join_all(
+                batch
+                    .iter()
+                    .map(|document| self.migrate_one(source, document, ledger.as_ref(), options)),
+            )
+            .await;
+            for (document, step) in batch.iter().zip(steps) {
+                report.examined += 1;
+                if let (Some(_), Ok(id)) = (&ledger, document.get_str(&from.fields.id)) {
+                    // Even an undecodable source still exists: keep its copy.
+                    seen.insert(to.key(id));
+                }
+                match step {
+                    Ok(step) => step.count(&mut report),
+                    Err(e) if e.is_decode() => report.failures.push(describe(from, document, &e)),
+                    Err(e) => return Err(e),
+                }
+                progress(&report);
+            }
         }
         if let Some(ledger) = &ledger {
             self.remove_orphans(ledger, &seen, options, &mut report)

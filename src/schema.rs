@@ -24,7 +24,7 @@ use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use serde_json::{Map, Value};
 
 use crate::{
-    codec::{escape_key, value_to_bson, wrong_type, Codec},
+    codec::{escape_key, too_deep, value_to_bson, wrong_type, Codec, MAX_VALUE_DEPTH},
     crypto::{Hasher, KeyRing},
     error::{Error, Result},
     user::UserInfo,
@@ -332,6 +332,12 @@ impl Layout {
             Some(ring) => self.decrypt_values(ring, &stored_id, stored)?,
             None => (self.codec.decode(&fields.data, stored)?, Vec::new()),
         };
+        // Stored by something that does not enforce MongoDB's depth limit:
+        // no write of it could succeed, so it is as good as unreadable.
+        if let Some((key, _)) = data.iter().find(|(_, v)| too_deep(v, MAX_VALUE_DEPTH)) {
+            let path = format!("{}.{key}", fields.data);
+            return Err(Error::decode(path, "nested deeper than MongoDB stores"));
+        }
         let expires = optional_date(document, &fields.expires)?
             .ok_or_else(|| Error::decode(&fields.expires, "missing"))?;
         Ok(Decoded {
@@ -381,7 +387,7 @@ impl Layout {
             return Ok(None);
         };
         match document.get(field) {
-            None | Some(Bson::Null) => Ok(None),
+            None => Ok(None),
             // A write adds one: at the maximum, no write could ever succeed.
             Some(Bson::Int64(i64::MAX)) => Err(Error::decode(field, "at its maximum")),
             Some(Bson::Int64(n)) => Ok(Some(*n)),

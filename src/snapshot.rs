@@ -22,7 +22,7 @@ use std::{
 
 use serde_json::{json, Map, Value};
 
-use crate::codec::escape_key;
+use crate::codec::{escape_key, too_deep, MAX_VALUE_DEPTH};
 
 /// Name of the entry the store adds to a loaded session map.
 ///
@@ -212,19 +212,6 @@ impl<'a> UserEntries<'a> {
 
     pub(crate) fn to_map(self) -> Map<String, Value> {
         self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-}
-
-/// The deepest nesting of arrays and objects a value may have.
-const MAX_VALUE_DEPTH: usize = 96;
-
-/// Whether `value` nests deeper than `allowed` levels; never descends
-/// further than that, however deep the value.
-fn too_deep(value: &Value, allowed: usize) -> bool {
-    match value {
-        Value::Array(items) => allowed == 0 || items.iter().any(|v| too_deep(v, allowed - 1)),
-        Value::Object(map) => allowed == 0 || map.values().any(|v| too_deep(v, allowed - 1)),
-        _ => false,
     }
 }
 

@@ -288,8 +288,10 @@ async fn in_place_a_source_changed_or_logged_out_while_moving_leaves_no_native_c
     let target = native_store(&db, "sessions").await;
     let sessions = db.collection("sessions");
     let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "changed"}).to_string();
+    // One at a time, so the change lands between two sessions' moves.
+    let one_by_one = MigrateOptions::default().concurrency(1);
     let report = target
-        .migrate_from(&source, MigrateOptions::default(), |report| {
+        .migrate_from(&source, one_by_one, |report| {
             if report.examined == 1 {
                 // The cursor already holds 1 and 2 as they were.
                 meanwhile(async {

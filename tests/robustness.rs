@@ -156,3 +156,52 @@ async fn values_nested_past_what_mongodb_stores_are_refused_and_never_lock_a_ses
     }
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_malformed_document_is_a_typed_answer_through_the_store_api() {
+    use futures_util::StreamExt;
+    let db = TestDb::new("malformedmatrix").await;
+    let store = builder(&db).build().await.unwrap();
+    let bystander = store
+        .create(&map(json!({"mark": "bystander"})), hour())
+        .await
+        .unwrap();
+    for (i, (what, edit)) in testkit::suite::malformed_document_edits()
+        .into_iter()
+        .enumerate()
+    {
+        let mut data = map(json!({ "mark": i }));
+        data.insert(USER_KEY.into(), UserInfo::new("ada").to_value());
+        let id = store.create(&data, hour()).await.unwrap();
+        let filter = doc! {"_id": store.stored_id(&id)};
+        if db
+            .collection("sessions")
+            .update_one(filter, edit)
+            .await
+            .is_err()
+        {
+            continue; // refused by the server: nothing malformed was stored
+        }
+        match store.load(&id).await {
+            Ok(Some(loaded)) => assert_eq!(loaded.data["mark"], json!(i), "{what}"),
+            Ok(None) => {}
+            Err(error) => assert!(error.is_decode(), "{what}: {error}"),
+        }
+        let mut fresh = map(json!({"after": 1}));
+        fresh.insert(USER_KEY.into(), UserInfo::new("ada").to_value());
+        store.create(&fresh, hour()).await.unwrap();
+        store.user_sessions("ada", None).await.unwrap();
+        let mut all = store.all().await.unwrap();
+        while let Some(item) = all.next().await {
+            if let Err(error) = item {
+                assert!(error.is_decode(), "{what}: {error}");
+            }
+        }
+        store.delete(&id).await.unwrap();
+    }
+    assert_eq!(
+        store.load(&bystander).await.unwrap().unwrap().data["mark"],
+        "bystander"
+    );
+    db.cleanup().await;
+}

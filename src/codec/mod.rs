@@ -37,6 +37,19 @@ pub trait SessionCodec: Send + Sync + 'static {
 /// The error a [`SessionCodec`] returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The deepest nesting of arrays and objects a value may have.
+pub(crate) const MAX_VALUE_DEPTH: usize = 96;
+
+/// Whether `value` nests deeper than `allowed` levels; never descends
+/// further than that, however deep the value.
+pub(crate) fn too_deep(value: &Value, allowed: usize) -> bool {
+    match value {
+        Value::Array(items) => allowed == 0 || items.iter().any(|v| too_deep(v, allowed - 1)),
+        Value::Object(map) => allowed == 0 || map.values().any(|v| too_deep(v, allowed - 1)),
+        _ => false,
+    }
+}
+
 /// How the `data` field is stored.
 #[derive(Clone, Default)]
 #[non_exhaustive]

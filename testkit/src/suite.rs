@@ -149,6 +149,8 @@ macro_rules! acceptance_suite {
             reserved_keys_are_refused_and_forge_no_owner,
             a_write_past_the_size_limit_is_413_and_keeps_the_session,
             stored_dates_at_the_ends_of_bson_never_break_a_page,
+            malformed_documents_are_a_fresh_session_never_another_ones,
+            hostile_cookies_get_a_fresh_session,
         );
     };
     (@group at_rest $spawn:expr) => {
@@ -668,6 +670,156 @@ pub async fn stored_dates_at_the_ends_of_bson_never_break_a_page(app: &App) {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["sessions"].as_array().map(Vec::len), Some(2));
     assert_eq!(browser.get("/").await.status, 200);
+}
+
+/// Every way a stored document can be malformed — each field missing or of
+/// the wrong type, dates at BSON's ends, values of types JSON has no name
+/// for, nesting past MongoDB's limit, a document near 16 MiB — is answered
+/// with the session's own data or a fresh session, and a later write with a
+/// 200 (or a 413 for a session stored past the size limit): never a 5xx
+/// that keeps coming back, never another session's data.
+pub async fn malformed_documents_are_a_fresh_session_never_another_ones(app: &App) {
+    let bystander = app.browser.fresh();
+    bystander.put("/api/session/mark", json!("bystander")).await;
+    for (i, (what, mutation)) in malformed_document_edits().into_iter().enumerate() {
+        let victim = app.browser.fresh();
+        victim.put("/api/session/mark", json!(i)).await;
+        let filter = doc! {"data.mark": i32::try_from(i).expect("a few cases")};
+        let applied = app
+            .db
+            .collection("sessions")
+            .update_one(filter, mutation)
+            .await;
+        if applied.is_err() {
+            continue; // the server refused to store it: nothing to read back
+        }
+        for round in 0..2 {
+            let reply = victim.get("/api/session").await;
+            assert_eq!(reply.status, 200, "{what}, round {round}: {:?}", reply.body);
+            let mark = &reply.body["data"]["mark"];
+            assert!(
+                mark.is_null() || *mark == json!(i),
+                "{what}: another session's data {mark}"
+            );
+            // A session stored over the size limit is refused further
+            // growth with a 413 (it can still shrink); nothing is a 5xx.
+            let reply = victim.put("/api/session/after", json!(round)).await;
+            assert!(
+                reply.status == 200 || reply.status == 413,
+                "{what}: a write after it: {}",
+                reply.status
+            );
+        }
+    }
+    assert_eq!(
+        bystander.get("/api/session").await.body,
+        json!({"data": {"mark": "bystander"}})
+    );
+}
+
+/// The edits that make a stored session document malformed, each named.
+pub fn malformed_document_edits() -> Vec<(String, Document)> {
+    use mongodb::bson::{spec::BinarySubtype, Binary, Bson, DateTime, Timestamp};
+    let binary = Bson::Binary(Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: vec![0, 159, 146, 150],
+    });
+    let mut edits: Vec<(String, Document)> = ["data", "expires", "createdAt", "version"]
+        .into_iter()
+        .map(|field| (format!("{field} missing"), doc! {"$unset": {field: ""}}))
+        .collect();
+    let wrong_types: Vec<(&str, Bson)> = vec![
+        ("a string", Bson::String("soon".into())),
+        ("an int", Bson::Int32(5)),
+        ("a double", Bson::Double(1.5)),
+        ("null", Bson::Null),
+        ("an array", Bson::Array(vec![Bson::Int32(1)])),
+        ("a document", Bson::Document(doc! {"$gt": 1})),
+        ("binary", binary.clone()),
+        ("the latest date", Bson::DateTime(DateTime::MAX)),
+        ("the earliest date", Bson::DateTime(DateTime::MIN)),
+        ("an i64 at its maximum", Bson::Int64(i64::MAX)),
+    ];
+    let fields = [
+        "data",
+        "expires",
+        "createdAt",
+        "lastModified",
+        "version",
+        "user",
+        "userAgent",
+        "ip",
+    ];
+    for field in fields {
+        for (what, value) in &wrong_types {
+            edits.push((
+                format!("{field} is {what}"),
+                doc! {"$set": {field: value.clone()}},
+            ));
+        }
+    }
+    let deep = (0..150).fold(Bson::Int32(1), |inner, _| Bson::Array(vec![inner]));
+    let near_16_mib = Bson::String("x".repeat(15 * 1024 * 1024 + 900 * 1024));
+    let regex = mongodb::bson::Regex {
+        pattern: "a.*".into(),
+        options: "i".into(),
+    };
+    let odd_values: Vec<(&str, Bson)> = vec![
+        ("binary", binary),
+        (
+            "a timestamp",
+            Bson::Timestamp(Timestamp {
+                time: 1,
+                increment: 2,
+            }),
+        ),
+        ("a regex", Bson::RegularExpression(regex)),
+        (
+            "an ObjectId",
+            Bson::ObjectId(mongodb::bson::oid::ObjectId::new()),
+        ),
+        ("MinKey", Bson::MinKey),
+        ("the latest date", Bson::DateTime(DateTime::MAX)),
+        ("nested 150 levels", deep),
+        ("near 16 MiB", near_16_mib),
+    ];
+    for (what, value) in odd_values {
+        edits.push((
+            format!("a value is {what}"),
+            doc! {"$set": {"data.odd": value}},
+        ));
+    }
+    edits
+}
+
+/// Tampered, oversized and non-ASCII cookies are a fresh session.
+pub async fn hostile_cookies_get_a_fresh_session(app: &App) {
+    let owner = app.browser.fresh();
+    owner.put("/api/session/mark", json!("owner")).await;
+    let real = owner.cookie().expect("a cookie");
+    let mut tampered = real.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let hostile = [
+        String::from_utf8(tampered).expect("still ASCII"),
+        format!("{real}{real}"),
+        "x".repeat(4000),
+        "sé-ßion-🦀".to_string(),
+        format!("{real}é"),
+        String::new(),
+    ];
+    for cookie in hostile {
+        let browser = app.browser.fresh();
+        browser.set_cookie(Some(cookie.clone()));
+        let reply = browser.get("/api/session").await;
+        let shown: String = cookie.chars().take(24).collect();
+        assert_eq!(reply.status, 200, "{shown}");
+        assert_eq!(reply.body, json!({"data": {}}), "{shown}");
+    }
+    assert_eq!(
+        owner.get("/api/session").await.body,
+        json!({"data": {"mark": "owner"}})
+    );
 }
 
 /// With `SESSION_ENCRYPTION_KEY`, a value put in the session appears

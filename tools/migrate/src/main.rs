@@ -86,6 +86,9 @@ struct Args {
     /// converted; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Sessions migrated at once: the load the migration puts on the server.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
 }
 
 #[tokio::main]
@@ -192,7 +195,9 @@ async fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}")
             .expect("a valid template"),
     );
-    let options = MigrateOptions::default().dry_run(args.dry_run);
+    let options = MigrateOptions::default()
+        .dry_run(args.dry_run)
+        .concurrency(args.concurrency);
     let report = target
         .migrate_from(&source, options, |report| {
             bar.set_position(report.examined);
