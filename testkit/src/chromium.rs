@@ -278,6 +278,26 @@ impl Page {
             .collect()
     }
 
+    /// Makes the window as tall as the page, so a screenshot shows all of
+    /// it.
+    pub async fn fit_height(&self) {
+        let height = self
+            .eval(
+                // The window's height includes its (headless, invisible)
+                // frame.
+                "return document.documentElement.scrollHeight + outerHeight - innerHeight;",
+                vec![],
+            )
+            .await
+            .as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .unwrap_or(self.device.height);
+        self.client
+            .set_window_size(self.device.width, height.max(self.device.height))
+            .await
+            .expect("resizing the window");
+    }
+
     /// Saves a PNG of the viewport to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let png = self.client.screenshot().await.expect("a screenshot");

@@ -87,6 +87,7 @@ async fn scenario(app: &App, laptop: &Page, phone: &Page, screenshots: Option<&P
     if let Some(dir) = screenshots {
         laptop.goto(&home).await;
         phone.goto(&home).await;
+        laptop.fit_height().await;
         laptop.screenshot(&dir.join("demo-desktop.png")).await;
         phone.screenshot(&dir.join("demo-phone.png")).await;
     }

@@ -96,11 +96,16 @@ fn device_item(session: &Value) -> String {
         ),
         None => String::new(),
     };
-    let (class, action) = if session["current"] == true {
-        ("device current", "<span class=\"badge\">This device</span>".to_string())
+    let (class, badge, action) = if session["current"] == true {
+        (
+            "device current",
+            " <span class=\"badge\">This device</span>",
+            String::new(),
+        )
     } else {
         (
             "device",
+            "",
             format!(
                 "<button type=\"button\" class=\"revoke\" data-handle=\"{handle}\" \
                  aria-label=\"Revoke {name} (signed in from {ip})\">Revoke</button>",
@@ -109,7 +114,8 @@ fn device_item(session: &Value) -> String {
         )
     };
     format!(
-        "<li class=\"{class}\"><div class=\"what\"><strong class=\"name\">{name}</strong>\
+        "<li class=\"{class}\"><div class=\"what\"><span class=\"title\">\
+         <strong class=\"name\">{name}</strong>{badge}</span>\
          <span class=\"meta\"><span>Signed in from {ip}</span>{created}{active}</span></div>\
          {action}</li>",
         created = when("createdAt", "· created"),
