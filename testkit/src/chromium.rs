@@ -91,7 +91,10 @@ impl Chromium {
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            assert!(Instant::now() < deadline, "{program} did not answer on {status}");
+            assert!(
+                Instant::now() < deadline,
+                "{program} did not answer on {status}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self {
@@ -322,10 +325,16 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }

@@ -80,7 +80,8 @@ async fn scenario(app: &App, laptop: &Page, phone: &Page, screenshots: Option<&P
         )
         .await;
     assert!(
-        widths[1].as_u64() <= Some(u64::from(PHONE.width)) && widths[0].as_u64() <= widths[1].as_u64(),
+        widths[1].as_u64() <= Some(u64::from(PHONE.width))
+            && widths[0].as_u64() <= widths[1].as_u64(),
         "the phone's page is {widths} (scrollWidth, innerWidth) wide"
     );
 
@@ -151,7 +152,9 @@ async fn scenario(app: &App, laptop: &Page, phone: &Page, screenshots: Option<&P
         )
         .await;
     laptop.click("#count").await;
-    laptop.wait_for_text("#error", "Could not reach the server").await;
+    laptop
+        .wait_for_text("#error", "Could not reach the server")
+        .await;
     laptop
         .eval(
             "window.fetch = async () => new Response('<h1>Bad gateway</h1>', \
@@ -160,7 +163,9 @@ async fn scenario(app: &App, laptop: &Page, phone: &Page, screenshots: Option<&P
         )
         .await;
     laptop.click("#count").await;
-    laptop.wait_for_text("#error", "502 with something that is not JSON").await;
+    laptop
+        .wait_for_text("#error", "502 with something that is not JSON")
+        .await;
     laptop.fill("#set-key", "n").await;
     laptop.fill("#set-value", "{oops").await;
     laptop.click("#set-json").await;
@@ -170,14 +175,23 @@ async fn scenario(app: &App, laptop: &Page, phone: &Page, screenshots: Option<&P
 
 async fn log_in(device: &Page, home: &str, user: &str) {
     device.goto(home).await;
-    assert_eq!(device.text("#status").await.as_deref(), Some("Not signed in"));
-    assert!(!device.shown("#logout").await, "Log out shown while logged out");
+    assert_eq!(
+        device.text("#status").await.as_deref(),
+        Some("Not signed in")
+    );
+    assert!(
+        !device.shown("#logout").await,
+        "Log out shown while logged out"
+    );
     device.fill("#login-user", user).await;
     device.click("#login button").await;
     device
         .wait_for_text("#status", &format!("Signed in as {user}"))
         .await;
-    assert!(!device.shown("#login-section").await, "login form shown while logged in");
+    assert!(
+        !device.shown("#login-section").await,
+        "login form shown while logged in"
+    );
     assert!(device.shown("#logout").await);
 }
 
@@ -199,9 +213,18 @@ async fn assert_devices(device: &Page, this: &str, other: &str) {
     let listed = listed.as_array().expect("a list");
     assert_eq!(listed.len(), 2, "{listed:?}");
     let (mine, theirs) = (&listed[0], &listed[1]);
-    assert_eq!((&mine["name"], &mine["current"]), (&json!(this), &json!(true)));
-    assert!(mine["text"].as_str().unwrap().contains("This device"), "{mine}");
-    assert_eq!((&theirs["name"], &theirs["current"]), (&json!(other), &json!(false)));
+    assert_eq!(
+        (&mine["name"], &mine["current"]),
+        (&json!(this), &json!(true))
+    );
+    assert!(
+        mine["text"].as_str().unwrap().contains("This device"),
+        "{mine}"
+    );
+    assert_eq!(
+        (&theirs["name"], &theirs["current"]),
+        (&json!(other), &json!(false))
+    );
     for entry in [mine, theirs] {
         let text = entry["text"].as_str().unwrap();
         assert!(text.contains("Signed in from 127.0.0.1"), "{text}");
@@ -219,7 +242,10 @@ async fn assert_devices(device: &Page, this: &str, other: &str) {
 async fn assert_signed_out_with_notice(device: &Page, home: &str) {
     device.goto(home).await;
     device.wait_for_text("#notice", SIGNED_OUT_NOTICE).await;
-    assert_eq!(device.text("#status").await.as_deref(), Some("Not signed in"));
+    assert_eq!(
+        device.text("#status").await.as_deref(),
+        Some("Not signed in")
+    );
     assert!(device.shown("#login-section").await);
 }
 

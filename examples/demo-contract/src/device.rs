@@ -10,7 +10,8 @@ pub fn describe_device(user_agent: Option<&str>) -> String {
         return "Unknown device".into();
     };
     let parsed = Parser::new().parse(agent);
-    let known = |field: &str| (field != VALUE_UNKNOWN && !field.is_empty()).then(|| field.to_string());
+    let known =
+        |field: &str| (field != VALUE_UNKNOWN && !field.is_empty()).then(|| field.to_string());
     let browser = parsed.as_ref().and_then(|p| known(p.name));
     let os = parsed.as_ref().and_then(|p| known(p.os));
     match (browser, os) {

@@ -14,13 +14,12 @@ pub fn render_page(data: &Map<String, Value>, sessions: &[UserSession]) -> Strin
 
 /// The page from the session's data and the `GET /api/sessions` body.
 fn render(data: &Map<String, Value>, sessions: &Value) -> String {
-    let listed = sessions["sessions"].as_array().is_some_and(|l| !l.is_empty());
+    let listed = sessions["sessions"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty());
     // `user` alone can be put by anyone with PUT /api/session/user; a
     // signed-in user also owns the session, so it is listed.
-    let user = data
-        .get("user")
-        .and_then(Value::as_str)
-        .filter(|_| listed);
+    let user = data.get("user").and_then(Value::as_str).filter(|_| listed);
     let signed_in = user.is_some();
     let status = match user {
         Some(user) => format!("Signed in as <strong>{}</strong>", escape(user)),
@@ -177,7 +176,10 @@ mod tests {
 
     #[test]
     fn data_cannot_inject_a_template_marker() {
-        let data = json!({"{{status}}": "{{rows}}"}).as_object().unwrap().clone();
+        let data = json!({"{{status}}": "{{rows}}"})
+            .as_object()
+            .unwrap()
+            .clone();
         let page = render_page(&data, &[]);
         assert!(page.contains("<code>{{status}}</code>"), "{page}");
         assert!(page.contains("&quot;{{rows}}&quot;"), "{page}");
@@ -198,7 +200,10 @@ mod tests {
         let other = page.find("Chrome on Android").unwrap();
         assert!(this < other, "this device comes first");
         assert!(page.contains("This device") && page.contains("data-handle=\"h1\""));
-        assert!(!page.contains("data-handle=\"h2\""), "no revoke for this device");
+        assert!(
+            !page.contains("data-handle=\"h2\""),
+            "no revoke for this device"
+        );
         assert!(page.contains("<time datetime=\"2026-01-02T00:00:00Z\">"));
         assert!(page.contains("Sign out everywhere else"));
         assert!(page.contains("id=\"login-section\" hidden"), "{page}");
