@@ -27,8 +27,8 @@ pub async fn a_person_uses_the_page_on_a_laptop_and_a_phone<F, Fut>(
     F: Fn(Settings) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<SocketAddr, String>> + Send + 'static,
 {
-    let app = App::start(test, spawn, &[]).await;
     let chromium = Chromium::start().await;
+    let app = App::start(test, spawn, &[]).await;
     let laptop = chromium.open(LAPTOP).await;
     let phone = chromium.open(PHONE).await;
     // Close the browsers whatever happens, or they outlive the test.
