@@ -54,6 +54,11 @@ impl Browser {
         }
     }
 
+    /// The server's address, `http://127.0.0.1:port`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The session cookie's current value.
     pub fn cookie(&self) -> Option<String> {
         self.cookie.lock().unwrap().clone()

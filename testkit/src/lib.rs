@@ -7,7 +7,9 @@
 //! so tests run in parallel and re-runs start clean.
 
 mod browser;
+pub mod chromium;
 mod db;
+pub mod devices;
 mod express;
 pub mod fault;
 mod monitor;

@@ -583,7 +583,7 @@ pub async fn users_list_and_revoke_their_own_sessions(app: &App) {
     assert_eq!(mine.as_array().unwrap().len(), 1);
     assert_eq!(mine[0]["current"], true);
     let page = laptop.get("/").await.body;
-    assert!(page.as_str().unwrap().contains("Your active sessions"));
+    assert!(page.as_str().unwrap().contains("Your devices"));
 }
 
 /// Every key of the store's reserved namespace is answered 400, so no

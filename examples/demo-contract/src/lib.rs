@@ -3,9 +3,11 @@
 //! the rules for what a request may contain and what an answer looks like
 //! live here, once.
 
+mod device;
 mod page;
 mod settings;
 
+pub use device::describe_device;
 use mongodb_session_store::UserSession;
 pub use page::render_page;
 use serde_json::{json, Map, Value};
@@ -144,6 +146,7 @@ pub fn sessions_body(sessions: &[UserSession]) -> Value {
                 "handle": s.handle, "current": s.current,
                 "createdAt": when(s.created_at), "lastActive": when(s.last_active),
                 "userAgent": s.user_agent, "ip": s.ip,
+                "device": describe_device(s.user_agent.as_deref()),
             })
         })
         .collect();
