@@ -252,13 +252,17 @@ fn is_too_large(error: &mongodb::error::Error) -> bool {
     if let ErrorKind::InvalidArgument { message, .. } = &*error.kind {
         return message.contains("must be within");
     }
-    let command_code = match &*error.kind {
-        ErrorKind::Command(command) => Some(command.code),
-        _ => None,
-    };
-    command_code
+    command_code(error)
         .or_else(|| write_error_code(error))
         .is_some_and(|code| TOO_LARGE.contains(&code))
+}
+
+/// The code of a command error (as opposed to a write error).
+pub(crate) fn command_code(error: &mongodb::error::Error) -> Option<i32> {
+    match &*error.kind {
+        mongodb::error::ErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    }
 }
 
 /// The code of a write error (as opposed to a command error).
@@ -287,17 +291,13 @@ fn is_transient_driver_error(error: &mongodb::error::Error) -> bool {
     const RETRYABLE: [i32; 13] = [
         6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
     ];
-    let command_code = match &*error.kind {
-        ErrorKind::Command(command) => Some(command.code),
-        _ => None,
-    };
     matches!(
         *error.kind,
         ErrorKind::ServerSelection { .. }
             | ErrorKind::Io(_)
             | ErrorKind::ConnectionPoolCleared { .. }
     ) || error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
-        || command_code.is_some_and(|code| RETRYABLE.contains(&code))
+        || command_code(error).is_some_and(|code| RETRYABLE.contains(&code))
 }
 
 impl From<Repr> for Error {

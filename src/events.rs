@@ -6,11 +6,9 @@
 //! misses the oldest events (its next `recv` reports how many) instead of
 //! slowing requests down.
 
-use std::{fmt, sync::Arc};
-
 use tokio::sync::broadcast;
 
-use crate::id::RedactedId;
+use crate::id::SessionId;
 
 const CAPACITY: usize = 1024;
 
@@ -39,37 +37,6 @@ pub struct SessionEvent {
     pub kind: EventKind,
     /// To which session.
     pub id: SessionId,
-}
-
-/// A session id that is redacted wherever it is printed.
-///
-/// `Debug` and `Display` show a [`RedactedId`]; the id itself is only
-/// reachable through [`expose`](Self::expose), so it cannot end up in a log
-/// by accident.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(Arc<str>);
-
-impl SessionId {
-    pub(crate) fn new(id: &str) -> Self {
-        Self(id.into())
-    }
-
-    /// The id itself. Handle it like a password.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&RedactedId::new(&self.0), f)
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&RedactedId::new(&self.0), f)
-    }
 }
 
 /// Receives store events; see [`MongoSessionStore::subscribe`](crate::MongoSessionStore::subscribe).

@@ -84,38 +84,38 @@ fn mac(id: &str, secret: &str) -> Hmac<Sha256> {
 /// A cookie value as the `cookie` package serializes it
 /// (`encodeURIComponent`).
 pub fn encode_cookie_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => out.push(byte as char),
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => out.push(byte as char),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, URI_COMPONENT).to_string()
 }
+
+/// What `encodeURIComponent` leaves as it is: letters, digits and
+/// `-_.!~*'()`.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
 
 /// A cookie value as sent by the browser, percent-decoded; like the
-/// `cookie` package, a value that does not decode is taken as it is.
+/// `cookie` package (`decodeURIComponent`, which throws on a malformed
+/// escape), a value that does not decode is taken as it is.
 pub fn decode_cookie_value(value: &str) -> String {
-    try_decode(value).unwrap_or_else(|| value.to_string())
-}
-
-fn try_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    let well_formed = value
+        .split('%')
+        .skip(1)
+        .all(|after| after.len() >= 2 && after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit));
+    let decoded = well_formed
+        .then(|| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .ok()
+        })
+        .flatten();
+    decoded.map_or_else(|| value.to_string(), |text| text.into_owned())
 }
 
 /// express-session's rules for a session written from Rust: the session
@@ -177,6 +177,10 @@ mod tests {
         assert_eq!(encoded, "s%3Aabc.de%2Bf%2Fg");
         assert_eq!(decode_cookie_value(&encoded), value);
         assert_eq!(decode_cookie_value("%zz"), "%zz");
+        // decodeURIComponent throws on any malformed escape: all is kept.
+        assert_eq!(decode_cookie_value("a%zz%41"), "a%zz%41");
+        assert_eq!(decode_cookie_value("%FF"), "%FF", "not UTF-8");
+        assert_eq!(encode_cookie_value("é (ok)~"), "%C3%A9%20(ok)~");
     }
 
     #[test]

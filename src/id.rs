@@ -1,10 +1,12 @@
-//! Session ids: generation, validation and redaction.
+//! Session ids: generation, validation and redaction — [`RedactedId`], the
+//! form an id takes in logs, and [`SessionId`], an id held so that it only
+//! ever prints redacted.
 
 use std::{
     collections::hash_map::RandomState,
     fmt,
     hash::{BuildHasher, Hasher},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
@@ -39,7 +41,9 @@ impl RedactedId {
         static KEYS: OnceLock<RandomState> = OnceLock::new();
         let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
         hasher.write(id.as_bytes());
-        Self(hasher.finish() as u32)
+        // Any 32 bits of the hash will do: it only tells log lines apart.
+        let [a, b, c, d, ..] = hasher.finish().to_le_bytes();
+        Self(u32::from_le_bytes([a, b, c, d]))
     }
 }
 
@@ -52,6 +56,37 @@ impl fmt::Display for RedactedId {
 impl fmt::Debug for RedactedId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// A session id that is redacted wherever it is printed.
+///
+/// `Debug` and `Display` show a [`RedactedId`]; the id itself is only
+/// reachable through [`expose`](Self::expose), so it cannot end up in a log
+/// by accident.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    pub(crate) fn new(id: &str) -> Self {
+        Self(id.into())
+    }
+
+    /// The id itself. Handle it like a password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&RedactedId::new(&self.0), f)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&RedactedId::new(&self.0), f)
     }
 }
 

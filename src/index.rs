@@ -15,7 +15,7 @@ use mongodb::{
     Collection, IndexModel,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{command_code, Error, Result};
 
 const NAMESPACE_NOT_FOUND: i32 = 26;
 const INDEX_OPTIONS_CONFLICT: i32 = 85;
@@ -110,7 +110,7 @@ async fn find_index_on(
 ) -> Result<Option<IndexModel>> {
     let cursor = match collection.list_indexes().await {
         Ok(cursor) => cursor,
-        Err(e) if server_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(None),
+        Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(None),
         Err(e) => return Err(Error::database("listIndexes", e)),
     };
     let indexes: Vec<IndexModel> = cursor
@@ -162,16 +162,9 @@ fn check_existing(
 
 fn is_conflict(error: &mongodb::error::Error) -> bool {
     matches!(
-        server_code(error),
+        command_code(error),
         Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT)
     )
-}
-
-pub(crate) fn server_code(error: &mongodb::error::Error) -> Option<i32> {
-    match &*error.kind {
-        mongodb::error::ErrorKind::Command(e) => Some(e.code),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// A silent truncation in the library is a wrong expiry or a wrong size;
+// benches and tests may cast freely.
+#![warn(clippy::cast_possible_truncation)]
 
 mod builder;
 mod cache;
@@ -36,11 +39,10 @@ pub use cache::{CacheMode, ReadCache};
 pub use codec::{BoxError, Codec, SessionCodec};
 pub use crypto::KeyRing;
 pub use error::{Error, Result};
-pub use events::{EventKind, EventReceiver, SessionEvent, SessionId};
-pub use id::{generate_id, RedactedId};
+pub use events::{EventKind, EventReceiver, SessionEvent};
+pub use id::{generate_id, RedactedId, SessionId};
 pub use options::{AutoRemove, ConflictPolicy};
 pub use outcome::{LoadedSession, RewrapReport, SaveOutcome, StoredSession};
-pub use schema::IdTransform;
 pub use snapshot::RESERVED_KEY;
 pub use store::MongoSessionStore;
 pub use user::{UserInfo, UserSession, USER_KEY};

@@ -426,7 +426,8 @@ fn creation_time(decoded: &Decoded, cookie: Option<&Value>, now: DateTime) -> Da
         .and_then(Value::as_f64)
         .filter(|age| age.is_finite() && *age > 0.0)
         .and_then(|age| {
-            // Saturating: a float beyond i64 becomes i64::MAX.
+            // Saturating on purpose: a float beyond i64 becomes i64::MAX.
+            #[allow(clippy::cast_possible_truncation)]
             let age = age as i64;
             decoded.expires.timestamp_millis().checked_sub(age)
         })

@@ -32,7 +32,7 @@ use crate::{
 
 /// Maps a session id to the value stored in the id field
 /// (connect-mongo's `transformId`).
-pub type IdTransform = Arc<dyn Fn(&str) -> String + Send + Sync>;
+pub(crate) type IdTransform = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// Names of the document's fields; an optional one is `None` when not
 /// written.
@@ -80,25 +80,23 @@ pub(crate) struct Layout {
 
 /// Encrypted field names are HMACs of the keys; an application uses few
 /// keys, so they are worth remembering. Bounded, since keys can come from
-/// clients: when full it is emptied.
-#[derive(Clone, Default)]
-pub(crate) struct FieldNameCache(Arc<std::sync::RwLock<std::collections::HashMap<String, String>>>);
+/// clients.
+#[derive(Clone)]
+pub(crate) struct FieldNameCache(moka::sync::Cache<String, String>);
+
+impl Default for FieldNameCache {
+    fn default() -> Self {
+        Self(moka::sync::Cache::new(4096))
+    }
+}
 
 impl FieldNameCache {
-    const CAPACITY: usize = 4096;
-
     fn get_or_insert(&self, key: &str, hash: impl FnOnce() -> String) -> String {
-        let read = self.0.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(name) = read.get(key) {
-            return name.clone();
+        if let Some(name) = self.0.get(key) {
+            return name;
         }
-        drop(read);
         let name = hash();
-        let mut write = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if write.len() >= Self::CAPACITY {
-            write.clear();
-        }
-        write.insert(key.to_string(), name.clone());
+        self.0.insert(key.to_string(), name.clone());
         name
     }
 }

@@ -9,50 +9,50 @@
 //! the filter would have let through.
 //!
 //! Entries are keyed by a per-process keyed hash of the id (no id is kept in
-//! memory), and the map is bounded: when full it is simply emptied, which
-//! only costs a few round trips.
+//! memory), in a bounded cache: the least used go first, which only costs a
+//! few round trips.
 
-use std::{
-    collections::{hash_map::RandomState, HashMap},
-    hash::BuildHasher,
-    sync::Mutex,
-};
+use std::hash::{BuildHasher, RandomState};
 
-const CAPACITY: usize = 100_000;
+const CAPACITY: u64 = 100_000;
 
-#[derive(Debug, Default)]
 pub(crate) struct TouchHints {
     keys: RandomState,
-    last_modified: Mutex<HashMap<u64, i64>>,
+    last_modified: moka::sync::Cache<u64, i64>,
+}
+
+impl Default for TouchHints {
+    fn default() -> Self {
+        Self {
+            keys: RandomState::new(),
+            last_modified: moka::sync::Cache::new(CAPACITY),
+        }
+    }
+}
+
+impl std::fmt::Debug for TouchHints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TouchHints")
+            .field("entries", &self.last_modified.entry_count())
+            .finish()
+    }
 }
 
 impl TouchHints {
     pub(crate) fn record(&self, id: &str, last_modified_ms: i64) {
         let key = self.keys.hash_one(id);
-        let mut map = self.last_modified.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= CAPACITY {
-            map.clear();
-        }
-        let entry = map.entry(key).or_insert(last_modified_ms);
-        *entry = (*entry).max(last_modified_ms);
+        self.last_modified.entry(key).and_upsert_with(|known| {
+            known.map_or(last_modified_ms, |e| (*e.value()).max(last_modified_ms))
+        });
     }
 
     pub(crate) fn forget(&self, id: &str) {
-        let key = self.keys.hash_one(id);
-        self.last_modified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        self.last_modified.invalidate(&self.keys.hash_one(id));
     }
 
     /// The last write known for `id`, if any.
     pub(crate) fn get(&self, id: &str) -> Option<i64> {
-        let key = self.keys.hash_one(id);
-        self.last_modified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied()
+        self.last_modified.get(&self.keys.hash_one(id))
     }
 }
 
