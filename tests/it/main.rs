@@ -1,0 +1,29 @@
+//! The integration tests, one module per concern, all against a real
+//! MongoDB-wire server (`MONGODB_URI`; `scripts/test` starts one). One
+//! binary, so the suite links once.
+
+#[cfg(feature = "actix-session")]
+mod actix;
+mod cache;
+mod concurrency;
+mod connection;
+#[cfg(all(
+    feature = "tower-sessions",
+    feature = "actix-session",
+    feature = "express"
+))]
+mod correctness;
+#[cfg(feature = "express")]
+mod express;
+mod fault;
+#[cfg(feature = "express")]
+mod migrate;
+mod options;
+#[cfg(feature = "tower-sessions")]
+mod robustness;
+#[cfg(feature = "tower-sessions")]
+mod security;
+mod slow_faults;
+mod store;
+#[cfg(feature = "tower-sessions")]
+mod tower;
