@@ -305,7 +305,7 @@ impl StoreBuilder {
         self.layout.fields.version = None;
         self.layout.fields.last_modified = Some("lastModified".into());
         self.layout.hash_ids = false;
-        self.layout.express_cookie = true;
+        self.layout.value_rules = Some(Arc::new(crate::express::CookieRules));
         self
     }
 

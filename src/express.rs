@@ -22,6 +22,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
+use crate::schema::ValueRules;
+
 /// The Node store whose documents the store reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,13 +120,22 @@ pub fn decode_cookie_value(value: &str) -> String {
     decoded.map_or_else(|| value.to_string(), |text| text.into_owned())
 }
 
+/// The Express layouts' [`ValueRules`]: express-session's `cookie` object.
+pub(crate) struct CookieRules;
+
+impl ValueRules for CookieRules {
+    fn before_write(&self, values: &mut Map<String, Value>, now_ms: i64, ttl_ms: i64) -> i64 {
+        apply_cookie_rules(values, now_ms, ttl_ms)
+    }
+}
+
 /// express-session's rules for a session written from Rust: the session
 /// carries a `cookie` object (Express cannot load a session without one);
 /// when it has a `maxAge`, every save moves `cookie.expires` to now +
 /// `originalMaxAge`, as express-session's touch does; and the document's
 /// expiry is `cookie.expires`, or now + `ttl` without one (connect-mongo's
 /// rule). Returns the expiry in milliseconds since the epoch.
-pub(crate) fn apply_cookie_rules(data: &mut Map<String, Value>, now_ms: i64, ttl_ms: i64) -> i64 {
+fn apply_cookie_rules(data: &mut Map<String, Value>, now_ms: i64, ttl_ms: i64) -> i64 {
     let cookie = data
         .entry("cookie")
         .or_insert_with(|| json!({"originalMaxAge": ttl_ms, "httpOnly": true, "path": "/"}));

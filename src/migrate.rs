@@ -153,7 +153,7 @@ impl MongoSessionStore {
         mut progress: impl FnMut(&MigrationReport),
     ) -> Result<MigrationReport> {
         let (from, to) = (source.layout(), self.layout());
-        if !from.express_cookie || to.express_cookie {
+        if from.value_rules.is_none() || to.value_rules.is_some() {
             return Err(Error::config(
                 "migrate from a store in an Express layout into a native one",
             ));

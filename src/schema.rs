@@ -34,6 +34,15 @@ use crate::{
 /// (connect-mongo's `transformId`).
 pub(crate) type IdTransform = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
+/// What a layout shared with another application requires of the values
+/// it writes. The store calls it on every write and knows nothing more of
+/// that application (the Express wing implements it).
+pub(crate) trait ValueRules: Send + Sync {
+    /// Brings `values` up to date for a write at `now_ms` and returns the
+    /// expiry they call for (ms since the epoch); `ttl_ms` is the store's.
+    fn before_write(&self, values: &mut Map<String, Value>, now_ms: i64, ttl_ms: i64) -> i64;
+}
+
 /// Names of the document's fields; an optional one is `None` when not
 /// written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +83,9 @@ pub(crate) struct Layout {
     pub(crate) encryption: Option<KeyRing>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) field_names: FieldNameCache,
-    /// express-session's `cookie` object governs the expiry.
-    pub(crate) express_cookie: bool,
+    /// Rules a foreign layout applies to the values of every write (the
+    /// Express layouts: express-session's `cookie` object and its expiry).
+    pub(crate) value_rules: Option<Arc<dyn ValueRules>>,
 }
 
 /// Encrypted field names are HMACs of the keys; an application uses few
@@ -112,7 +122,7 @@ impl Default for Layout {
             encryption: None,
             max_lifetime: None,
             field_names: FieldNameCache::default(),
-            express_cookie: false,
+            value_rules: None,
         }
     }
 }
@@ -126,6 +136,7 @@ impl fmt::Debug for Layout {
             .field("hash_ids", &self.hash_ids)
             .field("encryption", &self.encryption)
             .field("max_lifetime", &self.max_lifetime)
+            .field("value_rules", &self.value_rules.is_some())
             .finish()
     }
 }
@@ -184,7 +195,7 @@ impl Layout {
 
     /// Whether single keys can be updated in place.
     pub(crate) fn per_key(&self) -> bool {
-        self.codec.per_key() && !self.express_cookie
+        self.codec.per_key() && self.value_rules.is_none()
     }
 
     /// One value as stored under its key.

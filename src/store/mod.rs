@@ -120,7 +120,6 @@ impl MongoSessionStore {
         &self.inner.collection
     }
 
-    #[cfg_attr(not(feature = "express"), allow(dead_code))]
     pub(crate) fn layout(&self) -> &Layout {
         &self.inner.layout
     }

@@ -53,14 +53,12 @@ impl MongoSessionStore {
         data: &Map<String, Value>,
         expires: Option<SystemTime>,
     ) -> Result<String> {
-        let layout = &self.inner.layout;
+        let layout = self.layout();
         let (entries, snapshot) = split(data);
         entries.check_reserved()?;
         self.check_size(entries)?;
-        #[allow(unused_mut)]
         let mut values = entries.to_map();
-        #[cfg(feature = "express")]
-        let expires = self.express_expiry(&mut values).or(expires);
+        let expires = self.ruled_expiry(&mut values).or(expires);
         let user = entries.user_entry().and_then(UserInfo::from_value);
         let now = DateTime::now();
         // An id regenerated mid-session (login) keeps its creation time, so
@@ -98,14 +96,13 @@ impl MongoSessionStore {
     }
 
     /// Whether `data`, a session map carried from a load, is being moved to
-    /// a new id (tower-sessions' `cycle_id`, actix-session's renew) after a
-    /// logout elsewhere ended the session: the regeneration's own delete
-    /// found nothing. Such data must not be stored again.
-    #[cfg_attr(
-        not(any(feature = "tower-sessions", feature = "actix-session")),
-        allow(dead_code)
-    )]
-    pub(crate) fn regenerates_ended_session(&self, data: &Map<String, Value>) -> bool {
+    /// a new id after a logout elsewhere ended the session: the frameworks
+    /// regenerate an id (tower-sessions' `cycle_id`, actix-session's renew)
+    /// as "delete the old id, create anew with its data", and this is true
+    /// when that delete found nothing. Such data must not be stored again;
+    /// both adapters check it, and so should an adapter for another
+    /// framework that regenerates ids the same way.
+    pub fn regenerates_ended_session(&self, data: &Map<String, Value>) -> bool {
         let Some(handle) = data
             .get(RESERVED_KEY)
             .and_then(Snapshot::from_value)
@@ -142,9 +139,8 @@ impl MongoSessionStore {
         let layout = &self.inner.layout;
         let stored_id = layout.key(id);
         split(data).0.check_reserved()?;
-        #[cfg(feature = "express")]
-        if layout.express_cookie {
-            return self.save_express(id, &stored_id, data).await;
+        if layout.value_rules.is_some() {
+            return self.save_ruled(id, &stored_id, data).await;
         }
         let (entries, snapshot) = split(data);
         let clock = self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at));
@@ -265,24 +261,21 @@ impl MongoSessionStore {
         Ok(result?.matched_count > 0)
     }
 
-    /// The expiry express-session's cookie rules give `values` (updating
-    /// its `cookie`), when the layout is an Express one.
-    #[cfg(feature = "express")]
-    fn express_expiry(&self, values: &mut Map<String, Value>) -> Option<SystemTime> {
-        if !self.inner.layout.express_cookie {
-            return None;
-        }
+    /// The expiry the layout's value rules give `values` (updating them),
+    /// when the layout has any.
+    fn ruled_expiry(&self, values: &mut Map<String, Value>) -> Option<SystemTime> {
+        let rules = self.inner.layout.value_rules.as_ref()?;
         let ttl_ms = i64::try_from(self.inner.config.ttl.as_millis()).unwrap_or(i64::MAX);
         let now = DateTime::now().timestamp_millis();
-        let expires = crate::express::apply_cookie_rules(values, now, ttl_ms);
+        let expires = rules.before_write(values, now, ttl_ms);
         Some(DateTime::from_millis(expires).to_system_time())
     }
 
-    /// A save in an Express layout: as the Node stores do, the session is
-    /// written whole (last writer wins, as on the Express side) or, when
-    /// unchanged, only its expiry moves; never upserted.
-    #[cfg(feature = "express")]
-    async fn save_express(
+    /// A save in a layout shared with another application (the Express
+    /// ones): as the Node stores do, the session is written whole (last
+    /// writer wins, as on the Express side) or, when unchanged, only its
+    /// expiry moves; never upserted.
+    async fn save_ruled(
         &self,
         id: &str,
         stored_id: &str,
@@ -292,7 +285,7 @@ impl MongoSessionStore {
         let (entries, snapshot) = split(data);
         self.check_size(entries)?;
         let mut values = entries.to_map();
-        let expires = self.express_expiry(&mut values);
+        let expires = self.ruled_expiry(&mut values);
         let clock = self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at));
         if let Some(snapshot) = &snapshot {
             if Changes::between(snapshot, entries).is_empty() {
