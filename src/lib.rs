@@ -29,7 +29,7 @@ pub mod actix;
 pub mod express;
 #[cfg(feature = "express")]
 #[cfg_attr(docsrs, doc(cfg(feature = "express")))]
-pub mod migrate;
+pub use express::migrate;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;

@@ -17,6 +17,8 @@
 //! assert_eq!(unsign(&cookie.replace('G', "H"), &secrets), None);
 //! ```
 
+pub mod migrate;
+
 use base64::{engine::general_purpose::STANDARD_NO_PAD, Engine as _};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
