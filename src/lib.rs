@@ -14,6 +14,7 @@ mod id;
 mod index;
 mod options;
 mod outcome;
+mod plan;
 mod schema;
 mod snapshot;
 mod store;

@@ -191,6 +191,20 @@ impl<'a> UserEntries<'a> {
         }
     }
 
+    /// Refuses entries nested too deep, or taking more than `limit` bytes
+    /// as stored.
+    pub(crate) fn check_size(self, limit: usize, encrypted: bool) -> crate::Result<()> {
+        self.check_depth()?;
+        let size = self.stored_size(encrypted);
+        if size > limit {
+            return Err(crate::Error::encode(format!(
+                "the session's values take {size} bytes as stored, over the limit of {limit} \
+                 (max_session_bytes)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Bytes the entries take in the stored `data` document, computed
     /// without building it: BSON as the native codec writes it, or, with
     /// encryption, one ciphertext of `[key, value]` per entry.

@@ -252,16 +252,8 @@ impl MongoSessionStore {
     }
 
     fn check_size(&self, entries: UserEntries<'_>) -> Result<()> {
-        entries.check_depth()?;
-        let limit = self.inner.config.max_session_bytes;
-        let size = entries.stored_size(self.inner.layout.encryption.is_some());
-        if size > limit {
-            return Err(Error::encode(format!(
-                "the session's values take {size} bytes as stored, over the limit of {limit} \
-                 (max_session_bytes)"
-            )));
-        }
-        Ok(())
+        let encrypted = self.inner.layout.encryption.is_some();
+        entries.check_size(self.inner.config.max_session_bytes, encrypted)
     }
 
     /// Runs one driver operation within the operation timeout, mapping its

@@ -9,6 +9,7 @@ use mongodb::{
 use serde_json::{Map, Value};
 
 use super::MongoSessionStore;
+use crate::plan::{plan_save, SaveInput, SavePlan};
 use crate::{
     error::{is_duplicate_key, Error, Result},
     events::EventKind,
@@ -18,7 +19,7 @@ use crate::{
     schema::expiry_or,
     snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
     user::UserInfo,
-    write::{per_key_update, plan_touch, touch_update, whole_update, Changes, Clock},
+    write::{per_key_update, touch_update, whole_update, Changes, Clock},
 };
 
 const MAX_CREATE_ATTEMPTS: u32 = 8;
@@ -138,37 +139,54 @@ impl MongoSessionStore {
         }
         let layout = &self.inner.layout;
         let stored_id = layout.key(id);
-        split(data).0.check_reserved()?;
-        if layout.value_rules.is_some() {
-            return self.save_ruled(id, &stored_id, data).await;
-        }
         let (entries, snapshot) = split(data);
-        let clock = self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at));
-        let Some(snapshot) = snapshot else {
-            // No record of what was loaded: the caller's map is the whole
-            // truth, owner included.
-            self.check_size(entries)?;
-            let owner = Some(entries.user_entry().and_then(UserInfo::from_value));
-            let update = whole_update(layout, &stored_id, &entries.to_map(), &owner, clock)?;
-            return self
-                .update_live(id, &stored_id, clock.now, update, SaveOutcome::Updated)
-                .await;
+        let mut ruled = None;
+        let mut expires = expires;
+        if layout.value_rules.is_some() {
+            let mut values = entries.to_map();
+            expires = self.ruled_expiry(&mut values);
+            ruled = Some(values);
+        }
+        let input = SaveInput {
+            layout,
+            stored_id: &stored_id,
+            entries,
+            snapshot: snapshot.as_ref(),
+            ruled: ruled.as_ref(),
+            clock: self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at)),
+            strict: self.inner.config.conflicts == ConflictPolicy::Fail,
+            max_session_bytes: self.inner.config.max_session_bytes,
         };
-        let changes = Changes::between(&snapshot, entries);
-        if changes.is_empty() {
-            return self
-                .save_unchanged(id, &stored_id, &snapshot, &changes, clock)
-                .await;
+        match plan_save(&input)? {
+            SavePlan::Nothing => Ok(SaveOutcome::Unchanged),
+            SavePlan::Write {
+                guarded,
+                then,
+                outcome,
+            } => {
+                let snapshot_version = snapshot.as_ref().and_then(|s| s.version);
+                if let Some(update) = guarded {
+                    if self
+                        .update_guarded(&stored_id, snapshot_version, update, input.clock)
+                        .await?
+                    {
+                        self.saved(id, input.clock.now, outcome);
+                        return Ok(outcome);
+                    }
+                }
+                match then {
+                    None => Ok(SaveOutcome::Unchanged),
+                    Some(update) => {
+                        self.update_live(id, &stored_id, input.clock.now, update, outcome)
+                            .await
+                    }
+                }
+            }
+            SavePlan::Swap { changes, loaded } => {
+                self.compare_and_swap(id, loaded, &changes, entries, input.clock)
+                    .await
+            }
         }
-        self.check_size(entries)?;
-        let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
-        if layout.per_key() && !strict {
-            return self
-                .save_per_key(id, &stored_id, &snapshot, &changes, clock)
-                .await;
-        }
-        self.compare_and_swap(id, &snapshot, &changes, entries, clock)
-            .await
     }
 
     /// The expiry rules of a write at this moment: `expires` (or now +
@@ -184,76 +202,18 @@ impl MongoSessionStore {
         }
     }
 
-    /// An unchanged session: values stored the old way are rewritten if no
-    /// other request wrote meanwhile; otherwise only the expiry moves, and
-    /// only when due.
-    async fn save_unchanged(
-        &self,
-        id: &str,
-        stored_id: &str,
-        snapshot: &Snapshot,
-        changes: &Changes<'_>,
-        clock: Clock,
-    ) -> Result<SaveOutcome> {
-        let layout = &self.inner.layout;
-        if !changes.rewrap.is_empty() {
-            let update = per_key_update(layout, stored_id, changes, &snapshot.stale, true, clock);
-            if self
-                .update_guarded(stored_id, snapshot, update, clock)
-                .await?
-            {
-                self.saved(id, clock.now, SaveOutcome::Touched);
-                return Ok(SaveOutcome::Touched);
-            }
-        }
-        match plan_touch(layout, snapshot, clock) {
-            None => Ok(SaveOutcome::Unchanged),
-            Some(update) => {
-                self.update_live(id, stored_id, clock.now, update, SaveOutcome::Touched)
-                    .await
-            }
-        }
-    }
-
-    /// Writes only the changed keys. Keys stored the old way ride along
-    /// only while the document is as loaded, so rewriting them can never
-    /// overwrite another request's change.
-    async fn save_per_key(
-        &self,
-        id: &str,
-        stored_id: &str,
-        snapshot: &Snapshot,
-        changes: &Changes<'_>,
-        clock: Clock,
-    ) -> Result<SaveOutcome> {
-        let layout = &self.inner.layout;
-        if !changes.rewrap.is_empty() {
-            let update = per_key_update(layout, stored_id, changes, &snapshot.stale, true, clock);
-            if self
-                .update_guarded(stored_id, snapshot, update, clock)
-                .await?
-            {
-                self.saved(id, clock.now, SaveOutcome::Updated);
-                return Ok(SaveOutcome::Updated);
-            }
-        }
-        let update = per_key_update(layout, stored_id, changes, &snapshot.stale, false, clock);
-        self.update_live(id, stored_id, clock.now, update, SaveOutcome::Updated)
-            .await
-    }
-
     /// Applies `update` only if the live document still has the version
     /// `snapshot` loaded; whether it did.
     async fn update_guarded(
         &self,
         stored_id: &str,
-        snapshot: &Snapshot,
+        version: Option<i64>,
         update: Document,
         clock: Clock,
     ) -> Result<bool> {
         let layout = &self.inner.layout;
         let mut filter = layout.live_filter_stored(stored_id, clock.now);
-        layout.version_filter(&mut filter, snapshot.version);
+        layout.version_filter(&mut filter, version);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await;
@@ -269,39 +229,6 @@ impl MongoSessionStore {
         let now = DateTime::now().timestamp_millis();
         let expires = rules.before_write(values, now, ttl_ms);
         Some(DateTime::from_millis(expires).to_system_time())
-    }
-
-    /// A save in a layout shared with another application (the Express
-    /// ones): as the Node stores do, the session is written whole (last
-    /// writer wins, as on the Express side) or, when unchanged, only its
-    /// expiry moves; never upserted.
-    async fn save_ruled(
-        &self,
-        id: &str,
-        stored_id: &str,
-        data: &Map<String, Value>,
-    ) -> Result<SaveOutcome> {
-        let layout = &self.inner.layout;
-        let (entries, snapshot) = split(data);
-        self.check_size(entries)?;
-        let mut values = entries.to_map();
-        let expires = self.ruled_expiry(&mut values);
-        let clock = self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at));
-        if let Some(snapshot) = &snapshot {
-            if Changes::between(snapshot, entries).is_empty() {
-                return match plan_touch(layout, snapshot, clock) {
-                    None => Ok(SaveOutcome::Unchanged),
-                    Some(update) => {
-                        self.update_live(id, stored_id, clock.now, update, SaveOutcome::Touched)
-                            .await
-                    }
-                };
-            }
-        }
-        let owner = Some(entries.user_entry().and_then(UserInfo::from_value));
-        let update = whole_update(layout, stored_id, &values, &owner, clock)?;
-        self.update_live(id, stored_id, clock.now, update, SaveOutcome::Updated)
-            .await
     }
 
     /// Writes `update` to the live session `id` (stored as `stored_id`);
