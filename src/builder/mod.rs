@@ -1,34 +1,24 @@
-//! Building a store: options, validation, connection check and index setup.
+//! Building a store: the options (here), validation, and connecting
+//! (`build.rs`).
+
+mod build;
+mod validate;
 
 use std::{sync::Arc, time::Duration};
 
 use mongodb::{
-    bson::{doc, Document},
-    change_stream::ChangeStream,
-    options::{
-        ClientOptions, CollectionOptions, ReadConcern, SelectionCriteria, ServerMonitoringMode,
-        WriteConcern,
-    },
-    Client, Collection,
+    options::{ClientOptions, CollectionOptions, ReadConcern, SelectionCriteria, WriteConcern},
+    Client,
 };
 
 use crate::{
-    cache::{open_stream, CacheMode, ReadCache, SessionCache},
+    cache::ReadCache,
     codec::Codec,
     crypto::KeyRing,
-    error::{Error, Result},
-    index::{ensure_ttl_index, ensure_unique_index, ensure_user_index},
     options::{AutoRemove, Config, ConflictPolicy},
     schema::Layout,
     store::MongoSessionStore,
 };
-
-/// The longest `ttl`, `max_lifetime` or removal period accepted.
-const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-/// The longest timeout accepted.
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-/// MongoDB's document size limit.
-const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 
 impl MongoSessionStore {
     /// Starts building a store that opens its own client from `uri` (and
@@ -359,7 +349,7 @@ impl StoreBuilder {
 
     /// Upper bound on any single operation, including waiting for a server
     /// (default 10 s, at most a day). Past it the operation fails with an error for which
-    /// [`Error::is_timeout`] is true.
+    /// [`Error::is_timeout`](crate::Error::is_timeout) is true.
     pub fn operation_timeout(mut self, bound: Duration) -> Self {
         self.config.operation_timeout = bound;
         self
@@ -368,7 +358,7 @@ impl StoreBuilder {
     /// Largest session accepted, measured as its values take in the stored
     /// document (BSON, or the ciphertexts with encryption; default 1 MiB, at
     /// most 16 MiB, MongoDB's own document limit). A bigger session fails to
-    /// save with an error for which [`Error::is_encode`] is true, before
+    /// save with an error for which [`Error::is_encode`](crate::Error::is_encode) is true, before
     /// anything is sent to the server. A save that would still take the
     /// document past 16 MiB (another request's keys merged with this one's)
     /// fails with the same kind of error, and nothing is written.
@@ -398,295 +388,5 @@ impl StoreBuilder {
     pub fn cache(mut self, cache: ReadCache) -> Self {
         self.cache = Some(cache);
         self
-    }
-
-    /// Validates the options, connects (for a URI), checks that the server
-    /// answers within [`connect_timeout`](Self::connect_timeout), ensures the
-    /// indexes, and starts background removal and the cache's change stream
-    /// if asked.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::is_config`]: invalid options, an unparsable URI, or no
-    ///   database named anywhere;
-    /// - [`Error::is_unreachable`]: no server answered in time;
-    /// - [`Error::is_index_conflict`]: an index on the expiry field disagrees
-    ///   with this configuration (the message says how to fix it);
-    /// - [`Error::is_database`]: the server refused (for example, missing
-    ///   privileges).
-    pub async fn build(mut self) -> Result<MongoSessionStore> {
-        self.validate()?;
-        self.settle_timestamps();
-        let bound = self.connect_timeout;
-        let (client, owns_client) = match self.source {
-            Source::Uri(ref uri) => (
-                client_from_options(parse_uri(uri, bound).await?, bound)?,
-                true,
-            ),
-            Source::Options(ref options) => {
-                (client_from_options((**options).clone(), bound)?, true)
-            }
-            Source::Client(ref client) => (client.clone(), false),
-        };
-        let default_db = client.default_database().map(|db| db.name().to_string());
-        let database = self.database.take().or(default_db).ok_or_else(|| {
-            Error::config(
-                "no database: name one in the URI path (mongodb://host/mydb) or call \
-                 .database(\"mydb\") on the builder",
-            )
-        })?;
-        validate_database_name(&database)?;
-        let db = client.database(&database);
-        ping(&db, bound).await?;
-        let collection =
-            db.collection_with_options(&self.collection, self.collection_options.clone());
-        self.ensure_indexes(&collection).await?;
-        let auto_remove = self.auto_remove;
-        let (cache, stream) = match &self.cache {
-            Some(config) => {
-                let (cache, stream) = open_cache(config, &collection, &self.layout, bound).await;
-                (Some(cache), stream)
-            }
-            None => (None, None),
-        };
-        let store = MongoSessionStore::new(
-            client,
-            owns_client,
-            collection,
-            self.layout,
-            self.config,
-            cache,
-        );
-        if let AutoRemove::Interval(period) = auto_remove {
-            store.spawn_interval_removal(period);
-        }
-        if let Some(stream) = stream {
-            store.watch_changes(stream);
-        }
-        Ok(store)
-    }
-
-    fn settle_timestamps(&mut self) {
-        if self.timestamps {
-            return;
-        }
-        let fields = &mut self.layout.fields;
-        fields.created_at = None;
-        if self.config.touch_after.is_zero() {
-            fields.last_modified = None;
-        }
-    }
-
-    async fn ensure_indexes(
-        &self,
-        collection: &mongodb::Collection<mongodb::bson::Document>,
-    ) -> Result<()> {
-        let fields = &self.layout.fields;
-        let needs_unique_id = fields.id != "_id";
-        match self.auto_remove {
-            AutoRemove::Native => {
-                let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
-                let cosmos = self.ttl_index_field.is_some();
-                let delay = self.expire_after.unwrap_or(if cosmos {
-                    self.config.ttl
-                } else {
-                    Duration::ZERO
-                });
-                ensure_ttl_index(collection, field, delay).await?;
-            }
-            AutoRemove::Interval(_) | AutoRemove::Disabled => {}
-        }
-        if needs_unique_id {
-            let create = self.auto_remove != AutoRemove::Disabled;
-            ensure_unique_index(collection, &fields.id, create).await?;
-        }
-        if self.auto_remove != AutoRemove::Disabled {
-            ensure_user_index(collection).await?;
-        }
-        Ok(())
-    }
-
-    fn validate(&self) -> Result<()> {
-        let name = &self.collection;
-        if name.is_empty()
-            || name.contains('$')
-            || name.contains('\0')
-            || name.starts_with("system.")
-        {
-            return Err(Error::config(format!(
-                "collection name {name:?} is not valid: it must be non-empty, must not contain \
-                 '$' or NUL, and must not start with \"system.\""
-            )));
-        }
-        let fields = &self.layout.fields;
-        for field in [&fields.id, &fields.data, &fields.expires]
-            .into_iter()
-            .chain(fields.created_at.as_ref())
-            .chain(fields.last_modified.as_ref())
-        {
-            if field.is_empty()
-                || field.starts_with('$')
-                || field.contains('.')
-                || field.contains('\0')
-            {
-                return Err(Error::config(format!(
-                    "field name {field:?} is not valid: non-empty, no '.', no NUL, not starting with '$'"
-                )));
-            }
-        }
-        if let Some(cache) = &self.cache {
-            cache.validate()?;
-        }
-        let config = &self.config;
-        if config.ttl.is_zero() {
-            return Err(Error::config("ttl must be longer than zero"));
-        }
-        if config.touch_after >= config.ttl {
-            return Err(Error::config(format!(
-                "touch_after ({:?}) must be shorter than ttl ({:?}), or sessions could expire \
-                 while their touches are skipped",
-                config.touch_after, config.ttl
-            )));
-        }
-        if self.layout.encryption.is_some() && !self.layout.per_key() {
-            return Err(Error::config("encryption works with Codec::Bson only"));
-        }
-        if self.layout.max_lifetime.is_some() && (!self.timestamps || fields.created_at.is_none()) {
-            return Err(Error::config(
-                "max_lifetime needs timestamps (the creation time)",
-            ));
-        }
-        if matches!(self.layout.max_lifetime, Some(d) if d.is_zero()) {
-            return Err(Error::config("max_lifetime must be longer than zero"));
-        }
-        if config.max_session_bytes == 0 {
-            return Err(Error::config("max_session_bytes must be above zero"));
-        }
-        if matches!(self.auto_remove, AutoRemove::Interval(p) if p.is_zero()) {
-            return Err(Error::config(
-                "AutoRemove::Interval needs a period above zero",
-            ));
-        }
-        if self.connect_timeout.is_zero() || config.operation_timeout.is_zero() {
-            return Err(Error::config("timeouts must be longer than zero"));
-        }
-        self.validate_bounds()
-    }
-
-    /// Durations and sizes past what can be computed with or stored: refused
-    /// here rather than overflowing on some later request.
-    fn validate_bounds(&self) -> Result<()> {
-        let config = &self.config;
-        let lifetimes = [
-            ("ttl", Some(config.ttl)),
-            ("max_lifetime", self.layout.max_lifetime),
-            (
-                "AutoRemove::Interval",
-                match self.auto_remove {
-                    AutoRemove::Interval(period) => Some(period),
-                    _ => None,
-                },
-            ),
-        ];
-        for (name, value) in lifetimes {
-            if value.is_some_and(|d| d > MAX_LIFETIME) {
-                return Err(Error::config(format!(
-                    "{name} must be at most 100 years, not {value:?}"
-                )));
-            }
-        }
-        let timeouts = [
-            ("operation_timeout", config.operation_timeout),
-            ("connect_timeout", self.connect_timeout),
-        ];
-        for (name, value) in timeouts {
-            if value > MAX_TIMEOUT {
-                return Err(Error::config(format!(
-                    "{name} must be at most a day, not {value:?}"
-                )));
-            }
-        }
-        if config.max_session_bytes > MAX_DOCUMENT_BYTES {
-            return Err(Error::config(format!(
-                "max_session_bytes must be at most 16 MiB (MongoDB's document limit), not {}",
-                config.max_session_bytes
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// The cache `config` asks for, and the change stream that keeps it
-/// coherent when the deployment offers one (opened before the store serves
-/// anything, so no change can slip between).
-async fn open_cache(
-    config: &ReadCache,
-    collection: &Collection<Document>,
-    layout: &Layout,
-    bound: Duration,
-) -> (SessionCache, Option<ChangeStream<Document>>) {
-    let keyed = layout.fields.id == "_id";
-    if config.wants_change_streams() {
-        let opened = tokio::time::timeout(bound, open_stream(collection, config.bound())).await;
-        match opened {
-            Ok(Ok(stream)) => {
-                let cache = SessionCache::new(config, CacheMode::ChangeStreams, keyed);
-                return (cache, Some(stream));
-            }
-            Ok(Err(error)) => tracing::warn!(
-                %error,
-                "cache: no change streams here; entries live at most the staleness bound"
-            ),
-            Err(_) => tracing::warn!(
-                "cache: opening a change stream timed out; entries live at most the staleness bound"
-            ),
-        }
-    }
-    (
-        SessionCache::new(config, CacheMode::StalenessBound, keyed),
-        None,
-    )
-}
-
-fn validate_database_name(name: &str) -> Result<()> {
-    let bad = name.is_empty() || name.len() > 63 || name.chars().any(|c| "/\\. \"$\0".contains(c));
-    if bad {
-        return Err(Error::config(format!(
-            "database name {name:?} is not valid: 1–63 characters, none of / \\ . space \" $ NUL"
-        )));
-    }
-    Ok(())
-}
-
-async fn parse_uri(uri: &str, bound: Duration) -> Result<ClientOptions> {
-    // Parsing resolves mongodb+srv:// through DNS, so it gets the bound too.
-    tokio::time::timeout(bound, ClientOptions::parse(uri))
-        .await
-        .map_err(|_| Error::unreachable(bound, None))?
-        .map_err(|e| Error::config(format!("invalid MongoDB URI: {e}")))
-}
-
-fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Client> {
-    options.server_selection_timeout.get_or_insert(bound);
-    options.connect_timeout.get_or_insert(bound);
-    // A state-change error (NotWritablePrimary, ShutdownInProgress, …)
-    // marks the server Unknown until its monitor checks it again. A
-    // streaming monitor waits for the server to push news, up to the
-    // heartbeat period (10 s), longer than most operation timeouts when
-    // the server has none to push; a polling one checks at once.
-    options
-        .server_monitoring_mode
-        .get_or_insert(ServerMonitoringMode::Poll);
-    options
-        .app_name
-        .get_or_insert_with(|| "mongodb-session-store".into());
-    Client::with_options(options).map_err(|e| Error::config(format!("invalid client options: {e}")))
-}
-
-async fn ping(db: &mongodb::Database, bound: Duration) -> Result<()> {
-    match tokio::time::timeout(bound, db.run_command(doc! { "ping": 1 })).await {
-        Err(_) => Err(Error::unreachable(bound, None)),
-        Ok(Err(e)) => Err(Error::from_driver("ping", bound, e)),
-        Ok(Ok(_)) => Ok(()),
     }
 }

@@ -1,0 +1,194 @@
+//! `build`: connecting, checking the server answers, ensuring the indexes,
+//! starting background tasks.
+
+use std::time::Duration;
+
+use mongodb::{
+    bson::{doc, Document},
+    change_stream::ChangeStream,
+    options::{ClientOptions, ServerMonitoringMode},
+    Client, Collection,
+};
+
+use super::{Source, StoreBuilder};
+use crate::{
+    cache::{open_stream, CacheMode, ReadCache, SessionCache},
+    error::{Error, Result},
+    index::{ensure_ttl_index, ensure_unique_index, ensure_user_index},
+    options::AutoRemove,
+    schema::Layout,
+    store::MongoSessionStore,
+};
+
+impl StoreBuilder {
+    /// Validates the options, connects (for a URI), checks that the server
+    /// answers within [`connect_timeout`](Self::connect_timeout), ensures the
+    /// indexes, and starts background removal and the cache's change stream
+    /// if asked.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::is_config`](crate::Error::is_config): invalid options, an unparsable URI, or no
+    ///   database named anywhere;
+    /// - [`Error::is_unreachable`](crate::Error::is_unreachable): no server answered in time;
+    /// - [`Error::is_index_conflict`](crate::Error::is_index_conflict): an index on the expiry field disagrees
+    ///   with this configuration (the message says how to fix it);
+    /// - [`Error::is_database`](crate::Error::is_database): the server refused (for example, missing
+    ///   privileges).
+    pub async fn build(mut self) -> Result<MongoSessionStore> {
+        self.validate()?;
+        self.settle_timestamps();
+        let bound = self.connect_timeout;
+        let (client, owns_client) = match self.source {
+            Source::Uri(ref uri) => (
+                client_from_options(parse_uri(uri, bound).await?, bound)?,
+                true,
+            ),
+            Source::Options(ref options) => {
+                (client_from_options((**options).clone(), bound)?, true)
+            }
+            Source::Client(ref client) => (client.clone(), false),
+        };
+        let default_db = client.default_database().map(|db| db.name().to_string());
+        let database = self.database.take().or(default_db).ok_or_else(|| {
+            Error::config(
+                "no database: name one in the URI path (mongodb://host/mydb) or call \
+                 .database(\"mydb\") on the builder",
+            )
+        })?;
+        super::validate::validate_database_name(&database)?;
+        let db = client.database(&database);
+        ping(&db, bound).await?;
+        let collection =
+            db.collection_with_options(&self.collection, self.collection_options.clone());
+        self.ensure_indexes(&collection).await?;
+        let auto_remove = self.auto_remove;
+        let (cache, stream) = match &self.cache {
+            Some(config) => {
+                let (cache, stream) = open_cache(config, &collection, &self.layout, bound).await;
+                (Some(cache), stream)
+            }
+            None => (None, None),
+        };
+        let store = MongoSessionStore::new(
+            client,
+            owns_client,
+            collection,
+            self.layout,
+            self.config,
+            cache,
+        );
+        if let AutoRemove::Interval(period) = auto_remove {
+            store.spawn_interval_removal(period);
+        }
+        if let Some(stream) = stream {
+            store.watch_changes(stream);
+        }
+        Ok(store)
+    }
+
+    fn settle_timestamps(&mut self) {
+        if self.timestamps {
+            return;
+        }
+        let fields = &mut self.layout.fields;
+        fields.created_at = None;
+        if self.config.touch_after.is_zero() {
+            fields.last_modified = None;
+        }
+    }
+
+    async fn ensure_indexes(
+        &self,
+        collection: &mongodb::Collection<mongodb::bson::Document>,
+    ) -> Result<()> {
+        let fields = &self.layout.fields;
+        let needs_unique_id = fields.id != "_id";
+        match self.auto_remove {
+            AutoRemove::Native => {
+                let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
+                let cosmos = self.ttl_index_field.is_some();
+                let delay = self.expire_after.unwrap_or(if cosmos {
+                    self.config.ttl
+                } else {
+                    Duration::ZERO
+                });
+                ensure_ttl_index(collection, field, delay).await?;
+            }
+            AutoRemove::Interval(_) | AutoRemove::Disabled => {}
+        }
+        if needs_unique_id {
+            let create = self.auto_remove != AutoRemove::Disabled;
+            ensure_unique_index(collection, &fields.id, create).await?;
+        }
+        if self.auto_remove != AutoRemove::Disabled {
+            ensure_user_index(collection).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The cache `config` asks for, and the change stream that keeps it
+/// coherent when the deployment offers one (opened before the store serves
+/// anything, so no change can slip between).
+async fn open_cache(
+    config: &ReadCache,
+    collection: &Collection<Document>,
+    layout: &Layout,
+    bound: Duration,
+) -> (SessionCache, Option<ChangeStream<Document>>) {
+    let keyed = layout.fields.id == "_id";
+    if config.wants_change_streams() {
+        let opened = tokio::time::timeout(bound, open_stream(collection, config.bound())).await;
+        match opened {
+            Ok(Ok(stream)) => {
+                let cache = SessionCache::new(config, CacheMode::ChangeStreams, keyed);
+                return (cache, Some(stream));
+            }
+            Ok(Err(error)) => tracing::warn!(
+                %error,
+                "cache: no change streams here; entries live at most the staleness bound"
+            ),
+            Err(_) => tracing::warn!(
+                "cache: opening a change stream timed out; entries live at most the staleness bound"
+            ),
+        }
+    }
+    (
+        SessionCache::new(config, CacheMode::StalenessBound, keyed),
+        None,
+    )
+}
+
+async fn parse_uri(uri: &str, bound: Duration) -> Result<ClientOptions> {
+    // Parsing resolves mongodb+srv:// through DNS, so it gets the bound too.
+    tokio::time::timeout(bound, ClientOptions::parse(uri))
+        .await
+        .map_err(|_| Error::unreachable(bound, None))?
+        .map_err(|e| Error::config(format!("invalid MongoDB URI: {e}")))
+}
+
+fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Client> {
+    options.server_selection_timeout.get_or_insert(bound);
+    options.connect_timeout.get_or_insert(bound);
+    // A state-change error (NotWritablePrimary, ShutdownInProgress, …)
+    // marks the server Unknown until its monitor checks it again. A
+    // streaming monitor waits for the server to push news, up to the
+    // heartbeat period (10 s), longer than most operation timeouts when
+    // the server has none to push; a polling one checks at once.
+    options
+        .server_monitoring_mode
+        .get_or_insert(ServerMonitoringMode::Poll);
+    options
+        .app_name
+        .get_or_insert_with(|| "mongodb-session-store".into());
+    Client::with_options(options).map_err(|e| Error::config(format!("invalid client options: {e}")))
+}
+
+async fn ping(db: &mongodb::Database, bound: Duration) -> Result<()> {
+    match tokio::time::timeout(bound, db.run_command(doc! { "ping": 1 })).await {
+        Err(_) => Err(Error::unreachable(bound, None)),
+        Ok(Err(e)) => Err(Error::from_driver("ping", bound, e)),
+        Ok(Ok(_)) => Ok(()),
+    }
+}

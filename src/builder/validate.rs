@@ -1,0 +1,139 @@
+//! What `build` refuses before connecting: options that cannot work
+//! together, names MongoDB rejects, and bounds past what can be computed
+//! with or stored.
+
+use std::time::Duration;
+
+use super::StoreBuilder;
+use crate::{
+    error::{Error, Result},
+    options::AutoRemove,
+};
+
+/// The longest `ttl`, `max_lifetime` or removal period accepted.
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// The longest timeout accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// MongoDB's document size limit.
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+impl StoreBuilder {
+    pub(super) fn validate(&self) -> Result<()> {
+        let name = &self.collection;
+        if name.is_empty()
+            || name.contains('$')
+            || name.contains('\0')
+            || name.starts_with("system.")
+        {
+            return Err(Error::config(format!(
+                "collection name {name:?} is not valid: it must be non-empty, must not contain \
+                 '$' or NUL, and must not start with \"system.\""
+            )));
+        }
+        let fields = &self.layout.fields;
+        for field in [&fields.id, &fields.data, &fields.expires]
+            .into_iter()
+            .chain(fields.created_at.as_ref())
+            .chain(fields.last_modified.as_ref())
+        {
+            if field.is_empty()
+                || field.starts_with('$')
+                || field.contains('.')
+                || field.contains('\0')
+            {
+                return Err(Error::config(format!(
+                    "field name {field:?} is not valid: non-empty, no '.', no NUL, not starting with '$'"
+                )));
+            }
+        }
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+        }
+        let config = &self.config;
+        if config.ttl.is_zero() {
+            return Err(Error::config("ttl must be longer than zero"));
+        }
+        if config.touch_after >= config.ttl {
+            return Err(Error::config(format!(
+                "touch_after ({:?}) must be shorter than ttl ({:?}), or sessions could expire \
+                 while their touches are skipped",
+                config.touch_after, config.ttl
+            )));
+        }
+        if self.layout.encryption.is_some() && !self.layout.per_key() {
+            return Err(Error::config("encryption works with Codec::Bson only"));
+        }
+        if self.layout.max_lifetime.is_some() && (!self.timestamps || fields.created_at.is_none()) {
+            return Err(Error::config(
+                "max_lifetime needs timestamps (the creation time)",
+            ));
+        }
+        if matches!(self.layout.max_lifetime, Some(d) if d.is_zero()) {
+            return Err(Error::config("max_lifetime must be longer than zero"));
+        }
+        if config.max_session_bytes == 0 {
+            return Err(Error::config("max_session_bytes must be above zero"));
+        }
+        if matches!(self.auto_remove, AutoRemove::Interval(p) if p.is_zero()) {
+            return Err(Error::config(
+                "AutoRemove::Interval needs a period above zero",
+            ));
+        }
+        if self.connect_timeout.is_zero() || config.operation_timeout.is_zero() {
+            return Err(Error::config("timeouts must be longer than zero"));
+        }
+        self.validate_bounds()
+    }
+
+    /// Durations and sizes past what can be computed with or stored: refused
+    /// here rather than overflowing on some later request.
+    fn validate_bounds(&self) -> Result<()> {
+        let config = &self.config;
+        let lifetimes = [
+            ("ttl", Some(config.ttl)),
+            ("max_lifetime", self.layout.max_lifetime),
+            (
+                "AutoRemove::Interval",
+                match self.auto_remove {
+                    AutoRemove::Interval(period) => Some(period),
+                    _ => None,
+                },
+            ),
+        ];
+        for (name, value) in lifetimes {
+            if value.is_some_and(|d| d > MAX_LIFETIME) {
+                return Err(Error::config(format!(
+                    "{name} must be at most 100 years, not {value:?}"
+                )));
+            }
+        }
+        let timeouts = [
+            ("operation_timeout", config.operation_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ];
+        for (name, value) in timeouts {
+            if value > MAX_TIMEOUT {
+                return Err(Error::config(format!(
+                    "{name} must be at most a day, not {value:?}"
+                )));
+            }
+        }
+        if config.max_session_bytes > MAX_DOCUMENT_BYTES {
+            return Err(Error::config(format!(
+                "max_session_bytes must be at most 16 MiB (MongoDB's document limit), not {}",
+                config.max_session_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn validate_database_name(name: &str) -> Result<()> {
+    let bad = name.is_empty() || name.len() > 63 || name.chars().any(|c| "/\\. \"$\0".contains(c));
+    if bad {
+        return Err(Error::config(format!(
+            "database name {name:?} is not valid: 1–63 characters, none of / \\ . space \" $ NUL"
+        )));
+    }
+    Ok(())
+}
