@@ -13,13 +13,16 @@ use actix_web::{
     http::{header, StatusCode},
     web, HttpRequest, HttpResponse, ResponseError,
 };
-use demo_contract::{ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use demo_contract::{
+    handlers::{self, Client, SessionApi},
+    ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES,
+};
 use futures_util::StreamExt;
 use mongodb_session_store::{
     actix::{current_handle, set_user},
-    MongoSessionStore, UserInfo, UserSession, RESERVED_KEY,
+    MongoSessionStore, UserInfo, RESERVED_KEY,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// What every worker shares: the store, the cookie key, the settings.
 #[derive(Clone)]
@@ -123,15 +126,19 @@ impl From<ApiError> for Failure {
     }
 }
 
-fn session_failed(error: impl std::fmt::Display) -> Failure {
+fn session_failed(error: impl std::fmt::Display) -> ApiError {
     tracing::error!(%error, "session layer failed");
-    Failure(ApiError::unavailable())
+    ApiError::unavailable()
 }
 
 type Reply = Result<HttpResponse, Failure>;
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`], and parses it.
-async fn json_body(mut payload: web::Payload) -> Result<Value, Failure> {
+fn reply(answer: Result<Value, ApiError>) -> Reply {
+    Ok(HttpResponse::Ok().json(answer?))
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
+async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, Failure> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Failure(ApiError::new(400, e.to_string())))?;
@@ -140,35 +147,77 @@ async fn json_body(mut payload: web::Payload) -> Result<Value, Failure> {
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(demo_contract::parse_body(&body)?)
+    Ok(body)
 }
 
-/// The session's data, without the store's reserved entry.
-fn current_data(session: &Session) -> Map<String, Value> {
-    session
-        .entries()
-        .iter()
-        .filter(|(k, _)| !k.starts_with(RESERVED_KEY))
-        .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(Value::Null)))
-        .collect()
+/// actix-session's `Session` as the contract's route bodies see it.
+struct Actix(Session);
+
+impl SessionApi for Actix {
+    async fn data(&self) -> Result<Map<String, Value>, ApiError> {
+        Ok(self
+            .0
+            .entries()
+            .iter()
+            .filter(|(k, _)| !k.starts_with(RESERVED_KEY))
+            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(Value::Null)))
+            .collect())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>, ApiError> {
+        self.0.get(key).map_err(session_failed)
+    }
+
+    async fn insert(&self, key: &str, value: Value) -> Result<Option<Value>, ApiError> {
+        let previous = self.get(key).await?;
+        self.0.insert(key, value).map_err(session_failed)?;
+        Ok(previous)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), ApiError> {
+        self.0.remove(key);
+        Ok(())
+    }
+
+    async fn renew(&self) -> Result<(), ApiError> {
+        self.0.renew();
+        Ok(())
+    }
+
+    async fn end(&self) -> Result<(), ApiError> {
+        self.0.purge();
+        Ok(())
+    }
+
+    async fn set_owner(&self, owner: &UserInfo) -> Result<(), ApiError> {
+        set_user(&self.0, owner).map_err(session_failed)
+    }
+
+    async fn handle(&self) -> Result<Option<String>, ApiError> {
+        Ok(current_handle(&self.0))
+    }
 }
 
-fn data_reply(session: &Session) -> Reply {
-    Ok(HttpResponse::Ok().json(demo_contract::data_body(current_data(session))))
+fn client(request: &HttpRequest) -> Client {
+    Client {
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ip: request.peer_addr().map(|address| address.ip().to_string()),
+    }
 }
 
-async fn page(session: Session, store: web::Data<MongoSessionStore>) -> HttpResponse {
-    let sessions = own_sessions(&session, &store).await.unwrap_or_default();
-    HttpResponse::Ok()
+async fn page(session: Session, store: web::Data<MongoSessionStore>) -> Reply {
+    let html = handlers::page(&Actix(session), &store).await?;
+    Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(demo_contract::render_page(
-            &current_data(&session),
-            &sessions,
-        ))
+        .body(html))
 }
 
 async fn read_session(session: Session) -> Reply {
-    data_reply(&session)
+    reply(handlers::read_session(&Actix(session)).await)
 }
 
 async fn put_key(
@@ -177,7 +226,8 @@ async fn put_key(
     key: web::Path<String>,
     payload: web::Payload,
 ) -> Reply {
-    set_key(session, &store, key.into_inner(), payload).await
+    let body = read_body(payload).await?;
+    reply(handlers::put_key(&Actix(session), &store, &key, &body).await)
 }
 
 async fn put_empty_key(
@@ -185,90 +235,33 @@ async fn put_empty_key(
     store: web::Data<MongoSessionStore>,
     payload: web::Payload,
 ) -> Reply {
-    set_key(session, &store, String::new(), payload).await
-}
-
-async fn set_key(
-    session: Session,
-    store: &MongoSessionStore,
-    key: String,
-    payload: web::Payload,
-) -> Reply {
-    demo_contract::validate_key(&key, RESERVED_KEY)?;
-    let value = json_body(payload).await?;
-    let mut data = current_data(&session);
-    data.insert(key.clone(), value.clone());
-    // Refused here, the client gets a 413; refused by the save after the
-    // handler, it would get a 500.
-    store
-        .check(&data)
-        .map_err(|error| Failure(demo_contract::store_refused(&error)))?;
-    session.insert(key, value).map_err(session_failed)?;
-    data_reply(&session)
+    let body = read_body(payload).await?;
+    reply(handlers::put_key(&Actix(session), &store, "", &body).await)
 }
 
 async fn delete_key(session: Session, key: web::Path<String>) -> Reply {
-    remove_key(session, key.into_inner())
+    reply(handlers::delete_key(&Actix(session), &key).await)
 }
 
 async fn delete_empty_key(session: Session) -> Reply {
-    remove_key(session, String::new())
-}
-
-fn remove_key(session: Session, key: String) -> Reply {
-    demo_contract::validate_key(&key, RESERVED_KEY)?;
-    session.remove(&key);
-    data_reply(&session)
+    reply(handlers::delete_key(&Actix(session), "").await)
 }
 
 async fn counter(session: Session) -> Reply {
-    let current: Option<Value> = session.get("counter").map_err(session_failed)?;
-    let next = demo_contract::next_counter(current.as_ref())?;
-    session.insert("counter", next).map_err(session_failed)?;
-    Ok(HttpResponse::Ok().json(json!({ "counter": next })))
+    reply(handlers::counter(&Actix(session)).await)
 }
 
 async fn login(session: Session, request: HttpRequest, payload: web::Payload) -> Reply {
-    let user = demo_contract::login_user(&json_body(payload).await?)?;
-    // A new id on every privilege change; the old one is deleted.
-    session.renew();
-    session.insert("user", &user).map_err(session_failed)?;
-    let mut owner = UserInfo::new(&user);
-    if let Some(agent) = request
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        owner = owner.user_agent(agent);
-    }
-    if let Some(address) = request.peer_addr() {
-        owner = owner.ip(address.ip().to_string());
-    }
-    set_user(&session, &owner).map_err(session_failed)?;
-    Ok(HttpResponse::Ok().json(json!({ "user": user })))
+    let body = read_body(payload).await?;
+    reply(handlers::login(&Actix(session), &client(&request), &body).await)
 }
 
-fn logged_in(session: &Session) -> Result<String, Failure> {
-    let user: Option<String> = session.get("user").map_err(session_failed)?;
-    user.ok_or_else(|| Failure(demo_contract::not_logged_in()))
-}
-
-/// The logged-in user's sessions, the current one flagged.
-async fn own_sessions(
-    session: &Session,
-    store: &MongoSessionStore,
-) -> Result<Vec<UserSession>, Failure> {
-    let user = logged_in(session)?;
-    let current = current_handle(session);
-    store
-        .user_sessions(&user, current.as_deref())
-        .await
-        .map_err(session_failed)
+async fn logout(session: Session) -> Reply {
+    reply(handlers::logout(&Actix(session)).await)
 }
 
 async fn list_sessions(session: Session, store: web::Data<MongoSessionStore>) -> Reply {
-    let sessions = own_sessions(&session, &store).await?;
-    Ok(HttpResponse::Ok().json(demo_contract::sessions_body(&sessions)))
+    reply(handlers::list_sessions(&Actix(session), &store).await)
 }
 
 async fn revoke(
@@ -276,25 +269,9 @@ async fn revoke(
     store: web::Data<MongoSessionStore>,
     handle: web::Path<String>,
 ) -> Reply {
-    let user = logged_in(&session)?;
-    if !store.revoke(&user, &handle).await.map_err(session_failed)? {
-        return Err(Failure(demo_contract::no_such_session()));
-    }
-    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
+    reply(handlers::revoke(&Actix(session), &store, &handle).await)
 }
 
 async fn revoke_others(session: Session, store: web::Data<MongoSessionStore>) -> Reply {
-    let user = logged_in(&session)?;
-    let current =
-        current_handle(&session).ok_or_else(|| Failure(demo_contract::not_logged_in()))?;
-    let revoked = store
-        .revoke_others(&user, &current)
-        .await
-        .map_err(session_failed)?;
-    Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
-}
-
-async fn logout(session: Session) -> Reply {
-    session.purge();
-    Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+    reply(handlers::revoke_others(&Actix(session), &store).await)
 }

@@ -1,9 +1,11 @@
-//! What `examples/demo` and `examples/demo-actix` share: the contract, not
-//! the framework. Each demo routes requests and talks to its session layer;
-//! the rules for what a request may contain and what an answer looks like
-//! live here, once.
+//! What `examples/demo`, `examples/demo-actix` and `examples/express-compat`
+//! share: the contract, not the framework. The route bodies
+//! ([`handlers`]), the rules for what a request may contain and what an
+//! answer looks like live here, once; each demo routes requests and puts its
+//! session layer behind [`handlers::SessionApi`].
 
 mod device;
+pub mod handlers;
 mod page;
 mod settings;
 

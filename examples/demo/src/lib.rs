@@ -2,7 +2,7 @@
 //! documented in the README; `demo-contract` holds the framework-neutral
 //! rules, this crate the routing and the session calls.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Mutex};
 
 use axum::{
     body::Bytes,
@@ -12,12 +12,15 @@ use axum::{
     routing::{delete, get, post, put},
     Extension, Json, Router,
 };
-use demo_contract::{ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES};
+use demo_contract::{
+    handlers::{self, Client, SessionApi},
+    ApiError, Settings, COOKIE_NAME, MAX_BODY_BYTES,
+};
 use mongodb_session_store::{
     tower::{current_handle, set_user, stored_keys},
-    MongoSessionStore, UserInfo, UserSession, RESERVED_KEY,
+    MongoSessionStore, UserInfo,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 
 /// Builds the store from `settings` and returns the demo's router.
@@ -79,13 +82,6 @@ impl From<ApiError> for Failure {
     }
 }
 
-impl From<tower_sessions::session::Error> for Failure {
-    fn from(error: tower_sessions::session::Error) -> Self {
-        tracing::error!(%error, "session layer failed");
-        Self(ApiError::unavailable())
-    }
-}
-
 impl From<BytesRejection> for Failure {
     fn from(rejection: BytesRejection) -> Self {
         match rejection.status() {
@@ -97,40 +93,99 @@ impl From<BytesRejection> for Failure {
 
 type Reply = Result<Json<Value>, Failure>;
 
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Failure> {
-    Ok(demo_contract::parse_body(&body?)?)
+fn reply(answer: Result<Value, ApiError>) -> Reply {
+    Ok(Json(answer?))
 }
 
-/// The session's data: the keys it was loaded with, plus `touched` (a key
-/// this request set), as they are now.
-async fn current_data(
-    session: &Session,
-    touched: Option<&str>,
-) -> Result<Map<String, Value>, Failure> {
-    let mut keys = stored_keys(session).await?;
-    keys.extend(touched.map(str::to_string));
-    let mut data = Map::new();
-    for key in keys {
-        if let Some(value) = session.get_value(&key).await? {
-            data.insert(key, value);
+/// tower-sessions' `Session` as the contract's route bodies see it.
+struct Tower {
+    session: Session,
+    /// Keys set this request: tower-sessions cannot list a session's keys,
+    /// the store's tracking entry knows only those it was loaded with.
+    touched: Mutex<Vec<String>>,
+}
+
+impl Tower {
+    fn new(session: Session) -> Self {
+        Self {
+            session,
+            touched: Mutex::default(),
         }
     }
-    Ok(data)
+}
+
+fn session_failed(error: tower_sessions::session::Error) -> ApiError {
+    tracing::error!(%error, "session layer failed");
+    ApiError::unavailable()
+}
+
+impl SessionApi for Tower {
+    async fn data(&self) -> Result<Map<String, Value>, ApiError> {
+        let mut keys = stored_keys(&self.session).await.map_err(session_failed)?;
+        keys.extend(
+            self.touched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        );
+        let mut data = Map::new();
+        for key in keys {
+            if let Some(value) = self.get(&key).await? {
+                data.insert(key, value);
+            }
+        }
+        Ok(data)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>, ApiError> {
+        self.session.get_value(key).await.map_err(session_failed)
+    }
+
+    async fn insert(&self, key: &str, value: Value) -> Result<Option<Value>, ApiError> {
+        self.touched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key.to_string());
+        self.session
+            .insert_value(key, value)
+            .await
+            .map_err(session_failed)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), ApiError> {
+        self.session
+            .remove_value(key)
+            .await
+            .map(drop)
+            .map_err(session_failed)
+    }
+
+    async fn renew(&self) -> Result<(), ApiError> {
+        self.session.cycle_id().await.map_err(session_failed)
+    }
+
+    async fn end(&self) -> Result<(), ApiError> {
+        self.session.flush().await.map_err(session_failed)
+    }
+
+    async fn set_owner(&self, owner: &UserInfo) -> Result<(), ApiError> {
+        set_user(&self.session, owner).await.map_err(session_failed)
+    }
+
+    async fn handle(&self) -> Result<Option<String>, ApiError> {
+        current_handle(&self.session).await.map_err(session_failed)
+    }
 }
 
 async fn page(
     session: Session,
     Extension(store): Extension<MongoSessionStore>,
 ) -> Result<Html<String>, Failure> {
-    let data = current_data(&session, None).await?;
-    let sessions = own_sessions(&session, &store).await.unwrap_or_default();
-    Ok(Html(demo_contract::render_page(&data, &sessions)))
+    Ok(Html(handlers::page(&Tower::new(session), &store).await?))
 }
 
 async fn read_session(session: Session) -> Reply {
-    Ok(Json(demo_contract::data_body(
-        current_data(&session, None).await?,
-    )))
+    reply(handlers::read_session(&Tower::new(session)).await)
 }
 
 async fn put_key(
@@ -139,7 +194,7 @@ async fn put_key(
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    set_key(session, &store, key, body).await
+    reply(handlers::put_key(&Tower::new(session), &store, &key, &body?).await)
 }
 
 async fn put_empty_key(
@@ -147,89 +202,31 @@ async fn put_empty_key(
     Extension(store): Extension<MongoSessionStore>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    set_key(session, &store, String::new(), body).await
-}
-
-async fn set_key(
-    session: Session,
-    store: &MongoSessionStore,
-    key: String,
-    body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    demo_contract::validate_key(&key, RESERVED_KEY)?;
-    let value = json_body(body)?;
-    let previous = session.insert_value(&key, value).await?;
-    let data = current_data(&session, Some(&key)).await?;
-    // Refused here, the client gets a 413; refused by the save after the
-    // handler, it would get a 500 and lose nothing it could tell.
-    if let Err(error) = store.check(&data) {
-        match previous {
-            Some(previous) => session.insert_value(&key, previous).await?,
-            None => session.remove_value(&key).await?,
-        };
-        return Err(Failure(demo_contract::store_refused(&error)));
-    }
-    Ok(Json(demo_contract::data_body(data)))
+    reply(handlers::put_key(&Tower::new(session), &store, "", &body?).await)
 }
 
 async fn delete_key(session: Session, Path(key): Path<String>) -> Reply {
-    remove_key(session, key).await
+    reply(handlers::delete_key(&Tower::new(session), &key).await)
 }
 
 async fn delete_empty_key(session: Session) -> Reply {
-    remove_key(session, String::new()).await
-}
-
-async fn remove_key(session: Session, key: String) -> Reply {
-    demo_contract::validate_key(&key, RESERVED_KEY)?;
-    session.remove_value(&key).await?;
-    Ok(Json(demo_contract::data_body(
-        current_data(&session, None).await?,
-    )))
+    reply(handlers::delete_key(&Tower::new(session), "").await)
 }
 
 async fn counter(session: Session) -> Reply {
-    let current = session.get_value("counter").await?;
-    let next = demo_contract::next_counter(current.as_ref())?;
-    session.insert("counter", next).await?;
-    Ok(Json(json!({ "counter": next })))
+    reply(handlers::counter(&Tower::new(session)).await)
 }
 
 async fn login(session: Session, client: ClientInfo, body: Result<Bytes, BytesRejection>) -> Reply {
-    let user = demo_contract::login_user(&json_body(body)?)?;
-    // A new id on every privilege change; the old one is deleted now.
-    session.cycle_id().await?;
-    session.insert("user", &user).await?;
-    set_user(&session, &client.owner(&user)).await?;
-    Ok(Json(json!({ "user": user })))
+    reply(handlers::login(&Tower::new(session), &client.0, &body?).await)
 }
 
-/// The logged-in user's sessions, the current one flagged.
-async fn own_sessions(
-    session: &Session,
-    store: &MongoSessionStore,
-) -> Result<Vec<UserSession>, Failure> {
-    let user = logged_in(session).await?;
-    let current = current_handle(session).await?;
-    store
-        .user_sessions(&user, current.as_deref())
-        .await
-        .map_err(store_failed)
-}
-
-async fn logged_in(session: &Session) -> Result<String, Failure> {
-    let user: Option<String> = session.get("user").await?;
-    user.ok_or_else(|| Failure(demo_contract::not_logged_in()))
-}
-
-fn store_failed(error: mongodb_session_store::Error) -> Failure {
-    tracing::error!(%error, "session store failed");
-    Failure(ApiError::unavailable())
+async fn logout(session: Session) -> Reply {
+    reply(handlers::logout(&Tower::new(session)).await)
 }
 
 async fn list_sessions(session: Session, Extension(store): Extension<MongoSessionStore>) -> Reply {
-    let sessions = own_sessions(&session, &store).await?;
-    Ok(Json(demo_contract::sessions_body(&sessions)))
+    reply(handlers::list_sessions(&Tower::new(session), &store).await)
 }
 
 async fn revoke(
@@ -237,43 +234,15 @@ async fn revoke(
     Extension(store): Extension<MongoSessionStore>,
     Path(handle): Path<String>,
 ) -> Reply {
-    let user = logged_in(&session).await?;
-    if !store.revoke(&user, &handle).await.map_err(store_failed)? {
-        return Err(Failure(demo_contract::no_such_session()));
-    }
-    Ok(Json(json!({ "revoked": true })))
+    reply(handlers::revoke(&Tower::new(session), &store, &handle).await)
 }
 
 async fn revoke_others(session: Session, Extension(store): Extension<MongoSessionStore>) -> Reply {
-    let user = logged_in(&session).await?;
-    let current = current_handle(&session)
-        .await?
-        .ok_or_else(|| Failure(demo_contract::not_logged_in()))?;
-    let revoked = store
-        .revoke_others(&user, &current)
-        .await
-        .map_err(store_failed)?;
-    Ok(Json(json!({ "revoked": revoked })))
+    reply(handlers::revoke_others(&Tower::new(session), &store).await)
 }
 
 /// The client's `User-Agent` and address, for the user's session list.
-struct ClientInfo {
-    user_agent: Option<String>,
-    ip: Option<String>,
-}
-
-impl ClientInfo {
-    fn owner(self, user: &str) -> UserInfo {
-        let mut owner = UserInfo::new(user);
-        if let Some(agent) = self.user_agent {
-            owner = owner.user_agent(agent);
-        }
-        if let Some(ip) = self.ip {
-            owner = owner.ip(ip);
-        }
-        owner
-    }
-}
+struct ClientInfo(Client);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
@@ -288,11 +257,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(address)| address.ip().to_string());
-        Ok(Self { user_agent, ip })
+        Ok(Self(Client { user_agent, ip }))
     }
-}
-
-async fn logout(session: Session) -> Reply {
-    session.flush().await?;
-    Ok(Json(json!({ "ok": true })))
 }

@@ -11,9 +11,12 @@ use axum::{
     routing::{delete, get, post, put},
     Extension, Json, Router,
 };
-use demo_contract::{ApiError, MAX_BODY_BYTES};
-use mongodb_session_store::{UserInfo, RESERVED_KEY};
-use serde_json::{json, Value};
+use demo_contract::{
+    handlers::{self, Client, SessionApi},
+    ApiError, MAX_BODY_BYTES,
+};
+use mongodb_session_store::UserInfo;
+use serde_json::{Map, Value};
 
 use crate::session::{self, Config, Session};
 
@@ -63,74 +66,91 @@ impl From<BytesRejection> for Failure {
     }
 }
 
-fn store_failed(error: mongodb_session_store::Error) -> Failure {
-    tracing::error!(%error, "session store failed");
-    Failure(ApiError::unavailable())
-}
-
 type Reply = Result<Json<Value>, Failure>;
 
-fn data_reply(session: &Session) -> Reply {
-    Ok(Json(demo_contract::data_body(session.data())))
+fn reply(answer: Result<Value, ApiError>) -> Reply {
+    Ok(Json(answer?))
 }
 
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Failure> {
-    Ok(demo_contract::parse_body(&body?)?)
+impl SessionApi for Session {
+    async fn data(&self) -> Result<Map<String, Value>, ApiError> {
+        Ok(Session::data(self))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>, ApiError> {
+        Ok(Session::get(self, key))
+    }
+
+    async fn insert(&self, key: &str, value: Value) -> Result<Option<Value>, ApiError> {
+        let previous = Session::get(self, key);
+        Session::insert(self, key, value);
+        Ok(previous)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), ApiError> {
+        Session::remove(self, key);
+        Ok(())
+    }
+
+    async fn renew(&self) -> Result<(), ApiError> {
+        self.regenerate();
+        Ok(())
+    }
+
+    async fn end(&self) -> Result<(), ApiError> {
+        self.destroy();
+        Ok(())
+    }
+
+    async fn set_owner(&self, owner: &UserInfo) -> Result<(), ApiError> {
+        self.set_user(owner);
+        Ok(())
+    }
+
+    async fn handle(&self) -> Result<Option<String>, ApiError> {
+        Ok(Session::handle(self))
+    }
+
+    fn is_own_key(&self, key: &str) -> bool {
+        key == "cookie"
+    }
 }
 
-async fn page(session: Session, State(config): State<Config>) -> Html<String> {
-    let sessions = own_sessions(&session, &config).await.unwrap_or_default();
-    Html(demo_contract::render_page(&session.data(), &sessions))
+async fn page(session: Session, State(config): State<Config>) -> Result<Html<String>, Failure> {
+    Ok(Html(handlers::page(&session, &config.store).await?))
 }
 
 async fn read_session(session: Session) -> Reply {
-    data_reply(&session)
+    reply(handlers::read_session(&session).await)
 }
 
 async fn put_key(
     session: Session,
+    State(config): State<Config>,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    set_key(&session, &key, body)
+    reply(handlers::put_key(&session, &config.store, &key, &body?).await)
 }
 
-async fn put_empty_key(session: Session, body: Result<Bytes, BytesRejection>) -> Reply {
-    set_key(&session, "", body)
-}
-
-fn set_key(session: &Session, key: &str, body: Result<Bytes, BytesRejection>) -> Reply {
-    demo_contract::validate_key(key, RESERVED_KEY)?;
-    if key == "cookie" {
-        return Err(Failure(ApiError::new(
-            400,
-            "the key \"cookie\" is express-session's",
-        )));
-    }
-    session.insert(key, json_body(body)?);
-    data_reply(session)
+async fn put_empty_key(
+    session: Session,
+    State(config): State<Config>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    reply(handlers::put_key(&session, &config.store, "", &body?).await)
 }
 
 async fn delete_key(session: Session, Path(key): Path<String>) -> Reply {
-    remove_key(&session, &key)
+    reply(handlers::delete_key(&session, &key).await)
 }
 
 async fn delete_empty_key(session: Session) -> Reply {
-    remove_key(&session, "")
-}
-
-fn remove_key(session: &Session, key: &str) -> Reply {
-    demo_contract::validate_key(key, RESERVED_KEY)?;
-    if key != "cookie" {
-        session.remove(key);
-    }
-    data_reply(session)
+    reply(handlers::delete_key(&session, "").await)
 }
 
 async fn counter(session: Session) -> Reply {
-    let next = demo_contract::next_counter(session.get("counter").as_ref())?;
-    session.insert("counter", json!(next));
-    Ok(Json(json!({ "counter": next })))
+    reply(handlers::counter(&session).await)
 }
 
 async fn login(
@@ -139,51 +159,22 @@ async fn login(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let user = demo_contract::login_user(&json_body(body)?)?;
-    session.regenerate();
-    session.insert("user", json!(user));
-    let mut owner = UserInfo::new(&user);
-    if let Some(agent) = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        owner = owner.user_agent(agent);
-    }
-    if let Some(Extension(ConnectInfo(address))) = peer {
-        owner = owner.ip(address.ip().to_string());
-    }
-    session.set_user(&owner);
-    Ok(Json(json!({ "user": user })))
+    let client = Client {
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ip: peer.map(|Extension(ConnectInfo(address))| address.ip().to_string()),
+    };
+    reply(handlers::login(&session, &client, &body?).await)
 }
 
 async fn logout(session: Session) -> Reply {
-    session.destroy();
-    Ok(Json(json!({ "ok": true })))
-}
-
-fn logged_in(session: &Session) -> Result<String, Failure> {
-    session
-        .get("user")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .ok_or_else(|| Failure(demo_contract::not_logged_in()))
-}
-
-async fn own_sessions(
-    session: &Session,
-    config: &Config,
-) -> Result<Vec<mongodb_session_store::UserSession>, Failure> {
-    let user = logged_in(session)?;
-    config
-        .store
-        .user_sessions(&user, session.handle().as_deref())
-        .await
-        .map_err(store_failed)
+    reply(handlers::logout(&session).await)
 }
 
 async fn list_sessions(session: Session, State(config): State<Config>) -> Reply {
-    Ok(Json(demo_contract::sessions_body(
-        &own_sessions(&session, &config).await?,
-    )))
+    reply(handlers::list_sessions(&session, &config.store).await)
 }
 
 async fn revoke(
@@ -191,27 +182,9 @@ async fn revoke(
     State(config): State<Config>,
     Path(handle): Path<String>,
 ) -> Reply {
-    let user = logged_in(&session)?;
-    if !config
-        .store
-        .revoke(&user, &handle)
-        .await
-        .map_err(store_failed)?
-    {
-        return Err(Failure(demo_contract::no_such_session()));
-    }
-    Ok(Json(json!({ "revoked": true })))
+    reply(handlers::revoke(&session, &config.store, &handle).await)
 }
 
 async fn revoke_others(session: Session, State(config): State<Config>) -> Reply {
-    let user = logged_in(&session)?;
-    let current = session
-        .handle()
-        .ok_or_else(|| Failure(demo_contract::not_logged_in()))?;
-    let revoked = config
-        .store
-        .revoke_others(&user, &current)
-        .await
-        .map_err(store_failed)?;
-    Ok(Json(json!({ "revoked": revoked })))
+    reply(handlers::revoke_others(&session, &config.store).await)
 }
