@@ -6,6 +6,7 @@
 
 mod builder;
 mod cache;
+mod changes;
 mod codec;
 mod crypto;
 mod error;
