@@ -57,7 +57,7 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use serde_json::{Map, Value};
 
 use crate::{
-    snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome, UserInfo, RESERVED_KEY,
+    adapter::handle_in, Error, MongoSessionStore, RedactedId, SaveOutcome, UserInfo, RESERVED_KEY,
     USER_KEY,
 };
 
@@ -66,12 +66,8 @@ type SessionState = HashMap<String, String>;
 impl SessionStore for MongoSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         let id = session_key.as_ref();
-        match self.load(id).await {
+        match self.load_or_fresh(id).await {
             Ok(found) => Ok(found.map(|loaded| to_state(loaded.into_tracked_data()))),
-            Err(e) if e.is_decode() => {
-                tracing::warn!(session = %RedactedId::new(id), error = %e, "undecodable session treated as absent");
-                Ok(None)
-            }
             Err(e) => Err(LoadError::Other(e.into())),
         }
     }
@@ -153,7 +149,7 @@ pub fn user(session: &actix_session::Session) -> Option<UserInfo> {
 /// among [`MongoSessionStore::user_sessions`].
 pub fn current_handle(session: &actix_session::Session) -> Option<String> {
     let value: Value = session.get(RESERVED_KEY).ok().flatten()?;
-    Snapshot::from_value(&value).and_then(|snapshot| snapshot.handle)
+    handle_in(&value)
 }
 
 /// When a session with this TTL expires: negative TTLs are now, and TTLs

@@ -4,6 +4,8 @@
 // benches and tests may cast freely.
 #![warn(clippy::cast_possible_truncation)]
 
+#[cfg(any(feature = "tower-sessions", feature = "actix-session"))]
+mod adapter;
 mod builder;
 mod cache;
 mod changes;
@@ -79,7 +81,7 @@ pub mod __bench {
 
         /// The stored id of a session id (an HMAC-SHA-256).
         pub fn stored_id(&self, id: &str) -> String {
-            self.0.key(id)
+            self.0.stored_id(id)
         }
 
         /// A new session's document.

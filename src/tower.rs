@@ -32,8 +32,8 @@ use tower_sessions_core::{
 };
 
 use crate::{
-    snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome, UserInfo, RESERVED_KEY,
-    USER_KEY,
+    adapter::handle_in, snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome,
+    UserInfo, RESERVED_KEY, USER_KEY,
 };
 
 #[async_trait]
@@ -74,18 +74,12 @@ impl SessionStore for MongoSessionStore {
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let id = session_id.to_string();
-        match self.load(&id).await {
-            Ok(found) => Ok(found.map(|loaded| Record {
-                id: *session_id,
-                expiry_date: offset_date_time(loaded.expires),
-                data: loaded.into_tracked_data().into_iter().collect(),
-            })),
-            Err(e) if e.is_decode() => {
-                tracing::warn!(session = %RedactedId::new(&id), error = %e, "undecodable session treated as absent");
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
+        let found = self.load_or_fresh(&id).await?;
+        Ok(found.map(|loaded| Record {
+            id: *session_id,
+            expiry_date: offset_date_time(loaded.expires),
+            data: loaded.into_tracked_data().into_iter().collect(),
+        }))
     }
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
@@ -210,8 +204,7 @@ pub async fn current_handle(
         .get_value(RESERVED_KEY)
         .await?
         .as_ref()
-        .and_then(Snapshot::from_value)
-        .and_then(|snapshot| snapshot.handle))
+        .and_then(handle_in))
 }
 
 #[cfg(test)]

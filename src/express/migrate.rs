@@ -189,7 +189,7 @@ impl MongoSessionStore {
                 report.examined += 1;
                 if let (Some(_), Ok(id)) = (&ledger, document.get_str(&from.fields.id)) {
                     // Even an undecodable source still exists: keep its copy.
-                    seen.insert(to.key(id));
+                    seen.insert(to.stored_id(id));
                 }
                 match step {
                     Ok(step) => step.count(&mut report),
@@ -215,7 +215,7 @@ impl MongoSessionStore {
     ) -> Result<Step> {
         let to = self.layout();
         let decoded = source.layout().decode(document)?;
-        let key = to.key(&decoded.stored_id);
+        let key = to.stored_id(&decoded.stored_id);
         let existing = self
             .run(
                 "find",

@@ -166,7 +166,7 @@ pub(crate) struct Decoded {
 
 impl Layout {
     /// The value stored in the id field for the cookie's id.
-    pub(crate) fn key(&self, id: &str) -> String {
+    pub(crate) fn stored_id(&self, id: &str) -> String {
         match &self.transform_id {
             Some(transform) => transform(id),
             None if self.hash_ids => self.hasher.hash("id", id, 32),
@@ -235,7 +235,7 @@ impl Layout {
 
     /// The filter matching the session `id` while it is live.
     pub(crate) fn live_filter(&self, id: &str, now: DateTime) -> Document {
-        self.live_filter_stored(&self.key(id), now)
+        self.live_filter_stored(&self.stored_id(id), now)
     }
 
     pub(crate) fn live_filter_stored(&self, stored_id: &str, now: DateTime) -> Document {

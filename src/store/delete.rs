@@ -16,7 +16,7 @@ impl MongoSessionStore {
             return Ok(false);
         }
         let layout = &self.inner.layout;
-        let key = layout.key(id);
+        let key = layout.stored_id(id);
         let filter = doc! { &layout.fields.id: &key };
         let pending = self.expect_changes();
         let result = self

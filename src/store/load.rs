@@ -18,7 +18,7 @@ impl MongoSessionStore {
             return Ok(None);
         }
         let layout = &self.inner.layout;
-        let key = layout.key(id);
+        let key = layout.stored_id(id);
         let now = DateTime::now();
         let cache = self.inner.cache.as_deref();
         if let Some(hit) = cache.and_then(|c| c.get(&key)) {

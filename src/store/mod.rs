@@ -141,7 +141,7 @@ impl MongoSessionStore {
     /// are hashed): what to look for in the collection when investigating a
     /// session by its cookie.
     pub fn stored_id(&self, id: &str) -> String {
-        self.inner.layout.key(id)
+        self.inner.layout.stored_id(id)
     }
 
     /// Stops the store's background tasks and waits for them, then closes

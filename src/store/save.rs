@@ -73,7 +73,7 @@ impl MongoSessionStore {
         );
         for _ in 0..MAX_CREATE_ATTEMPTS {
             let id = next_id();
-            let stored_id = layout.key(&id);
+            let stored_id = layout.stored_id(&id);
             let stored = layout.encode_values(&stored_id, &values)?;
             let document =
                 layout.new_document(&stored_id, stored, expires, created_at, now, user.as_ref());
@@ -138,7 +138,7 @@ impl MongoSessionStore {
             return Ok(SaveOutcome::Missing);
         }
         let layout = &self.inner.layout;
-        let stored_id = layout.key(id);
+        let stored_id = layout.stored_id(id);
         let (entries, snapshot) = split(data);
         let mut ruled = None;
         let mut expires = expires;
@@ -267,7 +267,7 @@ impl MongoSessionStore {
         clock: Clock,
     ) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
-        let stored_id = layout.key(id);
+        let stored_id = layout.stored_id(id);
         let per_key = layout.per_key();
         let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
         let mut version = snapshot.version;
@@ -377,7 +377,7 @@ impl MongoSessionStore {
             .run("update", self.inner.collection.update_one(filter, update))
             .await;
         if self.inner.cache.is_some() {
-            self.evict(&layout.key(id));
+            self.evict(&layout.stored_id(id));
         }
         let result = result?;
         let touched = result.matched_count > 0;

@@ -1,0 +1,28 @@
+//! What the framework adapters (`tower`, `actix`) share, so neither
+//! repeats it.
+
+use serde_json::Value;
+
+use crate::{
+    error::Result, id::RedactedId, outcome::LoadedSession, snapshot::Snapshot, MongoSessionStore,
+};
+
+impl MongoSessionStore {
+    /// [`load`](Self::load) as the adapters want it: an undecodable (or
+    /// tampered) session is logged, without its id, and is no session, so
+    /// the visitor gets a fresh one.
+    pub(crate) async fn load_or_fresh(&self, id: &str) -> Result<Option<LoadedSession>> {
+        match self.load(id).await {
+            Err(e) if e.is_decode() => {
+                tracing::warn!(session = %RedactedId::new(id), error = %e, "undecodable session treated as absent");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The revocation handle recorded in a tracking entry, if it is one.
+pub(crate) fn handle_in(entry: &Value) -> Option<String> {
+    Snapshot::from_value(entry).and_then(|snapshot| snapshot.handle)
+}
