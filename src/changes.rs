@@ -82,17 +82,10 @@ mod tests {
     use super::*;
     use crate::snapshot::split;
 
-    fn snapshot_of(data: &Value, expires: i64, last_modified: i64) -> Snapshot {
-        let mut snapshot = Snapshot::of(data.as_object().unwrap());
-        snapshot.expires = expires;
-        snapshot.last_modified = Some(last_modified);
-        snapshot
-    }
-
     #[test]
     fn changes_merge_onto_what_another_request_wrote() {
         let loaded = json!({"a": 1, "b": 1, "gone": 1});
-        let snapshot = snapshot_of(&loaded, 100, 0);
+        let snapshot = Snapshot::loaded_at(&loaded, 100, 0);
         let mut map = loaded.as_object().unwrap().clone();
         map.insert("a".into(), json!(2));
         map.remove("gone");

@@ -158,10 +158,7 @@ mod tests {
     }
 
     fn loaded(data: &Value) -> Snapshot {
-        let mut snapshot = Snapshot::of(data.as_object().unwrap());
-        snapshot.expires = 100_000;
-        snapshot.last_modified = Some(1_000);
-        snapshot
+        Snapshot::loaded_at(data, 100_000, 1_000)
     }
 
     fn input<'a>(

@@ -135,6 +135,17 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// What a load of `data` (a JSON object) with these stamps records.
+    pub(crate) fn loaded_at(data: &Value, expires: i64, last_modified: i64) -> Self {
+        let mut snapshot = Self::of(data.as_object().expect("an object"));
+        snapshot.expires = expires;
+        snapshot.last_modified = Some(last_modified);
+        snapshot
+    }
+}
+
 /// Splits a framework session map into the user's entries and the snapshot.
 pub(crate) fn split(data: &Map<String, Value>) -> (UserEntries<'_>, Option<Snapshot>) {
     let snapshot = data.get(RESERVED_KEY).and_then(Snapshot::from_value);

@@ -222,17 +222,10 @@ mod tests {
         }
     }
 
-    fn snapshot_of(data: &Value, expires: i64, last_modified: i64) -> Snapshot {
-        let mut snapshot = Snapshot::of(data.as_object().unwrap());
-        snapshot.expires = expires;
-        snapshot.last_modified = Some(last_modified);
-        snapshot
-    }
-
     #[test]
     fn only_changed_and_removed_keys_are_written() {
         let loaded = json!({"keep": 1, "change": 2, "drop": 3});
-        let snapshot = snapshot_of(&loaded, 100, 0);
+        let snapshot = Snapshot::loaded_at(&loaded, 100, 0);
         let mut map = loaded.as_object().unwrap().clone();
         map.insert("change".into(), json!(20));
         map.insert("add.dotted".into(), json!("x"));
@@ -284,7 +277,7 @@ mod tests {
     #[test]
     fn unchanged_sessions_touch_only_outside_touch_after() {
         let layout = Layout::default();
-        let snapshot = snapshot_of(&json!({"a": 1}), 10_000, 1_000);
+        let snapshot = Snapshot::loaded_at(&json!({"a": 1}), 10_000, 1_000);
         // 30 s after the last write, with touch_after = 60 s: no write.
         assert!(plan_touch(&layout, &snapshot, clock(31_000, 90_000, 60)).is_none());
         // 61 s after: a touch that sets only the stamps.
@@ -341,7 +334,7 @@ mod tests {
             ..Layout::default()
         };
         let loaded = json!({"a": 1, "b": 2, "c": 3});
-        let mut snapshot = snapshot_of(&loaded, 100, 0);
+        let mut snapshot = Snapshot::loaded_at(&loaded, 100, 0);
         for key in ["a", "b", "c"] {
             snapshot.stale.insert(key.into(), format!("old-{key}"));
         }
