@@ -26,8 +26,9 @@ pub(crate) async fn ensure_ttl_index(
     collection: &Collection<Document>,
     field: &str,
     expire_after: Duration,
+    bound: Duration,
 ) -> Result<()> {
-    if let Some(existing) = find_index_on(collection, field).await? {
+    if let Some(existing) = find_index_on(collection, field, bound).await? {
         return check_existing(collection, field, expire_after, &existing);
     }
     let options = IndexOptions::builder().expire_after(expire_after).build();
@@ -35,12 +36,12 @@ pub(crate) async fn ensure_ttl_index(
         Ok(_) => Ok(()),
         Err(e) if is_conflict(&e) => {
             // Someone created a different one between our look and our create.
-            match find_index_on(collection, field).await? {
+            match find_index_on(collection, field, bound).await? {
                 Some(existing) => check_existing(collection, field, expire_after, &existing),
-                None => Err(Error::database("createIndex", e)),
+                None => Err(Error::from_driver("createIndex", bound, e)),
             }
         }
-        Err(e) => Err(Error::database("createIndex", e)),
+        Err(e) => Err(Error::from_driver("createIndex", bound, e)),
     }
 }
 
@@ -51,8 +52,9 @@ pub(crate) async fn ensure_unique_index(
     collection: &Collection<Document>,
     field: &str,
     create: bool,
+    bound: Duration,
 ) -> Result<()> {
-    if let Some(existing) = find_index_on(collection, field).await? {
+    if let Some(existing) = find_index_on(collection, field, bound).await? {
         if existing.options.as_ref().and_then(|o| o.unique) == Some(true) {
             return Ok(());
         }
@@ -72,21 +74,25 @@ pub(crate) async fn ensure_unique_index(
     create_index(
         collection,
         ascending(field, IndexOptions::builder().unique(true).build()),
+        bound,
     )
     .await
 }
 
 /// The index behind listing and revoking a user's sessions: only documents
 /// with an owner are in it.
-pub(crate) async fn ensure_user_index(collection: &Collection<Document>) -> Result<()> {
+pub(crate) async fn ensure_user_index(
+    collection: &Collection<Document>,
+    bound: Duration,
+) -> Result<()> {
     let field = crate::schema::USER_FIELD;
-    if find_index_on(collection, field).await?.is_some() {
+    if find_index_on(collection, field, bound).await?.is_some() {
         return Ok(());
     }
     let options = IndexOptions::builder()
         .partial_filter_expression(doc! { field: { "$exists": true } })
         .build();
-    create_index(collection, ascending(field, options)).await
+    create_index(collection, ascending(field, options), bound).await
 }
 
 fn ascending(field: &str, options: IndexOptions) -> IndexModel {
@@ -96,27 +102,32 @@ fn ascending(field: &str, options: IndexOptions) -> IndexModel {
         .build()
 }
 
-async fn create_index(collection: &Collection<Document>, model: IndexModel) -> Result<()> {
+async fn create_index(
+    collection: &Collection<Document>,
+    model: IndexModel,
+    bound: Duration,
+) -> Result<()> {
     collection
         .create_index(model)
         .await
         .map(drop)
-        .map_err(|e| Error::database("createIndex", e))
+        .map_err(|e| Error::from_driver("createIndex", bound, e))
 }
 
 async fn find_index_on(
     collection: &Collection<Document>,
     field: &str,
+    bound: Duration,
 ) -> Result<Option<IndexModel>> {
     let cursor = match collection.list_indexes().await {
         Ok(cursor) => cursor,
         Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(None),
-        Err(e) => return Err(Error::database("listIndexes", e)),
+        Err(e) => return Err(Error::from_driver("listIndexes", bound, e)),
     };
     let indexes: Vec<IndexModel> = cursor
         .try_collect()
         .await
-        .map_err(|e| Error::database("listIndexes", e))?;
+        .map_err(|e| Error::from_driver("listIndexes", bound, e))?;
     Ok(indexes
         .into_iter()
         .find(|index| is_ascending_on(&index.keys, field)))

@@ -61,7 +61,10 @@ impl StoreBuilder {
         ping(&db, bound).await?;
         let collection =
             db.collection_with_options(&self.collection, self.collection_options.clone());
-        self.ensure_indexes(&collection).await?;
+        // Index setup is bounded like the rest of build.
+        tokio::time::timeout(bound, self.ensure_indexes(&collection))
+            .await
+            .map_err(|_| Error::timeout("createIndex", bound))??;
         let auto_remove = self.auto_remove;
         let (cache, stream) = match &self.cache {
             Some(config) => {
@@ -102,6 +105,7 @@ impl StoreBuilder {
         &self,
         collection: &mongodb::Collection<mongodb::bson::Document>,
     ) -> Result<()> {
+        let bound = self.connect_timeout;
         let fields = &self.layout.fields;
         let needs_unique_id = fields.id != "_id";
         match self.auto_remove {
@@ -113,16 +117,16 @@ impl StoreBuilder {
                 } else {
                     Duration::ZERO
                 });
-                ensure_ttl_index(collection, field, delay).await?;
+                ensure_ttl_index(collection, field, delay, bound).await?;
             }
             AutoRemove::Interval(_) | AutoRemove::Disabled => {}
         }
         if needs_unique_id {
             let create = self.auto_remove != AutoRemove::Disabled;
-            ensure_unique_index(collection, &fields.id, create).await?;
+            ensure_unique_index(collection, &fields.id, create, bound).await?;
         }
         if self.auto_remove != AutoRemove::Disabled {
-            ensure_user_index(collection).await?;
+            ensure_user_index(collection, bound).await?;
         }
         Ok(())
     }

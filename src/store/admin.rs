@@ -84,8 +84,9 @@ impl MongoSessionStore {
             .restrict_to_live(&mut filter, DateTime::now());
         let cursor = self.run("find", self.inner.collection.find(filter)).await?;
         let inner = Arc::clone(&self.inner);
+        let bound = self.inner.config.operation_timeout;
         Ok(cursor
-            .map_err(|e| Error::database("find", e))
+            .map_err(move |e| Error::from_driver("find", bound, e))
             .and_then(move |document| {
                 let item = stored_session(&inner.layout, &document);
                 async move { item }
