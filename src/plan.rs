@@ -83,7 +83,10 @@ pub(crate) fn plan_save<'a>(input: &SaveInput<'a>) -> Result<SavePlan<'a>> {
         })
     };
     let Some(snapshot) = input.snapshot else {
-        return whole(input.ruled.unwrap_or(&entries.to_map()));
+        return match input.ruled {
+            Some(values) => whole(values),
+            None => whole(&entries.to_map()),
+        };
     };
     let changes = Changes::between(snapshot, entries);
     if changes.is_empty() {
