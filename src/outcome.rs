@@ -52,6 +52,29 @@ impl LoadedSession {
         }
     }
 
+    /// The session exactly as a write through this store left it, for the
+    /// cache: `values` stored at `version`, with these stamps.
+    pub(crate) fn written(values: Map<String, Value>, stamps: Written, layout: &Layout) -> Self {
+        Self::new(
+            Decoded {
+                data: values,
+                expires: stamps.expires,
+                created_at: stamps.created_at,
+                last_modified: Some(stamps.now),
+                version: Some(stamps.version),
+                user: stamps.user,
+                stale: Vec::new(),
+                stored_id: stamps.stored_id,
+            },
+            layout,
+        )
+    }
+
+    /// The document's write counter as loaded, if the layout keeps one.
+    pub(crate) fn version(&self) -> Option<i64> {
+        self.snapshot.version
+    }
+
     /// Whether the session may be served at `now`: the database's live
     /// filter, applied in memory.
     pub(crate) fn is_live(&self, now: DateTime, layout: &Layout) -> bool {
@@ -76,6 +99,17 @@ impl LoadedSession {
         }
         data
     }
+}
+
+/// What a write stored besides the values (see [`LoadedSession::written`]).
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub(crate) stored_id: String,
+    pub(crate) expires: DateTime,
+    pub(crate) created_at: Option<DateTime>,
+    pub(crate) now: DateTime,
+    pub(crate) user: Option<UserInfo>,
+    pub(crate) version: i64,
 }
 
 /// What [`MongoSessionStore::rewrap`](crate::MongoSessionStore::rewrap) did.

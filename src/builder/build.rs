@@ -142,11 +142,12 @@ async fn open_cache(
     bound: Duration,
 ) -> (SessionCache, Option<ChangeStream<Document>>) {
     let keyed = layout.fields.id == "_id";
+    let version = layout.fields.version.clone();
     if config.wants_change_streams() {
-        let opened = tokio::time::timeout(bound, open_stream(collection, config.bound())).await;
-        match opened {
+        let stream = open_stream(collection, config.bound(), version.as_deref());
+        match tokio::time::timeout(bound, stream).await {
             Ok(Ok(stream)) => {
-                let cache = SessionCache::new(config, CacheMode::ChangeStreams, keyed);
+                let cache = SessionCache::new(config, CacheMode::ChangeStreams, keyed, version);
                 return (cache, Some(stream));
             }
             Ok(Err(error)) => tracing::warn!(
@@ -159,7 +160,7 @@ async fn open_cache(
         }
     }
     (
-        SessionCache::new(config, CacheMode::StalenessBound, keyed),
+        SessionCache::new(config, CacheMode::StalenessBound, keyed, version),
         None,
     )
 }

@@ -20,10 +20,8 @@ use super::CacheMode;
 pub(super) struct Coherence {
     mode: CacheMode,
     bound_ms: i64,
-    /// Bumped by every eviction. A load inserts what it read only if no
-    /// eviction happened while it was reading, so a change that raced the
-    /// read can never leave the older document cached.
-    epoch: Mutex<u64>,
+    /// Bumped by evictions (see [`Epochs`]).
+    epoch: Mutex<Epochs>,
     streaming: AtomicBool,
     /// Every change committed before this instant has been applied here
     /// (or cannot concern an entry): the stream caught up with a cluster
@@ -37,7 +35,7 @@ impl Coherence {
         Self {
             mode,
             bound_ms,
-            epoch: Mutex::new(0),
+            epoch: Mutex::default(),
             streaming: AtomicBool::new(mode == CacheMode::ChangeStreams),
             fresh_as_of: AtomicI64::new(now),
             probes: Mutex::default(),
@@ -46,6 +44,11 @@ impl Coherence {
 
     /// What a load hands back to [`admit`](Self::admit) after reading.
     pub(super) fn ticket(&self) -> u64 {
+        self.lock_epoch().any
+    }
+
+    /// What a write hands back to [`admit_written`](Self::admit_written).
+    pub(super) fn write_ticket(&self) -> Epochs {
         *self.lock_epoch()
     }
 
@@ -53,15 +56,37 @@ impl Coherence {
     /// entries may be served; evictions wait meanwhile.
     pub(super) fn admit(&self, ticket: u64, now: i64, insert: impl FnOnce()) {
         let epoch = self.lock_epoch();
-        if *epoch == ticket && self.trustworthy(now) {
+        if epoch.any == ticket && self.trustworthy(now) {
             insert();
         }
     }
 
-    /// Runs `evict` and fails every load that started before it.
-    pub(super) fn invalidate(&self, evict: impl FnOnce()) {
+    /// Runs `insert` with the eviction count of `ticket` if nothing evicted
+    /// everything since `ticket` was taken and entries may be served; the
+    /// caller judges the evictions of single keys since (`insert` sees
+    /// which count they were recorded at). Evictions wait meanwhile.
+    pub(super) fn admit_written(&self, ticket: Epochs, now: i64, insert: impl FnOnce(u64)) {
+        let epoch = self.lock_epoch();
+        if epoch.all == ticket.all && self.trustworthy(now) {
+            insert(ticket.any);
+        }
+    }
+
+    /// Runs `change` with the eviction count it will be recorded at; if it
+    /// returns that it evicted, fails every load that started before it.
+    pub(super) fn invalidate_key(&self, change: impl FnOnce(u64) -> bool) {
         let mut epoch = self.lock_epoch();
-        *epoch += 1;
+        if change(epoch.any + 1) {
+            epoch.any += 1;
+        }
+    }
+
+    /// Runs `evict`, which empties the cache, and fails every load and
+    /// every write-through that started before it.
+    pub(super) fn invalidate_all(&self, evict: impl FnOnce()) {
+        let mut epoch = self.lock_epoch();
+        epoch.any += 1;
+        epoch.all += 1;
         evict();
     }
 
@@ -89,7 +114,7 @@ impl Coherence {
     /// insert; loads from now on read after the stream's start, so the
     /// changes it did not deliver cannot concern their entries.
     pub(super) fn stream_opened(&self, now: i64) {
-        self.invalidate(|| {
+        self.invalidate_all(|| {
             self.lock_probes().clear();
             self.fresh_as_of.store(now, Ordering::Release);
             self.streaming.store(true, Ordering::Release);
@@ -99,7 +124,7 @@ impl Coherence {
     /// The stream failed: nothing cached can be vouched for until it is back.
     pub(super) fn stream_lost(&self, evict_all: impl FnOnce()) {
         self.streaming.store(false, Ordering::Release);
-        self.invalidate(evict_all);
+        self.invalidate_all(evict_all);
     }
 
     /// The server reported the cluster time `cluster_time` in reply to a
@@ -121,13 +146,25 @@ impl Coherence {
         }
     }
 
-    fn lock_epoch(&self) -> MutexGuard<'_, u64> {
+    fn lock_epoch(&self) -> MutexGuard<'_, Epochs> {
         self.epoch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_probes(&self) -> MutexGuard<'_, Probes> {
         self.probes.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Eviction counts. A load inserts what it read only if nothing was
+/// evicted while it was reading (`any`), so a change that raced the read can
+/// never leave the older document cached. A write that caches what it wrote
+/// knows its version, so only evictions it cannot explain stop it: those of
+/// everything (`all`), and those of its own key at another version (which
+/// the cache records per key, with the `any` they happened at).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Epochs {
+    any: u64,
+    all: u64,
 }
 
 /// Whether a stream last known fresh `as_of` may still vouch for entries at

@@ -26,10 +26,15 @@ use serde_json::{Map, Value};
 
 use crate::{outcome::LoadedSession, UserInfo};
 
-use coherence::Coherence;
+use coherence::{Coherence, Epochs};
 
 pub use config::ReadCache;
 pub(crate) use watcher::{open_stream, spawn_watcher};
+
+/// How long the cache remembers a key's last eviction, for writes that
+/// cache what they wrote: longer than any write takes (a write that takes
+/// longer does not cache).
+const RECENT: Duration = Duration::from_secs(60);
 
 /// How long a delete waits, after its own change event came back, for
 /// other instances to apply theirs (they were sent it at the same moment).
@@ -56,10 +61,34 @@ pub(crate) struct SessionCache {
     /// field); otherwise any change evicts everything.
     keyed_events: bool,
     changed: broadcast::Sender<Arc<str>>,
+    /// Each key's last eviction (see [`Epochs`]).
+    recent: moka::sync::Cache<String, Recent>,
+    /// The layout's version field, which change events are asked to carry.
+    version_field: Option<String>,
+}
+
+/// A key's last eviction: at which eviction count, and, for a change event
+/// of a write, the version it wrote (`None`: an unknown change).
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    epoch: u64,
+    version: Option<i64>,
+}
+
+/// What a write hands back to [`SessionCache::written`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteTicket {
+    epochs: Epochs,
+    taken: std::time::Instant,
 }
 
 impl SessionCache {
-    pub(crate) fn new(config: &ReadCache, mode: CacheMode, keyed_events: bool) -> Self {
+    pub(crate) fn new(
+        config: &ReadCache,
+        mode: CacheMode,
+        keyed_events: bool,
+        version_field: Option<String>,
+    ) -> Self {
         let weights = Weights::of(config);
         let mut entries = moka::sync::Cache::builder()
             .max_capacity(weights.capacity)
@@ -76,6 +105,11 @@ impl SessionCache {
             bound: config.staleness_bound,
             keyed_events,
             changed: broadcast::channel(1024).0,
+            recent: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(RECENT)
+                .build(),
+            version_field,
         }
     }
 
@@ -97,25 +131,98 @@ impl SessionCache {
     }
 
     pub(crate) fn insert(&self, key: String, session: &LoadedSession, ticket: u64) {
-        self.coherence.admit(ticket, now_ms(), || {
-            let large = self.weights.is_large(self.weights.weigh(&key, session));
-            self.entries.insert(key, Arc::new(session.clone()));
-            // moka applies its bound in batches (every 64 writes or so); a
-            // large entry applies it now, so the bound is overshot only by
-            // small ones, momentarily.
-            if large {
-                self.entries.run_pending_tasks();
-            }
-        });
+        self.coherence
+            .admit(ticket, now_ms(), || self.put(key, session.clone()));
+    }
+
+    /// Caches `session` under `key` unless a newer version is cached.
+    /// Runs under the coherence lock.
+    fn put(&self, key: String, session: LoadedSession) {
+        // `contains_key` first: a `get` counts as a use in moka's admission
+        // policy, which a miss must not.
+        let newer_cached = self.entries.contains_key(&key)
+            && self.entries.get(&key).is_some_and(|cached| {
+                matches!((cached.version(), session.version()), (Some(c), Some(s)) if c >= s)
+            });
+        if newer_cached {
+            return;
+        }
+        let large = self.weights.is_large(self.weights.weigh(&key, &session));
+        self.entries.insert(key, Arc::new(session));
+        // moka applies its bound in batches (every 64 writes or so); a
+        // large entry applies it now, so the bound is overshot only by
+        // small ones, momentarily.
+        if large {
+            self.entries.run_pending_tasks();
+        }
+    }
+
+    /// What to hand back to [`written`](Self::written) after a write.
+    pub(crate) fn write_ticket(&self) -> WriteTicket {
+        WriteTicket {
+            epochs: self.coherence.write_ticket(),
+            taken: std::time::Instant::now(),
+        }
+    }
+
+    /// After a write through this store that left the session exactly as
+    /// `session` (its version included): caches it, so the next load here
+    /// is a hit — unless a change the write cannot account for (another
+    /// version, a delete, a touch, a lost stream) was seen since `ticket`,
+    /// in which case the key is evicted as after any write. The write's own
+    /// change event, when it comes, finds this version cached and is
+    /// ignored (see [`changed`](Self::changed)).
+    pub(crate) fn written(&self, key: String, session: LoadedSession, ticket: WriteTicket) {
+        let Some(version) = session.version() else {
+            return self.evict(&key);
+        };
+        let mut cached = false;
+        if ticket.taken.elapsed() < RECENT {
+            self.coherence
+                .admit_written(ticket.epochs, now_ms(), |since| {
+                    let explained = self.recent.get(&key).is_none_or(|last| {
+                        last.epoch <= since || last.version.is_some_and(|v| v <= version)
+                    });
+                    if explained {
+                        self.put(key.clone(), session);
+                        cached = true;
+                    }
+                });
+        }
+        if !cached {
+            self.evict(&key);
+        }
     }
 
     /// Evicts `key` after a write through this store.
     pub(crate) fn evict(&self, key: &str) {
-        self.coherence.invalidate(|| self.entries.invalidate(key));
+        self.evict_version(key, None);
+    }
+
+    /// Evicts `key`, changed to `version` (`None`: in some unknown way),
+    /// unless that version or a later one is cached already: the change
+    /// event of a write that cached what it wrote.
+    fn evict_version(&self, key: &str, version: Option<i64>) {
+        self.coherence.invalidate_key(|epoch| {
+            let current = version.is_some_and(|v| {
+                self.entries
+                    .get(key)
+                    .and_then(|cached| cached.version())
+                    .is_some_and(|cached| cached >= v)
+            });
+            if current {
+                return false;
+            }
+            self.entries.invalidate(key);
+            self.recent
+                .insert(key.to_string(), Recent { epoch, version });
+            true
+        });
     }
 
     pub(crate) fn evict_all(&self) {
-        self.coherence.invalidate(|| self.entries.invalidate_all());
+        self.coherence
+            .invalidate_all(|| self.entries.invalidate_all());
     }
 
     /// Call before a write whose change event [`settle`](Self::settle)
@@ -162,10 +269,11 @@ impl SessionCache {
         tokio::time::sleep(PROPAGATION_GRACE.min(self.bound / 10)).await;
     }
 
-    /// A change event for `key` (or for everything, when unkeyed).
-    fn changed(&self, key: Option<&str>) {
+    /// A change event for `key` (or for everything, when unkeyed) that
+    /// wrote `version`, if it says.
+    fn changed(&self, key: Option<&str>, version: Option<i64>) {
         match key.filter(|_| self.keyed_events) {
-            Some(key) => self.evict(key),
+            Some(key) => self.evict_version(key, version),
             None => self.evict_all(),
         }
         let _ = self.changed.send(Arc::from(key.unwrap_or_default()));

@@ -23,7 +23,9 @@ use tokio::{
 use super::{now_ms, SessionCache};
 
 /// Opens the change stream a cache with this staleness `bound` listens to:
-/// only what can make a cached session stale, and only the session's key.
+/// only what can make a cached session stale, and only the session's key
+/// and, for updates, the version they wrote (the layout's `version_field`),
+/// by which the cache recognises the events of its own writes.
 ///
 /// # Errors
 ///
@@ -34,12 +36,17 @@ use super::{now_ms, SessionCache};
 pub(crate) async fn open_stream(
     collection: &Collection<Document>,
     bound: Duration,
+    version_field: Option<&str>,
 ) -> mongodb::error::Result<ChangeStream<Document>> {
+    let mut projection = doc! { "operationType": 1, "documentKey": 1 };
+    if let Some(field) = version_field {
+        projection.insert(format!("updateDescription.updatedFields.{field}"), 1);
+    }
     let pipeline = [
         doc! { "$match": { "operationType": { "$in": [
             "update", "replace", "delete", "invalidate", "drop", "rename", "dropDatabase",
         ] } } },
-        doc! { "$project": { "operationType": 1, "documentKey": 1 } },
+        doc! { "$project": projection },
     ];
     let stream = collection
         .watch()
@@ -142,15 +149,24 @@ async fn watch_changes(
         let current = match stream.take() {
             Some(open) => open,
             None => {
-                let Some(bound) = cache.upgrade().map(|c| c.bound) else {
+                let Some(live) = cache.upgrade() else {
                     return;
                 };
+                let (bound, version_field) = (live.bound, live.version_field.clone());
+                drop(live);
                 let reopened = tokio::select! {
-                    opened = open_stream(&collection, bound) => opened,
+                    opened = open_stream(&collection, bound, version_field.as_deref()) => opened,
                     _ = stop.changed() => return,
                 };
                 match reopened {
-                    Ok(open) => open,
+                    Ok(open) => {
+                        // Changes between the old stream's end and this one's
+                        // start were never delivered. (The first stream was
+                        // opened before the cache existed: nothing to undo.)
+                        let Some(live) = cache.upgrade() else { return };
+                        live.stream_opened();
+                        open
+                    }
                     Err(error) => {
                         failures += 1;
                         tracing::warn!(%error, "cache: reopening the change stream failed");
@@ -177,10 +193,6 @@ async fn tail(
     mut stream: ChangeStream<Document>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    match cache.upgrade() {
-        Some(cache) => cache.stream_opened(),
-        None => return false,
-    }
     loop {
         let next = tokio::select! {
             next = stream.next_if_any() => next,
@@ -191,7 +203,11 @@ async fn tail(
         };
         match next {
             Ok(Some(event)) => {
-                cache.changed(changed_key(&event));
+                let version = cache
+                    .version_field
+                    .as_deref()
+                    .and_then(|field| written_version(&event, field));
+                cache.changed(changed_key(&event), version);
                 cache.stream_answered(stream_time(&stream), false);
             }
             Ok(None) if stream.is_alive() => cache.stream_answered(stream_time(&stream), true),
@@ -258,6 +274,25 @@ fn changed_key(event: &Document) -> Option<&str> {
         .get_document("documentKey")
         .ok()
         .and_then(|key| key.get_str("_id").ok())
+}
+
+/// The version an update event says it wrote: only an update that
+/// incremented the version field carries it.
+fn written_version(event: &Document, field: &str) -> Option<i64> {
+    if event.get_str("operationType").ok()? != "update" {
+        return None;
+    }
+    match event
+        .get_document("updateDescription")
+        .ok()?
+        .get_document("updatedFields")
+        .ok()?
+        .get(field)?
+    {
+        Bson::Int64(v) => Some(*v),
+        Bson::Int32(v) => Some(i64::from(*v)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,19 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::{
     bson::{doc, DateTime, Document},
-    options::UpdateModifications,
+    options::{ReturnDocument, UpdateModifications},
 };
 use serde_json::{Map, Value};
 
 use super::MongoSessionStore;
 use crate::plan::{plan_save, SaveInput, SavePlan};
 use crate::{
+    cache::WriteTicket,
     error::{is_duplicate_key, Error, Result},
     events::EventKind,
     id::{generate_id, is_plausible, RedactedId},
     options::ConflictPolicy,
-    outcome::SaveOutcome,
+    outcome::{LoadedSession, SaveOutcome, Written},
     schema::expiry_or,
     snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
     user::UserInfo,
@@ -77,11 +78,24 @@ impl MongoSessionStore {
             let stored = layout.encode_values(&stored_id, &values)?;
             let document =
                 layout.new_document(&stored_id, stored, expires, created_at, now, user.as_ref());
+            let ticket = self.inner.cache.as_ref().map(|cache| cache.write_ticket());
             match self
                 .run("insert", self.inner.collection.insert_one(document))
                 .await
             {
                 Ok(_) => {
+                    if let (Some(ticket), Some(_)) = (ticket, &layout.fields.version) {
+                        let stamps = Written {
+                            stored_id: stored_id.clone(),
+                            expires,
+                            created_at: Some(created_at),
+                            now,
+                            user: user.clone(),
+                            version: 0,
+                        };
+                        let session = LoadedSession::written(values.clone(), stamps, layout);
+                        self.cache_written(stored_id, session, ticket);
+                    }
                     self.inner
                         .events
                         .emit(&id, &[EventKind::Create, EventKind::Set]);
@@ -165,6 +179,11 @@ impl MongoSessionStore {
                 outcome,
             } => {
                 let snapshot_version = snapshot.as_ref().and_then(|s| s.version);
+                // A guarded write rewrites values stored the old way, which
+                // the cache would not know about.
+                let through = (guarded.is_none() && outcome == SaveOutcome::Updated)
+                    .then(|| self.write_through(&input))
+                    .flatten();
                 if let Some(update) = guarded {
                     if self
                         .update_guarded(&stored_id, snapshot_version, update, input.clock)
@@ -177,7 +196,8 @@ impl MongoSessionStore {
                 match then {
                     None => Ok(SaveOutcome::Unchanged),
                     Some(update) => {
-                        self.update_live(id, &stored_id, input.clock.now, update, outcome)
+                        let now = input.clock.now;
+                        self.update_live(id, &stored_id, now, update, outcome, through)
                             .await
                     }
                 }
@@ -231,8 +251,47 @@ impl MongoSessionStore {
         Some(DateTime::from_millis(expires).to_system_time())
     }
 
+    /// The session as `input` will leave it if its write is the only one
+    /// since the load, for the cache to keep (see
+    /// [`cache_written`](Self::cache_written)); `None` without a cache, or
+    /// where the write's result is not known here (values the layout's
+    /// rules rewrite, keys stored the old way, an expiry capped by the
+    /// server).
+    fn write_through(&self, input: &SaveInput<'_>) -> Option<WriteThrough> {
+        let cache = self.inner.cache.as_ref()?;
+        let snapshot = input.snapshot?;
+        let version = snapshot.version?.checked_add(1)?;
+        if input.ruled.is_some()
+            || !snapshot.stale.is_empty()
+            || input.clock.cap_on_server.is_some()
+        {
+            return None;
+        }
+        let ticket = cache.write_ticket();
+        let stamps = Written {
+            stored_id: input.stored_id.to_string(),
+            expires: input.clock.expires,
+            created_at: snapshot.created_at.map(DateTime::from_millis),
+            now: input.clock.now,
+            user: input.entries.user_entry().and_then(UserInfo::from_value),
+            version,
+        };
+        let session = LoadedSession::written(input.entries.to_map(), stamps, input.layout);
+        Some(WriteThrough { session, ticket })
+    }
+
+    /// Caches what a write stored (see `SessionCache::written`).
+    fn cache_written(&self, stored_id: String, session: LoadedSession, ticket: WriteTicket) {
+        if let Some(cache) = &self.inner.cache {
+            cache.written(stored_id, session, ticket);
+        }
+    }
+
     /// Writes `update` to the live session `id` (stored as `stored_id`);
     /// [`SaveOutcome::Missing`](crate::SaveOutcome::Missing) if there is none.
+    /// With `through`, the write reads back the version it wrote, in the
+    /// same round trip, and the cache keeps the session if that is the
+    /// version `through` expects (no other write came between).
     async fn update_live(
         &self,
         id: &str,
@@ -240,14 +299,37 @@ impl MongoSessionStore {
         now: DateTime,
         update: impl Into<UpdateModifications>,
         outcome: SaveOutcome,
+        through: Option<WriteThrough>,
     ) -> Result<SaveOutcome> {
         let filter = self.inner.layout.live_filter_stored(stored_id, now);
-        let result = self
-            .run("update", self.inner.collection.update_one(filter, update))
-            .await;
-        self.evict(stored_id);
-        if result?.matched_count == 0 {
-            return Ok(SaveOutcome::Missing);
+        let (Some(through), Some(version_field)) = (through, &self.inner.layout.fields.version)
+        else {
+            let result = self
+                .run("update", self.inner.collection.update_one(filter, update))
+                .await;
+            self.evict(stored_id);
+            if result?.matched_count == 0 {
+                return Ok(SaveOutcome::Missing);
+            }
+            self.saved(id, now, outcome);
+            return Ok(outcome);
+        };
+        let written = self
+            .inner
+            .collection
+            .find_one_and_update(filter, update)
+            .projection(doc! { version_field: 1 })
+            .return_document(ReturnDocument::After);
+        let result = self.run("update", written).await;
+        let Ok(Some(written)) = result else {
+            self.evict(stored_id);
+            return result.map(|_| SaveOutcome::Missing);
+        };
+        match written.get_i64(version_field) {
+            Ok(version) if Some(version) == through.session.version() => {
+                self.cache_written(stored_id.to_string(), through.session, through.ticket);
+            }
+            _ => self.evict(stored_id),
         }
         self.saved(id, now, outcome);
         Ok(outcome)
@@ -387,6 +469,13 @@ impl MongoSessionStore {
         }
         Ok(touched)
     }
+}
+
+/// A session as a save expects to leave it, for the cache.
+#[derive(Debug)]
+struct WriteThrough {
+    session: LoadedSession,
+    ticket: WriteTicket,
 }
 
 /// A random pause of up to 2^`attempt` ms (at most 64 ms), so writers that

@@ -71,8 +71,118 @@ async fn a_hot_session_loads_without_a_round_trip() {
         let loaded = store.load(&id).await.unwrap().expect("the session");
         assert_eq!(loaded.data, map(json!({"n": 1})));
     }
-    assert_eq!(log.commands("find").len(), 1, "only the first load reads");
+    assert_eq!(
+        log.commands("find").len(),
+        0,
+        "the create cached what it wrote: no load reads"
+    );
     store.close().await;
+    db.cleanup().await;
+}
+
+/// Write-through: a save caches what it wrote, with the version it wrote,
+/// so a modifying request on a hot session costs its one write and nothing
+/// else — and the write's own change event, when it arrives, is recognised
+/// and does not evict the entry.
+#[tokio::test]
+async fn a_cached_modify_costs_one_round_trip_and_its_own_event_evicts_nothing() {
+    let db = TestDb::new("cache_write_through").await;
+    let (client, log) = CommandLog::client().await;
+    let store = cached(&client, &db, ReadCache::new()).await;
+    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    log.clear();
+    for n in 1..=20 {
+        let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        data.insert("n".into(), json!(n));
+        assert_eq!(
+            store.save(&id, &data, None).await.unwrap(),
+            mongodb_session_store::SaveOutcome::Updated
+        );
+    }
+    assert_eq!(log.commands("find").len(), 0, "every load was a hit");
+    assert_eq!(log.writes(), 20, "one write per modify");
+    // The 20 change events come back meanwhile; none may evict.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = store.load(&id).await.unwrap().expect("the session");
+    assert_eq!(loaded.data, map(json!({"n": 20})));
+    assert_eq!(
+        log.commands("find").len(),
+        0,
+        "still a hit after the events"
+    );
+    // And what the cache answers is what the database holds.
+    let uncached = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .build()
+        .await
+        .unwrap();
+    let stored = uncached.load(&id).await.unwrap().expect("stored");
+    assert_eq!(stored.data, loaded.data);
+    assert_eq!(stored.handle, loaded.handle);
+    assert_eq!(stored.expires, loaded.expires);
+    store.close().await;
+    db.cleanup().await;
+}
+
+/// Two requests on one instance save the same loaded session at once: the
+/// second write is not the only one since its load, so it must not cache
+/// its own view (which lacks the first one's change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_saves_on_one_instance_never_cache_a_partial_view() {
+    let db = TestDb::new("cache_write_overlap").await;
+    let store = cached(&db.client, &db, ReadCache::new()).await;
+    for round in 0..20 {
+        let id = store
+            .create(&map(json!({"a": 0, "b": 0})), None)
+            .await
+            .unwrap();
+        let loaded = store.load(&id).await.unwrap().unwrap();
+        let mut first = loaded.clone().into_tracked_data();
+        first.insert("a".into(), json!(round + 1));
+        let mut second = loaded.into_tracked_data();
+        second.insert("b".into(), json!(round + 1));
+        let (x, y) = tokio::join!(
+            store.save(&id, &first, None),
+            store.save(&id, &second, None)
+        );
+        x.unwrap();
+        y.unwrap();
+        let now = store.load(&id).await.unwrap().unwrap();
+        assert_eq!(
+            now.data,
+            map(json!({"a": round + 1, "b": round + 1})),
+            "round {round}: a partial view was cached"
+        );
+    }
+    store.close().await;
+    db.cleanup().await;
+}
+
+/// An entry a save cached is still evicted by another instance's later
+/// write, and the other instance's entry by this one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_through_entries_stay_coherent_across_instances() {
+    let db = TestDb::new("cache_write_through_two").await;
+    let (a, b) = two_instances(&db).await;
+    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    for n in 1..=20 {
+        let writer = if n % 2 == 0 { &a } else { &b };
+        let reader = if n % 2 == 0 { &b } else { &a };
+        let mut data = writer.load(&id).await.unwrap().unwrap().into_tracked_data();
+        assert_eq!(data["n"], json!(n - 1), "the writer saw the last write");
+        data.insert("n".into(), json!(n));
+        writer.save(&id, &data, None).await.unwrap();
+        let start = std::time::Instant::now();
+        while reader.load(&id).await.unwrap().expect("the session").data["n"] != json!(n) {
+            assert!(
+                start.elapsed() < Duration::from_millis(250),
+                "round {n}: a stale copy was served"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    a.close().await;
+    b.close().await;
     db.cleanup().await;
 }
 
@@ -171,7 +281,7 @@ async fn without_change_streams_entries_live_at_most_the_staleness_bound() {
     log.clear();
     a.load(&id).await.unwrap().expect("the session");
     a.load(&id).await.unwrap().expect("from the cache");
-    assert_eq!(log.commands("find").len(), 1);
+    assert_eq!(log.commands("find").len(), 0, "the create cached it");
 
     assert!(b.delete(&id).await.unwrap());
     tokio::time::sleep(bound + Duration::from_millis(50)).await;
