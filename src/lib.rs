@@ -56,10 +56,10 @@ pub mod __bench {
     //! Not public API: the store's own per-operation work (document
     //! encoding, encryption, id hashing), exposed for `bench/` only.
 
-    use mongodb::bson::{DateTime, Document};
+    use mongodb::bson::{DateTime, RawDocument};
     use serde_json::{Map, Value};
 
-    use crate::{schema::Layout, KeyRing, Result};
+    use crate::{outcome::LoadedSession, schema::Layout, KeyRing, Result};
 
     /// Encodes and decodes whole session documents as the store does.
     #[derive(Debug)]
@@ -84,16 +84,21 @@ pub mod __bench {
             self.0.stored_id(id)
         }
 
-        /// A new session's document.
-        pub fn encode(&self, stored_id: &str, values: &Map<String, Value>) -> Result<Document> {
+        /// A new session's document, as the bytes an insert sends.
+        pub fn encode(&self, stored_id: &str, values: &Map<String, Value>) -> Result<Vec<u8>> {
             let now = DateTime::now();
             let data = self.0.encode_values(stored_id, values)?;
-            Ok(self.0.new_document(stored_id, data, now, now, now, None))
+            let document = self.0.new_document(stored_id, data, now, now, now, None);
+            mongodb::bson::to_vec(&document).map_err(|e| crate::Error::encode(e.to_string()))
         }
 
-        /// A document's values.
-        pub fn decode(&self, document: &Document) -> Result<Map<String, Value>> {
-            Ok(self.0.decode(document)?.data)
+        /// What a load does with the bytes a find returns: decodes them and
+        /// fingerprints every value for the save to compare against.
+        pub fn decode(&self, bytes: &[u8]) -> Result<Map<String, Value>> {
+            let raw = RawDocument::from_bytes(bytes)
+                .map_err(|e| crate::codec::malformed("document", &e))?;
+            let decoded = self.0.decode_raw(raw)?;
+            Ok(LoadedSession::new(decoded, &self.0).data)
         }
     }
 }

@@ -8,7 +8,7 @@
 //! fingerprint of each key's loaded value plus the loaded timestamps, and
 //! `save` reads it back. The entry is never written to the database.
 //!
-//! Fingerprints are a keyed SipHash of each value's JSON encoding, keyed per
+//! Fingerprints are a keyed SipHash of each value's structure (no serializing), keyed per
 //! process: a snapshot is only ever read by the process that made it (a load
 //! and its save run in one request), and a random key means nobody can craft
 //! two values that look alike to us.
@@ -283,10 +283,55 @@ fn digits(n: usize) -> usize {
 
 pub(crate) fn fingerprint(value: &Value) -> u64 {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
-    let mut writer = HashWriter(KEYS.get_or_init(RandomState::new).build_hasher());
-    // Writing into a hasher cannot fail, and a JSON value always serializes.
-    let _ = serde_json::to_writer(&mut writer, value);
-    writer.0.finish()
+    let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
+    feed(&mut hasher, value);
+    hasher.finish()
+}
+
+/// Feeds `value`'s structure to `hasher` without serializing it: a tag per
+/// node, lengths before contents (so no two values feed the same bytes),
+/// numbers by kind (`1` and `1.0` differ, as in their JSON).
+fn feed(hasher: &mut impl Hasher, value: &Value) {
+    match value {
+        Value::Null => hasher.write_u8(0),
+        Value::Bool(b) => hasher.write_u8(1 + u8::from(*b)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                hasher.write_u8(3);
+                hasher.write_i64(i);
+            } else if let Some(u) = n.as_u64() {
+                hasher.write_u8(4);
+                hasher.write_u64(u);
+            } else {
+                hasher.write_u8(5);
+                hasher.write_u64(n.as_f64().unwrap_or(f64::NAN).to_bits());
+            }
+        }
+        Value::String(text) => {
+            hasher.write_u8(6);
+            feed_str(hasher, text);
+        }
+        Value::Array(items) => {
+            hasher.write_u8(7);
+            hasher.write_usize(items.len());
+            for item in items {
+                feed(hasher, item);
+            }
+        }
+        Value::Object(map) => {
+            hasher.write_u8(8);
+            hasher.write_usize(map.len());
+            for (key, item) in map {
+                feed_str(hasher, key);
+                feed(hasher, item);
+            }
+        }
+    }
+}
+
+fn feed_str(hasher: &mut impl Hasher, text: &str) {
+    hasher.write_usize(text.len());
+    hasher.write(text.as_bytes());
 }
 
 struct ByteCounter(usize);
@@ -294,19 +339,6 @@ struct ByteCounter(usize);
 impl io::Write for ByteCounter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-struct HashWriter<H>(H);
-
-impl<H: Hasher> io::Write for HashWriter<H> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf);
         Ok(buf.len())
     }
 
@@ -333,6 +365,38 @@ mod tests {
         let document = crate::codec::object_to_document(map);
         let written = mongodb::bson::to_vec(&document).unwrap().len();
         assert_eq!(entries.stored_size(false), written);
+    }
+
+    #[test]
+    fn fingerprints_tell_apart_what_json_tells_apart() {
+        let distinct = [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(0),
+            json!(1),
+            json!(1.0),
+            json!(-1),
+            json!(u64::MAX),
+            json!(""),
+            json!("1"),
+            json!([]),
+            json!({}),
+            json!(["a", "b"]),
+            json!(["ab"]),
+            json!({"a": "b"}),
+            json!({"ab": ""}),
+            json!([[]]),
+            json!([{}]),
+            json!({"a": 1, "b": 2}),
+            json!({"a": 1}),
+        ];
+        for (i, a) in distinct.iter().enumerate() {
+            assert_eq!(fingerprint(a), fingerprint(&a.clone()), "{a} is stable");
+            for b in &distinct[i + 1..] {
+                assert_ne!(fingerprint(a), fingerprint(b), "{a} and {b}");
+            }
+        }
     }
 
     #[test]

@@ -5,11 +5,11 @@ mod native;
 
 use std::{fmt, sync::Arc};
 
-use mongodb::bson::Bson;
+use mongodb::bson::{spec::ElementType, Bson, RawBsonRef};
 use serde_json::{Map, Value};
 
 pub(crate) use escape::escape_key;
-pub(crate) use native::{document_to_object, object_to_document, value_to_bson};
+pub(crate) use native::{malformed, object_to_document, value_to_bson};
 
 use crate::error::{Error, Result};
 
@@ -103,29 +103,35 @@ impl Codec {
         }
     }
 
-    pub(crate) fn decode(&self, field: &str, stored: &Bson) -> Result<Map<String, Value>> {
+    /// Decodes the stored `data` value, straight from the bytes the server
+    /// sent (only a custom codec gets it as a [`Bson`]).
+    pub(crate) fn decode(&self, field: &str, stored: RawBsonRef<'_>) -> Result<Map<String, Value>> {
+        let path = || field.to_string();
         match (self, stored) {
-            (Self::Bson, Bson::Document(doc)) => document_to_object(doc, &|| field.to_string()),
-            (Self::Bson, other) => Err(wrong_type(field, "a document", other)),
-            (Self::JsonString, Bson::String(text)) => serde_json::from_str(text)
+            (Self::Bson, RawBsonRef::Document(doc)) => native::raw_document_to_object(doc, &path),
+            (Self::Bson, other) => Err(wrong_type(field, "a document", other.element_type())),
+            (Self::JsonString, RawBsonRef::String(text)) => serde_json::from_str(text)
                 .map_err(|e| Error::decode(field, format!("not a JSON object: {e}"))),
-            (Self::JsonString, other) => Err(wrong_type(field, "a JSON string", other)),
-            (Self::NodeObject, Bson::Document(doc)) => {
-                native::verbatim_object(doc, &|| field.to_string())
+            (Self::JsonString, other) => {
+                Err(wrong_type(field, "a JSON string", other.element_type()))
             }
-            (Self::NodeObject, other) => Err(wrong_type(field, "a document", other)),
-            (Self::Custom(codec), stored) => codec
-                .decode(stored)
-                .map_err(|e| Error::decode(field, e.to_string())),
+            (Self::NodeObject, RawBsonRef::Document(doc)) => {
+                native::raw_verbatim_object(doc, &path)
+            }
+            (Self::NodeObject, other) => Err(wrong_type(field, "a document", other.element_type())),
+            (Self::Custom(codec), stored) => {
+                let stored =
+                    Bson::try_from(stored.to_raw_bson()).map_err(|e| malformed(field, &e))?;
+                codec
+                    .decode(&stored)
+                    .map_err(|e| Error::decode(field, e.to_string()))
+            }
         }
     }
 }
 
-pub(crate) fn wrong_type(field: &str, expected: &str, found: &Bson) -> Error {
-    Error::decode(
-        field,
-        format!("expected {expected}, found {:?}", found.element_type()),
-    )
+pub(crate) fn wrong_type(field: &str, expected: &str, found: ElementType) -> Error {
+    Error::decode(field, format!("expected {expected}, found {found:?}"))
 }
 
 #[cfg(test)]
@@ -141,16 +147,16 @@ mod tests {
             .unwrap()
             .clone();
         let stored = Codec::JsonString.encode(&values).unwrap();
+        let text = r#"{"cookie":{"path":"/"},"n":1}"#;
+        assert_eq!(stored, Bson::String(text.into()));
         assert_eq!(
-            stored,
-            Bson::String(r#"{"cookie":{"path":"/"},"n":1}"#.into())
-        );
-        assert_eq!(
-            Codec::JsonString.decode("session", &stored).unwrap(),
+            Codec::JsonString
+                .decode("session", RawBsonRef::String(text))
+                .unwrap(),
             values
         );
         let err = Codec::JsonString
-            .decode("session", &Bson::Int32(1))
+            .decode("session", RawBsonRef::Int32(1))
             .unwrap_err();
         assert_eq!(err.decode_field(), Some("session"));
     }

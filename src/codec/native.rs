@@ -8,7 +8,9 @@
 //! read the way `JSON.stringify` would show them: dates as ISO-8601 strings,
 //! object ids as hex, anything else as relaxed Extended JSON.
 
-use mongodb::bson::{Bson, Document};
+use std::borrow::Cow;
+
+use mongodb::bson::{Bson, Document, RawBsonRef, RawDocument};
 use serde_json::{Map, Number, Value};
 
 use super::escape::{escape_key, unescape_key};
@@ -41,58 +43,73 @@ pub(crate) fn object_to_document(map: &Map<String, Value>) -> Document {
         .collect()
 }
 
-/// Converts a stored value back; `path` names it in errors (`data.cart`).
-pub(crate) fn bson_to_value(bson: &Bson, path: &dyn Fn() -> String) -> Result<Value> {
+/// Converts a stored value back, straight from the bytes the server sent;
+/// `path` names it in errors (`data.cart`).
+pub(crate) fn raw_to_value(bson: RawBsonRef<'_>, path: &dyn Fn() -> String) -> Result<Value> {
     Ok(match bson {
-        Bson::Null | Bson::Undefined => Value::Null,
-        Bson::Boolean(b) => Value::Bool(*b),
-        Bson::Int32(i) => Value::from(*i),
-        Bson::Int64(i) => Value::from(*i),
-        Bson::Double(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Bson::String(s) => Value::String(s.clone()),
-        Bson::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| bson_to_value(item, &|| format!("{}.{i}", path())))
-            .collect::<Result<Vec<_>>>()?
-            .into(),
-        Bson::Document(doc) => Value::Object(document_to_object(doc, path)?),
-        Bson::DateTime(dt) => Value::String(iso_8601(*dt)),
-        Bson::ObjectId(oid) => Value::String(oid.to_hex()),
-        other => other.clone().into_relaxed_extjson(),
+        RawBsonRef::Null | RawBsonRef::Undefined => Value::Null,
+        RawBsonRef::Boolean(b) => Value::Bool(b),
+        RawBsonRef::Int32(i) => Value::from(i),
+        RawBsonRef::Int64(i) => Value::from(i),
+        RawBsonRef::Double(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+        RawBsonRef::String(s) => Value::String(s.to_owned()),
+        RawBsonRef::Array(items) => {
+            let mut values = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let item = item.map_err(|e| malformed(&format!("{}.{i}", path()), &e))?;
+                values.push(raw_to_value(item, &|| format!("{}.{i}", path()))?);
+            }
+            Value::Array(values)
+        }
+        RawBsonRef::Document(doc) => Value::Object(raw_document_to_object(doc, path)?),
+        RawBsonRef::DateTime(dt) => Value::String(iso_8601(dt)),
+        RawBsonRef::ObjectId(oid) => Value::String(oid.to_hex()),
+        other => Bson::try_from(other.to_raw_bson())
+            .map_err(|e| malformed(&path(), &e))?
+            .into_relaxed_extjson(),
     })
 }
 
 /// Converts a stored document back to a JSON object, unescaping field names.
-pub(crate) fn document_to_object(
-    doc: &Document,
+pub(crate) fn raw_document_to_object(
+    doc: &RawDocument,
     path: &dyn Fn() -> String,
 ) -> Result<Map<String, Value>> {
-    let mut map = Map::new();
-    for (field, bson) in doc {
-        let key = unescape_key(field).ok_or_else(|| {
+    convert_fields(doc, path, |field| {
+        unescape_key(field).map(Cow::into_owned).ok_or_else(|| {
             Error::decode(
                 format!("{}.{field}", path()),
                 "field name is not an escaped session key",
             )
-        })?;
-        let value = bson_to_value(bson, &|| format!("{}.{field}", path()))?;
-        map.insert(key.into_owned(), value);
+        })
+    })
+}
+
+/// Converts a document written by another program, keys as they are.
+pub(crate) fn raw_verbatim_object(
+    doc: &RawDocument,
+    path: &dyn Fn() -> String,
+) -> Result<Map<String, Value>> {
+    convert_fields(doc, path, |field| Ok(field.to_owned()))
+}
+
+fn convert_fields(
+    doc: &RawDocument,
+    path: &dyn Fn() -> String,
+    key: impl Fn(&str) -> Result<String>,
+) -> Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for element in doc {
+        let (field, bson) = element.map_err(|e| malformed(&path(), &e))?;
+        let value = raw_to_value(bson, &|| format!("{}.{field}", path()))?;
+        map.insert(key(field)?, value);
     }
     Ok(map)
 }
 
-/// Converts a document written by another program, keys as they are.
-pub(crate) fn verbatim_object(
-    doc: &Document,
-    path: &dyn Fn() -> String,
-) -> Result<Map<String, Value>> {
-    doc.iter()
-        .map(|(field, bson)| {
-            let value = bson_to_value(bson, &|| format!("{}.{field}", path()))?;
-            Ok((field.clone(), value))
-        })
-        .collect()
+/// The error for bytes that are not BSON (a truncated or corrupt value).
+pub(crate) fn malformed(path: &str, error: &dyn std::fmt::Display) -> Error {
+    Error::decode(path, format!("malformed BSON: {error}"))
 }
 
 /// Formats like JavaScript's `Date.prototype.toJSON`.
@@ -103,12 +120,16 @@ pub(crate) fn iso_8601(dt: mongodb::bson::DateTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use mongodb::bson::doc;
     use serde_json::json;
 
     use super::*;
 
     fn round_trip(value: &Value) -> Value {
-        bson_to_value(&value_to_bson(value), &|| "data.x".into()).unwrap()
+        let stored =
+            mongodb::bson::RawDocumentBuf::from_document(&doc! {"x": value_to_bson(value)})
+                .unwrap();
+        raw_to_value(stored.get("x").unwrap().unwrap(), &|| "data.x".into()).unwrap()
     }
 
     #[test]
@@ -130,14 +151,14 @@ mod tests {
     #[test]
     fn foreign_types_read_as_json_stringify_would() {
         let dt = mongodb::bson::DateTime::from_millis(1_628_402_439_119);
-        let v = bson_to_value(&Bson::DateTime(dt), &|| "data.d".into()).unwrap();
+        let v = raw_to_value(RawBsonRef::DateTime(dt), &|| "data.d".into()).unwrap();
         assert_eq!(v, json!("2021-08-08T06:00:39.119Z"));
     }
 
     #[test]
     fn unescapable_field_names_name_the_field() {
-        let doc = mongodb::bson::doc! { "ok": 1, "bad.name": 2 };
-        let err = document_to_object(&doc, &|| "data".into()).unwrap_err();
+        let doc = mongodb::bson::rawdoc! { "ok": 1, "bad.name": 2 };
+        let err = raw_document_to_object(&doc, &|| "data".into()).unwrap_err();
         assert_eq!(err.decode_field(), Some("data.bad.name"));
     }
 }

@@ -1,28 +1,37 @@
 //! Reading a session document back: every field checked, a wrong one
 //! named in the error.
 
-use mongodb::bson::{Bson, DateTime, Document};
+use mongodb::bson::{DateTime, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use serde_json::{Map, Value};
 
 use super::{aad, Decoded, Layout, StaleKey, IP, USER, USER_AGENT};
 use crate::{
-    codec::{too_deep, wrong_type, MAX_VALUE_DEPTH},
+    codec::{malformed, too_deep, wrong_type, MAX_VALUE_DEPTH},
     crypto::KeyRing,
     error::{Error, Result},
     user::UserInfo,
 };
 
 impl Layout {
+    /// Decodes a document the driver parsed (the colder paths: listing,
+    /// rewrapping, migrating), by the one decoder, [`decode_raw`](Self::decode_raw).
     pub(crate) fn decode(&self, document: &Document) -> Result<Decoded> {
+        let raw =
+            RawDocumentBuf::from_document(document).map_err(|e| malformed(&self.fields.id, &e))?;
+        self.decode_raw(&raw)
+    }
+
+    /// Decodes a session document straight from the bytes the server sent:
+    /// no intermediate [`Document`], each value converted once.
+    pub(crate) fn decode_raw(&self, document: &RawDocument) -> Result<Decoded> {
         let fields = &self.fields;
-        let stored_id = match document.get(&fields.id) {
-            Some(Bson::String(id)) => id.clone(),
-            Some(other) => return Err(wrong_type(&fields.id, "a string", other)),
+        let stored_id = match field(document, &fields.id)? {
+            Some(RawBsonRef::String(id)) => id.to_string(),
+            Some(other) => return Err(wrong_type(&fields.id, "a string", other.element_type())),
             None => return Err(Error::decode(&fields.id, "missing")),
         };
-        let stored = document
-            .get(&fields.data)
-            .ok_or_else(|| Error::decode(&fields.data, "missing"))?;
+        let stored =
+            field(document, &fields.data)?.ok_or_else(|| Error::decode(&fields.data, "missing"))?;
         let (data, stale) = match &self.encryption {
             Some(ring) => self.decrypt_values(ring, &stored_id, stored)?,
             None => (self.codec.decode(&fields.data, stored)?, Vec::new()),
@@ -51,48 +60,58 @@ impl Layout {
         &self,
         ring: &KeyRing,
         stored_id: &str,
-        stored: &Bson,
+        stored: RawBsonRef<'_>,
     ) -> Result<(Map<String, Value>, Vec<StaleKey>)> {
         let data_field = &self.fields.data;
-        let Bson::Document(entries) = stored else {
-            return Err(wrong_type(data_field, "a document of ciphertexts", stored));
+        let RawBsonRef::Document(entries) = stored else {
+            return Err(wrong_type(
+                data_field,
+                "a document of ciphertexts",
+                stored.element_type(),
+            ));
         };
         let mut data = Map::new();
         let mut stale = Vec::new();
-        for (field, value) in entries {
+        for entry in entries {
+            let (field, value) = entry.map_err(|e| malformed(data_field, &e))?;
             let path = || format!("{data_field}.{field}");
-            let Bson::Binary(binary) = value else {
-                return Err(wrong_type(&path(), "a ciphertext", value));
+            let RawBsonRef::Binary(binary) = value else {
+                return Err(wrong_type(&path(), "a ciphertext", value.element_type()));
             };
             let (plaintext, key_id) = ring
-                .open(aad(stored_id, field).as_bytes(), &binary.bytes)
+                .open(aad(stored_id, field).as_bytes(), binary.bytes)
                 .map_err(|reason| Error::decode(path(), reason))?;
             let (key, value): (String, Value) = serde_json::from_slice(&plaintext)
                 .map_err(|_| Error::decode(path(), "decrypted to something unexpected"))?;
-            if key_id != ring.primary_id() || *field != self.field_name(&key) {
-                stale.push((key.clone(), field.clone()));
+            if key_id != ring.primary_id() || field != self.field_name(&key) {
+                stale.push((key.clone(), field.to_string()));
             }
             data.insert(key, value);
         }
         Ok((data, stale))
     }
 
-    fn version(&self, document: &Document) -> Result<Option<i64>> {
-        let Some(field) = &self.fields.version else {
+    fn version(&self, document: &RawDocument) -> Result<Option<i64>> {
+        let Some(name) = &self.fields.version else {
             return Ok(None);
         };
-        match document.get(field) {
+        match field(document, name)? {
             None => Ok(None),
             // A write adds one: at the maximum, no write could ever succeed.
-            Some(Bson::Int64(i64::MAX)) => Err(Error::decode(field, "at its maximum")),
-            Some(Bson::Int64(n)) => Ok(Some(*n)),
-            Some(Bson::Int32(n)) => Ok(Some(i64::from(*n))),
-            Some(other) => Err(wrong_type(field, "an integer", other)),
+            Some(RawBsonRef::Int64(i64::MAX)) => Err(Error::decode(name, "at its maximum")),
+            Some(RawBsonRef::Int64(n)) => Ok(Some(n)),
+            Some(RawBsonRef::Int32(n)) => Ok(Some(i64::from(n))),
+            Some(other) => Err(wrong_type(name, "an integer", other.element_type())),
         }
     }
 }
 
-fn decode_user(document: &Document) -> Option<UserInfo> {
+/// The value of top-level field `name`, if present.
+fn field<'a>(document: &'a RawDocument, name: &str) -> Result<Option<RawBsonRef<'a>>> {
+    document.get(name).map_err(|e| malformed(name, &e))
+}
+
+fn decode_user(document: &RawDocument) -> Option<UserInfo> {
     let text = |name: &str| document.get_str(name).ok().map(str::to_string);
     Some(UserInfo {
         user: text(USER)?,
@@ -101,14 +120,14 @@ fn decode_user(document: &Document) -> Option<UserInfo> {
     })
 }
 
-fn optional_named_date(document: &Document, field: Option<&str>) -> Result<Option<DateTime>> {
-    field.map_or(Ok(None), |name| optional_date(document, name))
+fn optional_named_date(document: &RawDocument, name: Option<&str>) -> Result<Option<DateTime>> {
+    name.map_or(Ok(None), |name| optional_date(document, name))
 }
 
-pub(crate) fn optional_date(document: &Document, field: &str) -> Result<Option<DateTime>> {
-    match document.get(field) {
-        None | Some(Bson::Null) => Ok(None),
-        Some(Bson::DateTime(dt)) => Ok(Some(*dt)),
-        Some(other) => Err(wrong_type(field, "a date", other)),
+pub(crate) fn optional_date(document: &RawDocument, name: &str) -> Result<Option<DateTime>> {
+    match field(document, name)? {
+        None | Some(RawBsonRef::Null) => Ok(None),
+        Some(RawBsonRef::DateTime(dt)) => Ok(Some(dt)),
+        Some(other) => Err(wrong_type(name, "a date", other.element_type())),
     }
 }

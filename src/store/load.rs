@@ -31,13 +31,11 @@ impl MongoSessionStore {
         // server's fastest path (mongod's IDHACK), measurably faster than
         // the same lookup with an expiry range beside it.
         let filter = doc! { &layout.fields.id: &key };
-        let found = self
-            .run("find", self.inner.collection.find_one(filter))
-            .await?;
+        let found = self.run("find", self.inner.raw.find_one(filter)).await?;
         let Some(document) = found else {
             return Ok(None);
         };
-        let decoded = layout.decode(&document)?;
+        let decoded = layout.decode_raw(&document)?;
         let loaded = LoadedSession::new(decoded, layout);
         if !loaded.is_live(now, layout) {
             return Ok(None);

@@ -15,7 +15,7 @@ use std::{
 };
 
 use mongodb::{
-    bson::{DateTime, Document},
+    bson::{DateTime, Document, RawDocumentBuf},
     Client, Collection,
 };
 use serde_json::{Map, Value};
@@ -48,6 +48,9 @@ struct Inner {
     client: Client,
     owns_client: bool,
     collection: Collection<Document>,
+    /// The same collection, read as the bytes the server sent (see
+    /// `Layout::decode_raw`).
+    raw: Collection<RawDocumentBuf>,
     layout: Layout,
     config: Config,
     events: Events,
@@ -74,6 +77,7 @@ impl MongoSessionStore {
             cache: cache.map(Arc::new),
             client,
             owns_client,
+            raw: collection.clone_with_type(),
             collection,
             layout,
             config,

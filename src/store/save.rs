@@ -385,12 +385,12 @@ impl MongoSessionStore {
             }
             let live = layout.live_filter_stored(&stored_id, clock.now);
             let Some(current) = self
-                .run_until("find", self.inner.collection.find_one(live), deadline)
+                .run_until("find", self.inner.raw.find_one(live), deadline)
                 .await?
             else {
                 return Ok(SaveOutcome::Missing);
             };
-            let current = layout.decode(&current)?;
+            let current = layout.decode_raw(&current)?;
             if strict {
                 let clashing: Vec<&str> = changes
                     .keys()

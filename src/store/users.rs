@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime, RawDocument, RawDocumentBuf};
 
 use super::MongoSessionStore;
 use crate::{
@@ -37,8 +37,8 @@ impl MongoSessionStore {
                 Ok(session) => Some(session),
                 Err(error) => {
                     // One malformed document must not hide the others.
-                    let id = document.get(&layout.fields.id).map(ToString::to_string);
-                    let session = RedactedId::new(id.as_deref().unwrap_or_default());
+                    let id = document.get_str(&layout.fields.id).unwrap_or_default();
+                    let session = RedactedId::new(id);
                     tracing::warn!(%session, %error, "user_sessions: skipped an undecodable session");
                     None
                 }
@@ -100,26 +100,24 @@ impl MongoSessionStore {
         Ok(result?.deleted_count)
     }
 
-    async fn user_documents(&self, user: &str) -> Result<Vec<Document>> {
+    async fn user_documents(&self, user: &str) -> Result<Vec<RawDocumentBuf>> {
         let mut filter = doc! { USER_FIELD: user };
         self.inner
             .layout
             .restrict_to_live(&mut filter, DateTime::now());
-        let cursor = self.run("find", self.inner.collection.find(filter)).await?;
-        self.run("find", cursor.try_collect::<Vec<Document>>())
-            .await
+        let cursor = self.run("find", self.inner.raw.find(filter)).await?;
+        self.run("find", cursor.try_collect::<Vec<_>>()).await
     }
 }
 
 fn user_session(
     layout: &Layout,
-    document: &Document,
+    document: &RawDocument,
     current: Option<&str>,
 ) -> Result<UserSession> {
-    let stored_id = match document.get(&layout.fields.id) {
-        Some(Bson::String(id)) => id,
-        _ => return Err(Error::decode(&layout.fields.id, "not a string")),
-    };
+    let stored_id = document
+        .get_str(&layout.fields.id)
+        .map_err(|_| Error::decode(&layout.fields.id, "not a string"))?;
     let handle = layout.handle(stored_id);
     let date = |field: &Option<String>| -> Result<Option<SystemTime>> {
         let Some(name) = field else { return Ok(None) };
