@@ -413,6 +413,45 @@ async fn a_client_of_your_own_with_server_selection_below_the_operation_timeout_
     db.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_client_of_your_own_that_polls_retries_a_state_change_error_at_once() {
+    let db = TestDb::new("deploypoll").await;
+    let app = format!("deploy-poll-{}", db.name);
+    let uri = uri_with(&db, &format!("appName={app}&serverMonitoringMode=poll"));
+    let client = Client::with_uri_str(uri).await.unwrap();
+    let store = MongoSessionStore::from_client(client)
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let id = store
+        .create(&map(json!({"n": 1})), in_an_hour())
+        .await
+        .unwrap();
+    // What a step-down answers the request in flight; without a real state
+    // change, a streaming monitor would not look again for 10 s (this test
+    // with serverMonitoringMode=stream times out at the 5 s bound).
+    let point = testkit::fault::FailPoint::fail_command(
+        &db.client,
+        &app,
+        &["find"],
+        testkit::fault::Times::Next(1),
+        doc! {"errorCode": 10107},
+    )
+    .await;
+    let point = match point {
+        Ok(point) => point,
+        Err(reason) => return eprintln!("{reason}"),
+    };
+    let started = Instant::now();
+    let loaded = store.load(&id).await;
+    let took = started.elapsed();
+    point.off().await;
+    assert!(loaded.unwrap().is_some());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    db.cleanup().await;
+}
+
 /// The key id of every ciphertext in the collection, per document.
 async fn key_ids(db: &TestDb) -> Vec<Vec<u32>> {
     db.documents("sessions")
