@@ -334,6 +334,95 @@ async fn per_session_operations_select_by_id_equality_and_user_operations_do_not
     db.cleanup().await;
 }
 
+/// The plan the server chose for a command the store sent (`explain`,
+/// without the driver's session and concern fields), or `None` where the
+/// server does not explain.
+async fn winning_plan(db: &TestDb, body: &Document) -> Option<Document> {
+    let mut inner = Document::new();
+    for (key, value) in body {
+        let generic = matches!(
+            key.as_str(),
+            "lsid" | "txnNumber" | "writeConcern" | "readConcern" | "apiVersion"
+        );
+        if !key.starts_with('$') && !generic {
+            inner.insert(key, value.clone());
+        }
+    }
+    let explain = doc! {"explain": inner, "verbosity": "queryPlanner"};
+    match db.database().run_command(explain).await {
+        Ok(reply) => reply
+            .get_document("queryPlanner")
+            .and_then(|planner| planner.get_document("winningPlan"))
+            .ok()
+            .cloned(),
+        Err(e) => {
+            eprintln!("skipped: the server does not explain: {e}");
+            None
+        }
+    }
+}
+
+/// Whether `plan` reads one document through `_id`: on a sharded cluster,
+/// from one shard; elsewhere, through the `_id` index.
+fn reads_by_id(plan: &Document) -> bool {
+    match plan.get_array("shards") {
+        Ok(shards) => shards.len() == 1,
+        Err(_) => {
+            let text = plan.to_string();
+            text.contains("\"_id_\"") || text.contains("IDHACK")
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_server_plans_session_operations_on_id_and_owner_lookups_on_the_user_index() {
+    let db = TestDb::new("deployexplain").await;
+    let (options, log) = Log::options(&db.uri()).await;
+    let client = Client::with_options(options).unwrap();
+    let store = MongoSessionStore::from_client(client)
+        .max_lifetime(Duration::from_secs(86_400))
+        .build()
+        .await
+        .unwrap();
+    // Other owners' sessions, all live: the expiry index cannot narrow a
+    // lookup by owner, the owner index can.
+    for n in 0..40 {
+        let info = UserInfo::new(format!("user{n}"));
+        let data = map(json!({"n": n, USER_KEY: info.to_value()}));
+        store.create(&data, in_an_hour()).await.unwrap();
+    }
+    log.clear();
+    one_session_lifecycle(&store).await;
+    let per_session = log.on_sessions(&["find", "update", "delete"]);
+    assert!(per_session.len() >= 4, "{per_session:?}");
+    for (name, body) in &per_session {
+        let Some(plan) = winning_plan(&db, body).await else {
+            return db.cleanup().await;
+        };
+        assert!(reads_by_id(&plan), "{name} planned as {plan}");
+    }
+
+    log.clear();
+    let info = UserInfo::new("ada");
+    let data = map(json!({"n": 1, USER_KEY: info.to_value()}));
+    store.create(&data, in_an_hour()).await.unwrap();
+    log.clear();
+    assert_eq!(store.user_sessions("ada", None).await.unwrap().len(), 1);
+    let (_, lookup) = log.on_sessions(&["find"]).pop().expect("the owner lookup");
+    let plan = winning_plan(&db, &lookup).await.expect("explained above");
+    match plan.get_array("shards") {
+        // Scatter-gather on a cluster: every shard, each on its own index.
+        Ok(shards) => {
+            for shard in shards {
+                let shard = shard.as_document().unwrap().to_string();
+                assert!(shard.contains("user_1"), "{shard}");
+            }
+        }
+        Err(_) => assert!(plan.to_string().contains("user_1"), "{plan}"),
+    }
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn build_creates_the_ttl_and_user_indexes_the_guide_lists() {
     let db = TestDb::new("deployindexes").await;
