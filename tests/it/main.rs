@@ -13,6 +13,7 @@ mod connection;
     feature = "express"
 ))]
 mod correctness;
+mod deployment;
 #[cfg(feature = "express")]
 mod express;
 mod fault;
