@@ -51,6 +51,11 @@ pub use snapshot::RESERVED_KEY;
 pub use store::MongoSessionStore;
 pub use user::{UserInfo, UserSession, USER_KEY};
 
+/// The deployment guide's examples, compiled with the doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/deployment.md")]
+struct DeploymentGuide;
+
 #[doc(hidden)]
 pub mod __bench {
     //! Not public API: the store's own per-operation work (document
