@@ -46,9 +46,10 @@ pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{generate_id, RedactedId, SessionId};
 pub use options::{AutoRemove, ConflictPolicy};
-pub use outcome::{LoadedSession, RewrapReport, SaveOutcome, StoredSession};
+pub use index::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
+pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
 pub use snapshot::RESERVED_KEY;
-pub use store::MongoSessionStore;
+pub use store::{MongoSessionStore, SessionStats, SizeDistribution};
 pub use user::{UserInfo, UserSession, USER_KEY};
 
 #[doc(hidden)]
