@@ -57,11 +57,7 @@ pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> R
         .collection(from)
         .auto_remove(AutoRemove::Disabled)
         .express_layout(layout);
-    // A real run sets the target up as the service's build would (its
-    // indexes); a dry run writes nothing.
-    let target = options
-        .native_options(options.connection()?.collection(into))?
-        .manage_collection(!args.dry_run);
+    let target = options.native_options(options.connection()?.collection(into))?;
     let source = source.build().await.context("connecting to the source")?;
     let target = target.build().await.context("preparing the target")?;
     if !args.dry_run {
@@ -70,6 +66,12 @@ pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> R
             "migrate the sessions of {namespace} into {}",
             target.collection().namespace()
         ))?;
+        // The target's indexes, as the service's build would make them;
+        // only now, so that a refusal or a dry run writes nothing.
+        target
+            .ensure_indexes(false)
+            .await
+            .context("preparing the target's indexes")?;
     }
 
     let total = super::estimate(&source, options).await;
