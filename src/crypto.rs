@@ -218,7 +218,9 @@ pub(crate) fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
     if sealed.len() < HEADER + 16 || sealed[0] != FORMAT {
         return None;
     }
-    Some(u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
+    Some(u32::from_be_bytes([
+        sealed[1], sealed[2], sealed[3], sealed[4],
+    ]))
 }
 
 /// A fresh nonce: 96 random bits drawn once per process, then counted up.

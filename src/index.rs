@@ -19,8 +19,8 @@ use crate::error::{command_code, Error, Result};
 
 mod plan;
 
-pub use plan::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
 pub(crate) use plan::IndexSpec;
+pub use plan::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
 
 const NAMESPACE_NOT_FOUND: i32 = 26;
 const INDEX_OPTIONS_CONFLICT: i32 = 85;

@@ -117,7 +117,9 @@ impl IndexPlan {
 
     /// Whether carrying it out drops an existing index.
     pub fn replaces(&self) -> bool {
-        self.indexes.iter().any(|i| i.action == IndexAction::Replace)
+        self.indexes
+            .iter()
+            .any(|i| i.action == IndexAction::Replace)
     }
 }
 
@@ -160,9 +162,9 @@ impl IndexSpec {
             plan.indexes.push(PlannedIndex {
                 purpose,
                 wanted: describe(&model),
-                existing: existing.as_ref().map(|i| {
-                    format!("{} {}", name_of(i, &field), describe(i))
-                }),
+                existing: existing
+                    .as_ref()
+                    .map(|i| format!("{} {}", name_of(i, &field), describe(i))),
                 existing_name,
                 field,
                 action,

@@ -30,25 +30,45 @@ pub(crate) struct StoreOptions {
     pub(crate) layout: Option<StoreLayout>,
     /// The secret for the keyed hashes of session ids and handles
     /// (`id_hash_key`; its UTF-8 bytes). Without it, the built-in public key.
-    #[arg(long, env = "SESSION_ID_HASH_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SESSION_ID_HASH_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub(crate) id_hash_key: Option<String>,
     /// Whether the id field holds a keyed hash of the session id (`hash_ids`).
     #[arg(long, global = true)]
     pub(crate) hash_ids: Option<bool>,
     /// One encryption key (`encryption`: base64 of 32 bytes). For a key
     /// ring, use --encryption-keys or --encryption-keys-file.
-    #[arg(long, env = "SESSION_ENCRYPTION_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SESSION_ENCRYPTION_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub(crate) encryption_key: Option<String>,
     /// The id of that key in the service's key ring [default: 1].
     #[arg(long, global = true)]
     pub(crate) encryption_key_id: Option<u32>,
     /// The key ring (`encryption`): `id:base64` pairs separated by commas,
     /// the primary first (it encrypts; every key decrypts).
-    #[arg(long, env = "SESSION_ENCRYPTION_KEYS", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SESSION_ENCRYPTION_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
     pub(crate) encryption_keys: Option<String>,
     /// A file holding the key ring: one `id:base64` per line, the primary
     /// first; blank lines and lines starting with # are skipped.
-    #[arg(long, env = "SESSION_ENCRYPTION_KEYS_FILE", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SESSION_ENCRYPTION_KEYS_FILE",
+        hide_env_values = true,
+        global = true
+    )]
     pub(crate) encryption_keys_file: Option<PathBuf>,
     /// How the data field is stored (`codec`): bson or json-string.
     #[arg(long, global = true)]
@@ -210,7 +230,9 @@ impl StoreOptions {
             ));
         }
         if let Some(list) = &self.encryption_keys {
-            return parse_key_ring(list.split(',')).map(Some).context("--encryption-keys");
+            return parse_key_ring(list.split(','))
+                .map(Some)
+                .context("--encryption-keys");
         }
         if let Some(path) = &self.encryption_keys_file {
             let text = std::fs::read_to_string(path)
@@ -292,12 +314,23 @@ mod tests {
     fn a_key_ring_lists_the_primary_first() {
         let a = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let b = "S2V5IG51bWJlciB0d286IDMyIGJ5dGVzIGxvbmcuLi4=";
-        let ring = parse_key_ring([format!("2:{b}"), format!(" 1 : {a}")].iter().map(|s| s.as_str()))
-            .unwrap();
+        let ring = parse_key_ring(
+            [format!("2:{b}"), format!(" 1 : {a}")]
+                .iter()
+                .map(|s| s.as_str()),
+        )
+        .unwrap();
         assert_eq!(ring.primary_id(), 2);
         assert!(parse_key_ring(["2:x"].into_iter()).is_err());
-        assert!(parse_key_ring([format!("1:{a}"), format!("1:{b}")].iter().map(|s| s.as_str()))
-            .is_err(), "a duplicate id");
+        assert!(
+            parse_key_ring(
+                [format!("1:{a}"), format!("1:{b}")]
+                    .iter()
+                    .map(|s| s.as_str())
+            )
+            .is_err(),
+            "a duplicate id"
+        );
         assert!(parse_key_ring(std::iter::empty()).is_err());
     }
 }

@@ -141,10 +141,15 @@ pub(crate) fn finish(program: &str, ui: Ui, outcome: anyhow::Result<Report>) -> 
             ExitCode::from(report.code)
         }
         Err(error) => {
-            let code = error.downcast_ref::<Stop>().map_or(code::FAILED, |s| s.code);
+            let code = error
+                .downcast_ref::<Stop>()
+                .map_or(code::FAILED, |s| s.code);
             eprintln!("{program}: {error:#}");
             if ui.json {
-                println!("{}", json!({ "error": format!("{error:#}"), "exit_code": code }));
+                println!(
+                    "{}",
+                    json!({ "error": format!("{error:#}"), "exit_code": code })
+                );
             }
             ExitCode::from(code)
         }

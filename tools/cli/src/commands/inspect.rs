@@ -54,7 +54,11 @@ pub(super) async fn stats(options: &StoreOptions, ui: Ui) -> Result<Report> {
     if !stats.key_ids.is_empty() {
         text.push_str("documents per encryption key id\n");
         for (id, count) in &stats.key_ids {
-            let mark = if Some(*id) == primary { " (primary)" } else { "" };
+            let mark = if Some(*id) == primary {
+                " (primary)"
+            } else {
+                ""
+            };
             let _ = writeln!(text, "  {id}{mark}: {count}");
         }
     }
@@ -92,5 +96,8 @@ pub(super) async fn list(options: &StoreOptions, user: &str) -> Result<Report> {
             field("user_agent"),
         );
     }
-    Ok(Report::new(json!({ "user": user, "sessions": listed }), text))
+    Ok(Report::new(
+        json!({ "user": user, "sessions": listed }),
+        text,
+    ))
 }

@@ -76,7 +76,10 @@ pub(super) async fn revoke(options: &StoreOptions, args: &RevokeArgs, ui: Ui) ->
     store.close().await;
     let revoked = revoked?;
     let text = format!("revoked {revoked} sessions of {user:?}");
-    Ok(Report::new(json!({ "user": user, "revoked": revoked }), text))
+    Ok(Report::new(
+        json!({ "user": user, "revoked": revoked }),
+        text,
+    ))
 }
 
 /// The session id in a cookie value.

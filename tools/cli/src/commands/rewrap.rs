@@ -28,7 +28,8 @@ pub(super) async fn rewrap(options: &StoreOptions, ui: Ui) -> Result<Report> {
         .rewrap_with(|event| match event {
             RewrapEvent::Progress(report) => bar.set_position(report.examined),
             RewrapEvent::Undecodable { session, error } => {
-                undecodable.push(json!({ "session": session.to_string(), "error": error.to_string() }));
+                undecodable
+                    .push(json!({ "session": session.to_string(), "error": error.to_string() }));
             }
             _ => {}
         })

@@ -5,7 +5,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use mongodb_session_store::{AutoRemove, KeyRing, MongoSessionStore, StoreBuilder, UserInfo, USER_KEY};
+use mongodb_session_store::{
+    AutoRemove, KeyRing, MongoSessionStore, StoreBuilder, UserInfo, USER_KEY,
+};
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
@@ -30,7 +32,10 @@ pub fn command(db: &TestDb) -> Command {
 
 /// Runs the CLI with `args`; the output and the exit code.
 pub fn run(db: &TestDb, args: &[&str]) -> (Output, i32) {
-    let output = command(db).args(args).output().expect("running mongodb-sessions");
+    let output = command(db)
+        .args(args)
+        .output()
+        .expect("running mongodb-sessions");
     let code = output.status.code().expect("exited, not killed");
     (output, code)
 }
@@ -45,7 +50,8 @@ pub fn json(db: &TestDb, args: &[&str], code: i32) -> Value {
         "{args:?}: stdout {stdout} stderr {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {stdout}"))
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {stdout}"))
 }
 
 /// A store on `db`'s `sessions` that creates no index (so the tests see

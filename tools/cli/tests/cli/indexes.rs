@@ -22,7 +22,11 @@ async fn indexes(db: &TestDb) -> Vec<(String, Document, Option<u64>)> {
         .into_iter()
         .map(|m| {
             let options = m.options.unwrap();
-            (options.name.unwrap(), m.keys, options.expire_after.map(|d| d.as_secs()))
+            (
+                options.name.unwrap(),
+                m.keys,
+                options.expire_after.map(|d| d.as_secs()),
+            )
         })
         .collect();
     found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -47,21 +51,37 @@ async fn dry_run_reports_the_missing_index_and_changes_nothing_then_it_is_create
     assert_eq!(before.len(), 1, "only _id_: {before:?}");
 
     let dry = json(&db, &["ensure-indexes", "--dry-run"], 0);
-    assert_eq!(actions(&dry), json!([["expiry", "create"], ["owner", "create"]]), "{dry}");
-    assert_eq!(dry["indexes"][0]["wanted"], "{ \"expires\": 1 }, { \"expireAfterSeconds\": 0 }");
+    assert_eq!(
+        actions(&dry),
+        json!([["expiry", "create"], ["owner", "create"]]),
+        "{dry}"
+    );
+    assert_eq!(
+        dry["indexes"][0]["wanted"],
+        "{ \"expires\": 1 }, { \"expireAfterSeconds\": 0 }"
+    );
     assert_eq!(indexes(&db).await, before, "a dry run creates nothing");
     let (text, _) = run(&db, &["ensure-indexes", "--dry-run"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("would create"));
 
     let created = json(&db, &["ensure-indexes"], 0);
-    assert_eq!(actions(&created), actions(&dry), "no confirmation needed to create");
+    assert_eq!(
+        actions(&created),
+        actions(&dry),
+        "no confirmation needed to create"
+    );
     let after = indexes(&db).await;
     assert_eq!(after.len(), 3, "{after:?}");
-    assert!(after.iter().any(|(_, keys, ttl)| keys.contains_key("expires") && *ttl == Some(0)));
+    assert!(after
+        .iter()
+        .any(|(_, keys, ttl)| keys.contains_key("expires") && *ttl == Some(0)));
     assert!(after.iter().any(|(_, keys, _)| keys.contains_key("user")));
 
     let again = json(&db, &["ensure-indexes", "--dry-run"], 0);
-    assert_eq!(actions(&again), json!([["expiry", "keep"], ["owner", "keep"]]));
+    assert_eq!(
+        actions(&again),
+        json!([["expiry", "keep"], ["owner", "keep"]])
+    );
     db.cleanup().await;
 }
 
@@ -72,14 +92,28 @@ async fn replacing_a_disagreeing_ttl_index_needs_yes() {
     session(&store, None, true).await;
     json(&db, &["ensure-indexes"], 0);
 
-    let dry = json(&db, &["ensure-indexes", "--expire-after", "60", "--dry-run"], 0);
+    let dry = json(
+        &db,
+        &["ensure-indexes", "--expire-after", "60", "--dry-run"],
+        0,
+    );
     assert_eq!(dry["indexes"][0]["action"], "replace", "{dry}");
-    assert!(dry["indexes"][0]["existing"].as_str().unwrap().contains("expireAfterSeconds\": 0"));
+    assert!(dry["indexes"][0]["existing"]
+        .as_str()
+        .unwrap()
+        .contains("expireAfterSeconds\": 0"));
 
     let refused = json(&db, &["ensure-indexes", "--expire-after", "60"], 3);
-    assert!(refused["error"].as_str().unwrap().contains("--yes"), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("--yes"),
+        "{refused}"
+    );
     let ttl = |found: &[(String, Document, Option<u64>)]| {
-        found.iter().find(|(_, k, _)| k.contains_key("expires")).unwrap().2
+        found
+            .iter()
+            .find(|(_, k, _)| k.contains_key("expires"))
+            .unwrap()
+            .2
     };
     assert_eq!(ttl(&indexes(&db).await), Some(0), "unchanged");
 

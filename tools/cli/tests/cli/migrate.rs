@@ -141,7 +141,14 @@ async fn mongodb_sessions_migrate_asks_first_and_reports_in_json() {
         .insert_one(doc! {"_id": "id-1", "session": session, "expires": expires})
         .await
         .unwrap();
-    let args = ["migrate", "--layout", "connect-mongo", "--into", "native", "--json"];
+    let args = [
+        "migrate",
+        "--layout",
+        "connect-mongo",
+        "--into",
+        "native",
+        "--json",
+    ];
     let sub = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_mongodb-sessions"))
             .env("MONGODB_URI", db.uri())
@@ -159,10 +166,18 @@ async fn mongodb_sessions_migrate_asks_first_and_reports_in_json() {
     let dry = sub(&["--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "a dry run needs no --yes");
     let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
-    assert_eq!((dry["dry_run"].as_bool(), dry["converted"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["converted"].as_u64()),
+        (Some(true), Some(1))
+    );
 
     let done = sub(&["--yes"]);
-    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let done: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
     assert_eq!(done["converted"], 1, "{done}");
     assert_eq!(db.documents("native").await.len(), 1);

@@ -30,8 +30,13 @@ async fn rewrap_moves_every_document_to_the_primary_key_and_reports_undecodable_
     assert_eq!(first["examined"], 5, "{first}");
     assert_eq!(first["rewrapped"], 3);
     assert_eq!(first["undecodable"], 1);
-    let listed = first["undecodable_sessions"][0]["session"].as_str().unwrap();
-    assert!(listed.starts_with("sid#") && !listed.contains("broken"), "redacted: {first}");
+    let listed = first["undecodable_sessions"][0]["session"]
+        .as_str()
+        .unwrap();
+    assert!(
+        listed.starts_with("sid#") && !listed.contains("broken"),
+        "redacted: {first}"
+    );
 
     let after = json(&db, &["stats", "--encryption-keys", &keys], 0);
     assert_eq!(after["key_ids"], json!({"2": 4}), "{after}");
@@ -42,16 +47,26 @@ async fn rewrap_moves_every_document_to_the_primary_key_and_reports_undecodable_
         .await
         .unwrap();
     for id in &ids {
-        let loaded = retired.load(id).await.unwrap().expect("readable under key 2");
+        let loaded = retired
+            .load(id)
+            .await
+            .unwrap()
+            .expect("readable under key 2");
         assert_eq!(loaded.data["cart"], json!(["book", "pen"]));
     }
 
     let second = json(&db, &["rewrap", "--yes", "--encryption-keys", &keys], 5);
     assert_eq!(second["rewrapped"], 0, "{second}");
     assert_eq!(second["undecodable"], 1);
-    db.collection("sessions").delete_one(doc! {"_id": "broken"}).await.unwrap();
+    db.collection("sessions")
+        .delete_one(doc! {"_id": "broken"})
+        .await
+        .unwrap();
     let clean = json(&db, &["rewrap", "--yes", "--encryption-keys", &keys], 0);
-    assert_eq!((clean["examined"].as_u64(), clean["rewrapped"].as_u64()), (Some(4), Some(0)));
+    assert_eq!(
+        (clean["examined"].as_u64(), clean["rewrapped"].as_u64()),
+        (Some(4), Some(0))
+    );
     db.cleanup().await;
 }
 
@@ -68,9 +83,20 @@ async fn the_key_ring_can_come_from_a_file() {
         .env("SESSION_ENCRYPTION_KEYS_FILE", &file)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!((report["rewrapped"].as_u64(), report["primary_key_id"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (
+            report["rewrapped"].as_u64(),
+            report["primary_key_id"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
     assert_eq!(json(&db, &["stats"], 0)["key_ids"], json!({"2": 1}));
     let _ = std::fs::remove_file(file);
     db.cleanup().await;

@@ -22,7 +22,10 @@ async fn list_shows_handles_and_clients_but_no_id_anywhere() {
 
     let listed = json(&db, &["list", "--user", "ada"], 0);
     let sessions = listed["sessions"].as_array().unwrap();
-    let mut handles: Vec<&str> = sessions.iter().map(|s| s["handle"].as_str().unwrap()).collect();
+    let mut handles: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["handle"].as_str().unwrap())
+        .collect();
     handles.sort();
     let mut expected: Vec<String> = store
         .user_sessions("ada", None)
@@ -48,7 +51,10 @@ async fn list_shows_handles_and_clients_but_no_id_anywhere() {
     let everything = format!("{listed}{text}");
     for id in &ids {
         assert!(!everything.contains(id.as_str()), "a raw id in the output");
-        assert!(!everything.contains(&store.stored_id(id)), "a stored id in the output");
+        assert!(
+            !everything.contains(&store.stored_id(id)),
+            "a stored id in the output"
+        );
     }
     db.cleanup().await;
 }
@@ -56,7 +62,11 @@ async fn list_shows_handles_and_clients_but_no_id_anywhere() {
 #[tokio::test]
 async fn revoke_by_handle_all_or_cookie_ends_exactly_those_sessions() {
     let db = TestDb::new("clirevoke").await;
-    let store = store(&db).id_hash_key("service secret").build().await.unwrap();
+    let store = store(&db)
+        .id_hash_key("service secret")
+        .build()
+        .await
+        .unwrap();
     let ada: Vec<String> = [
         session(&store, Some("ada"), true).await,
         session(&store, Some("ada"), true).await,
@@ -69,16 +79,36 @@ async fn revoke_by_handle_all_or_cookie_ends_exactly_those_sessions() {
     let secret = ["--id-hash-key", "service secret", "--yes"];
 
     // Bob cannot be made to lose Ada's session by its handle.
-    let none = json(&db, &[&["revoke", "--user", "bob", "--handle", &handle], &secret[..]].concat(), 0);
+    let none = json(
+        &db,
+        &[
+            &["revoke", "--user", "bob", "--handle", &handle],
+            &secret[..],
+        ]
+        .concat(),
+        0,
+    );
     assert_eq!(none["revoked"], 0);
     assert_eq!(stored_ids(&db).await.len(), 5);
 
-    let one = json(&db, &[&["revoke", "--user", "ada", "--handle", &handle], &secret[..]].concat(), 0);
+    let one = json(
+        &db,
+        &[
+            &["revoke", "--user", "ada", "--handle", &handle],
+            &secret[..],
+        ]
+        .concat(),
+        0,
+    );
     assert_eq!(one["revoked"], 1);
     assert!(store.load(&ada[0]).await.unwrap().is_none());
     assert!(store.load(&ada[1]).await.unwrap().is_some());
 
-    let all = json(&db, &[&["revoke", "--user", "ada", "--all"], &secret[..]].concat(), 0);
+    let all = json(
+        &db,
+        &[&["revoke", "--user", "ada", "--all"], &secret[..]].concat(),
+        0,
+    );
     assert_eq!(all["revoked"], 2);
     for id in &ada {
         assert!(store.load(id).await.unwrap().is_none());
@@ -89,7 +119,11 @@ async fn revoke_by_handle_all_or_cookie_ends_exactly_those_sessions() {
     // same cookie matches nothing.
     let wrong_key = json(&db, &["revoke", "--session-cookie", &bob, "--yes"], 0);
     assert_eq!(wrong_key["revoked"], 0);
-    let by_cookie = json(&db, &[&["revoke", "--session-cookie", &bob], &secret[..]].concat(), 0);
+    let by_cookie = json(
+        &db,
+        &[&["revoke", "--session-cookie", &bob], &secret[..]].concat(),
+        0,
+    );
     assert_eq!(by_cookie["revoked"], 1);
     assert_eq!(stored_ids(&db).await, vec![store.stored_id(&nobody)]);
     db.cleanup().await;
@@ -109,19 +143,42 @@ async fn revoke_takes_an_express_signed_cookie_with_its_secret() {
     let cookie = encode_cookie_value(&sign(&id, "s1"));
     let express = ["--layout", "connect-mongo", "--yes"];
 
-    let (output, code) = run(&db, &[&["revoke", "--session-cookie", &cookie], &express[..]].concat());
+    let (output, code) = run(
+        &db,
+        &[&["revoke", "--session-cookie", &cookie], &express[..]].concat(),
+    );
     assert_eq!(code, 1, "a signed cookie without its secret");
     assert!(String::from_utf8_lossy(&output.stderr).contains("--cookie-secret"));
     let (_, code) = run(
         &db,
-        &[&["revoke", "--session-cookie", &cookie, "--cookie-secret", "old,wrong"], &express[..]].concat(),
+        &[
+            &[
+                "revoke",
+                "--session-cookie",
+                &cookie,
+                "--cookie-secret",
+                "old,wrong",
+            ],
+            &express[..],
+        ]
+        .concat(),
     );
     assert_eq!(code, 1, "a signature that does not verify");
     assert_eq!(stored_ids(&db).await.len(), 2);
 
     let revoked = json(
         &db,
-        &[&["revoke", "--session-cookie", &cookie, "--cookie-secret", "old,s1"], &express[..]].concat(),
+        &[
+            &[
+                "revoke",
+                "--session-cookie",
+                &cookie,
+                "--cookie-secret",
+                "old,s1",
+            ],
+            &express[..],
+        ]
+        .concat(),
         0,
     );
     assert_eq!(revoked["revoked"], 1);
