@@ -13,9 +13,10 @@ use crate::{
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("whose").required(true).args(["user", "session_cookie"])))]
+#[command(group(ArgGroup::new("which").args(["handle", "all"])))]
 pub(crate) struct RevokeArgs {
     /// The user whose sessions to end (with --handle or --all).
-    #[arg(long)]
+    #[arg(long, requires = "which")]
     user: Option<String>,
     /// The session to end, by the handle `list` shows.
     #[arg(long, requires = "user", conflicts_with = "all")]

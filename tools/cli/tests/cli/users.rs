@@ -77,6 +77,8 @@ async fn revoke_by_handle_all_or_cookie_ends_exactly_those_sessions() {
     let nobody = session(&store, None, true).await;
     let handle = store.load(&ada[0]).await.unwrap().unwrap().handle;
     let secret = ["--id-hash-key", "service secret", "--yes"];
+    let (_, code) = run(&db, &["revoke", "--user", "ada", "--yes"]);
+    assert_eq!(code, 2, "--user needs --handle or --all");
 
     // Bob cannot be made to lose Ada's session by its handle.
     let none = json(
