@@ -25,10 +25,11 @@ pub(crate) struct RevokeArgs {
     #[arg(long, requires = "user")]
     all: bool,
     /// End the session this cookie carries: the cookie's value as the
-    /// browser sends it (URL-encoded or not). tower-sessions' cookie and
-    /// actix-session's session key are the id itself; an express-session
-    /// cookie (`s:<id>.<signature>`) needs --cookie-secret. The id is hashed
-    /// as the store does (--id-hash-key), never printed.
+    /// browser sends it (URL-encoded or not). A tower-sessions cookie is the
+    /// id itself; for actix-session give the session key (with `Signed`
+    /// cookies, the value after its 44-character signature); an
+    /// express-session cookie (`s:<id>.<signature>`) needs --cookie-secret.
+    /// The id is hashed as the store does (--id-hash-key), never printed.
     #[arg(long, conflicts_with = "user")]
     session_cookie: Option<String>,
     /// express-session's secret(s), comma-separated, to verify a signed

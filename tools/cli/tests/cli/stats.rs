@@ -38,6 +38,18 @@ async fn stats_count_live_expired_owners_sizes_and_key_ids() {
     assert_eq!(stats["size_bytes"]["p99"], sizes[7]);
     assert_eq!(stats["size_bytes"]["max"], sizes[7]);
 
+    // Text for people; no progress bar when stderr is not a terminal.
+    let (output, code) = crate::common::run(&db, &["stats"]);
+    assert_eq!(code, 0);
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("live sessions            6"), "{text}");
+    assert!(text.contains("distinct owners          2"), "{text}");
+
     // Without keys the key ids are still read (from the ciphertexts' headers).
     let plain = json(&db, &["stats"], 0);
     assert_eq!(plain["key_ids"], json!({"1": 8}));
