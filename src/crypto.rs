@@ -211,6 +211,18 @@ impl KeyRing {
     }
 }
 
+/// The id of the key that sealed `sealed`, read from its header without
+/// opening it (so it works for keys no longer in the ring), or `None` if it
+/// is not a ciphertext of this store.
+pub(crate) fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
+    if sealed.len() < HEADER + 16 || sealed[0] != FORMAT {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        sealed[1], sealed[2], sealed[3], sealed[4],
+    ]))
+}
+
 /// A fresh nonce: 96 random bits drawn once per process, then counted up.
 /// Unique within the process by construction (a syscall per value would
 /// cost more than the encryption itself); two processes collide only if
@@ -313,6 +325,13 @@ mod tests {
             "a flipped byte"
         );
         assert!(ring.open(b"doc-a/field", b"short").is_err());
+    }
+
+    #[test]
+    fn the_sealing_key_id_is_read_without_the_key() {
+        let ring = KeyRing::new(7, [1u8; 32]).unwrap();
+        assert_eq!(sealed_key_id(&ring.seal(b"x", b"v")), Some(7));
+        assert_eq!(sealed_key_id(b"short"), None);
     }
 
     #[test]

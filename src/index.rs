@@ -17,6 +17,11 @@ use mongodb::{
 
 use crate::error::{command_code, Error, Result};
 
+mod plan;
+
+pub(crate) use plan::IndexSpec;
+pub use plan::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
+
 const NAMESPACE_NOT_FOUND: i32 = 26;
 const INDEX_OPTIONS_CONFLICT: i32 = 85;
 const INDEX_KEY_SPECS_CONFLICT: i32 = 86;

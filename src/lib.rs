@@ -45,10 +45,11 @@ pub use crypto::KeyRing;
 pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{generate_id, RedactedId, SessionId};
+pub use index::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
 pub use options::{AutoRemove, ConflictPolicy};
-pub use outcome::{LoadedSession, RewrapReport, SaveOutcome, StoredSession};
+pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
 pub use snapshot::RESERVED_KEY;
-pub use store::MongoSessionStore;
+pub use store::{MongoSessionStore, SessionStats, SizeDistribution};
 pub use user::{UserInfo, UserSession, USER_KEY};
 
 /// The deployment guide's examples, compiled with the doc tests.

@@ -128,6 +128,22 @@ pub struct RewrapReport {
     pub undecodable: u64,
 }
 
+/// What [`MongoSessionStore::rewrap_with`](crate::MongoSessionStore::rewrap_with)
+/// reports as it goes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RewrapEvent<'a> {
+    /// One more document looked at: the totals so far.
+    Progress(&'a RewrapReport),
+    /// A document that could not be decoded was skipped.
+    Undecodable {
+        /// Its id, redacted.
+        session: crate::RedactedId,
+        /// Why it could not be decoded.
+        error: &'a crate::Error,
+    },
+}
+
 /// A live session as listed by [`MongoSessionStore::all`](crate::MongoSessionStore::all).
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -14,7 +14,7 @@ use super::{Source, StoreBuilder};
 use crate::{
     cache::{open_stream, CacheMode, ReadCache, SessionCache},
     error::{Error, Result},
-    index::{ensure_ttl_index, ensure_unique_index, ensure_user_index},
+    index::IndexSpec,
     options::AutoRemove,
     schema::Layout,
     store::MongoSessionStore,
@@ -61,10 +61,16 @@ impl StoreBuilder {
         ping(&db, bound).await?;
         let collection =
             db.collection_with_options(&self.collection, self.collection_options.clone());
-        // Index setup is bounded like the rest of build.
-        tokio::time::timeout(bound, self.ensure_indexes(&collection))
-            .await
-            .map_err(|_| Error::timeout("createIndex", bound))??;
+        let indexes = self.index_spec();
+        if self.manage_collection {
+            // Index setup is bounded like the rest of build. Without
+            // AutoRemove the unique id index is checked, not created:
+            // indexes are then the operator's job.
+            let create_unique = self.auto_remove != AutoRemove::Disabled;
+            tokio::time::timeout(bound, indexes.ensure(&collection, create_unique, bound))
+                .await
+                .map_err(|_| Error::timeout("createIndex", bound))??;
+        }
         let auto_remove = self.auto_remove;
         let (cache, stream) = match &self.cache {
             Some(config) => {
@@ -80,8 +86,9 @@ impl StoreBuilder {
             self.layout,
             self.config,
             cache,
+            indexes,
         );
-        if let AutoRemove::Interval(period) = auto_remove {
+        if let (AutoRemove::Interval(period), true) = (auto_remove, self.manage_collection) {
             store.spawn_interval_removal(period);
         }
         if let Some(stream) = stream {
@@ -101,34 +108,24 @@ impl StoreBuilder {
         }
     }
 
-    async fn ensure_indexes(
-        &self,
-        collection: &mongodb::Collection<mongodb::bson::Document>,
-    ) -> Result<()> {
-        let bound = self.connect_timeout;
+    /// The indexes this configuration relies on.
+    fn index_spec(&self) -> IndexSpec {
         let fields = &self.layout.fields;
-        let needs_unique_id = fields.id != "_id";
-        match self.auto_remove {
-            AutoRemove::Native => {
-                let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
-                let cosmos = self.ttl_index_field.is_some();
-                let delay = self.expire_after.unwrap_or(if cosmos {
-                    self.config.ttl
-                } else {
-                    Duration::ZERO
-                });
-                ensure_ttl_index(collection, field, delay, bound).await?;
-            }
-            AutoRemove::Interval(_) | AutoRemove::Disabled => {}
+        let ttl = (self.auto_remove == AutoRemove::Native).then(|| {
+            let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
+            let cosmos = self.ttl_index_field.is_some();
+            let delay = self.expire_after.unwrap_or(if cosmos {
+                self.config.ttl
+            } else {
+                Duration::ZERO
+            });
+            (field.to_string(), delay)
+        });
+        IndexSpec {
+            ttl,
+            unique_id: (fields.id != "_id").then(|| fields.id.clone()),
+            owner: self.auto_remove != AutoRemove::Disabled,
         }
-        if needs_unique_id {
-            let create = self.auto_remove != AutoRemove::Disabled;
-            ensure_unique_index(collection, &fields.id, create, bound).await?;
-        }
-        if self.auto_remove != AutoRemove::Disabled {
-            ensure_user_index(collection, bound).await?;
-        }
-        Ok(())
     }
 }
 

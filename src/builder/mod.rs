@@ -90,6 +90,7 @@ pub struct StoreBuilder {
     ttl_index_field: Option<String>,
     collection_options: CollectionOptions,
     cache: Option<ReadCache>,
+    manage_collection: bool,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -124,6 +125,7 @@ impl StoreBuilder {
                 ))
                 .build(),
             cache: None,
+            manage_collection: true,
         }
     }
 
@@ -379,6 +381,18 @@ impl StoreBuilder {
     /// connect-mongo's `autoRemove`.
     pub fn auto_remove(mut self, mode: AutoRemove) -> Self {
         self.auto_remove = mode;
+        self
+    }
+
+    /// Whether `build` sets the collection up (default true): ensures its
+    /// indexes and, with [`AutoRemove::Interval`], starts the removal task.
+    /// With false, `build` writes nothing to the database, checks no index
+    /// and starts no task — for tools that inspect or repair a deployment
+    /// (the `mongodb-sessions` CLI), which look at the indexes with
+    /// [`MongoSessionStore::index_plan`] and ensure them with
+    /// [`MongoSessionStore::ensure_indexes`] when they mean to.
+    pub fn manage_collection(mut self, on: bool) -> Self {
+        self.manage_collection = on;
         self
     }
 

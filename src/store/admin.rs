@@ -9,7 +9,7 @@ use super::MongoSessionStore;
 use crate::{
     error::{Error, Result},
     id::RedactedId,
-    outcome::{stored_session, RewrapReport, StoredSession},
+    outcome::{stored_session, RewrapEvent, RewrapReport, StoredSession},
 };
 
 impl MongoSessionStore {
@@ -23,6 +23,21 @@ impl MongoSessionStore {
     ///
     /// [`Error::is_config`](crate::Error::is_config) without encryption; server errors and timeouts.
     pub async fn rewrap(&self) -> Result<RewrapReport> {
+        self.rewrap_with(|_| {}).await
+    }
+
+    /// [`rewrap`](Self::rewrap), telling `observe` about each document
+    /// looked at and each one skipped as undecodable. Idempotent: a run cut
+    /// short is finished by running it again (documents already under the
+    /// primary key are only read).
+    ///
+    /// # Errors
+    ///
+    /// As [`rewrap`](Self::rewrap).
+    pub async fn rewrap_with(
+        &self,
+        mut observe: impl FnMut(RewrapEvent<'_>),
+    ) -> Result<RewrapReport> {
         let layout = &self.inner.layout;
         if layout.encryption.is_none() {
             return Err(Error::config("rewrap needs encryption to be configured"));
@@ -40,10 +55,16 @@ impl MongoSessionStore {
                     let id = document.get(&layout.fields.id).map(ToString::to_string);
                     let session = RedactedId::new(id.as_deref().unwrap_or_default());
                     tracing::warn!(%session, %error, "rewrap: skipped an undecodable session");
+                    observe(RewrapEvent::Undecodable {
+                        session,
+                        error: &error,
+                    });
+                    observe(RewrapEvent::Progress(&report));
                     continue;
                 }
             };
             if decoded.stale.is_empty() {
+                observe(RewrapEvent::Progress(&report));
                 continue;
             }
             let mut filter = doc! { &layout.fields.id: &decoded.stored_id };
@@ -66,6 +87,7 @@ impl MongoSessionStore {
                 report.skipped += 1;
             }
             self.evict(&decoded.stored_id);
+            observe(RewrapEvent::Progress(&report));
         }
         Ok(report)
     }

@@ -3,9 +3,13 @@
 
 mod admin;
 mod delete;
+mod indexes;
 mod load;
 mod save;
+mod stats;
 mod users;
+
+pub use stats::{SessionStats, SizeDistribution};
 
 use std::{
     fmt,
@@ -28,6 +32,7 @@ use crate::{
     cache::{spawn_watcher, CacheMode, SessionCache},
     error::{Error, Result},
     events::{EventReceiver, Events},
+    index::IndexSpec,
     options::Config,
     schema::Layout,
     snapshot::{split, UserEntries},
@@ -62,6 +67,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     cache: Option<Arc<SessionCache>>,
+    /// What the configuration asks of the indexes (see `indexes.rs`).
+    indexes: IndexSpec,
 }
 
 impl MongoSessionStore {
@@ -72,8 +79,10 @@ impl MongoSessionStore {
         layout: Layout,
         config: Config,
         cache: Option<SessionCache>,
+        indexes: IndexSpec,
     ) -> Self {
         let inner = Inner {
+            indexes,
             cache: cache.map(Arc::new),
             client,
             owns_client,

@@ -19,6 +19,7 @@ mod express;
 mod fault;
 #[cfg(feature = "express")]
 mod migrate;
+mod operations;
 mod options;
 #[cfg(feature = "tower-sessions")]
 mod robustness;

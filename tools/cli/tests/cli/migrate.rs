@@ -1,5 +1,7 @@
-//! The migration command end to end: dry run, run, rerun; and a user who
-//! logged in on Express keeps their login on the native layout afterwards.
+//! The migration command end to end, under its former name `mss-migrate`
+//! (the same code as `mongodb-sessions migrate`): dry run, run, rerun; a
+//! user who logged in on Express keeps their login on the native layout
+//! afterwards. And `mongodb-sessions migrate` asks first.
 
 use std::process::Command;
 
@@ -7,7 +9,9 @@ use mongodb::bson::{doc, DateTime};
 use serde_json::json;
 use testkit::TestDb;
 
-fn migrate(db: &TestDb, extra: &[&str]) -> String {
+/// Runs `mss-migrate`; exit code 5 says some documents could not be
+/// converted.
+fn migrate(db: &TestDb, extra: &[&str], code: i32) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mss-migrate"))
         .args([
             "--uri",
@@ -20,8 +24,9 @@ fn migrate(db: &TestDb, extra: &[&str]) -> String {
         .args(extra)
         .output()
         .expect("running mss-migrate");
-    assert!(
-        output.status.success(),
+    assert_eq!(
+        output.status.code(),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -45,20 +50,20 @@ async fn dry_run_then_run_then_a_rerun_that_changes_nothing() {
         .await
         .unwrap();
 
-    let dry = migrate(&db, &["--dry-run"]);
+    let dry = migrate(&db, &["--dry-run"], 5);
     assert!(
         dry.contains("would convert 50") && dry.contains("cannot convert 1"),
         "{dry}"
     );
     assert!(db.documents("native").await.is_empty());
-    let run = migrate(&db, &[]);
+    let run = migrate(&db, &[], 5);
     assert!(run.contains("converted 50"), "{run}");
     assert!(
         run.contains("cannot convert sid#"),
         "the failure is listed, redacted: {run}"
     );
     assert_eq!(db.documents("native").await.len(), 50);
-    let rerun = migrate(&db, &[]);
+    let rerun = migrate(&db, &[], 5);
     assert!(
         rerun.contains("converted 0, already up to date 50"),
         "{rerun}"
@@ -124,5 +129,57 @@ async fn a_user_logged_in_on_express_stays_logged_in_after_migration() {
     let documents = db.documents("sessions").await;
     assert_eq!(documents.len(), 1);
     assert!(documents[0].contains_key("data") && !documents[0].contains_key("session"));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn mongodb_sessions_migrate_asks_first_and_reports_in_json() {
+    let db = TestDb::new("migratesub").await;
+    let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + 3_600_000);
+    let session = json!({"cookie": {"originalMaxAge": 3_600_000}, "n": 1}).to_string();
+    db.collection("sessions")
+        .insert_one(doc! {"_id": "id-1", "session": session, "expires": expires})
+        .await
+        .unwrap();
+    let args = [
+        "migrate",
+        "--layout",
+        "connect-mongo",
+        "--into",
+        "native",
+        "--json",
+    ];
+    let sub = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mongodb-sessions"))
+            .env("MONGODB_URI", db.uri())
+            .args(args)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = sub(&[]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(db.documents("native").await.is_empty());
+    let collections = db.database().list_collection_names().await.unwrap();
+    assert_eq!(collections, vec!["sessions".to_string()], "nothing created");
+
+    let dry = sub(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "a dry run needs no --yes");
+    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["converted"].as_u64()),
+        (Some(true), Some(1))
+    );
+
+    let done = sub(&["--yes"]);
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(done["converted"], 1, "{done}");
+    assert_eq!(db.documents("native").await.len(), 1);
     db.cleanup().await;
 }

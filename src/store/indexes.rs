@@ -1,0 +1,54 @@
+//! The collection's indexes, seen and ensured on an operator's request
+//! (build ensures them itself unless told not to).
+
+use super::MongoSessionStore;
+use crate::{error::Result, index::IndexPlan};
+
+impl MongoSessionStore {
+    /// The indexes this store's configuration relies on (the expiry TTL
+    /// index with [`AutoRemove::Native`](crate::AutoRemove::Native), a
+    /// custom id field's unique index, the owner index), compared with what
+    /// the collection has. Reads only.
+    ///
+    /// # Errors
+    ///
+    /// Server errors and timeouts.
+    pub async fn index_plan(&self) -> Result<IndexPlan> {
+        let bound = self.inner.config.operation_timeout;
+        let plan = self.inner.indexes.plan(&self.inner.collection, bound);
+        self.bounded("listIndexes", plan).await
+    }
+
+    /// Creates the missing indexes of [`index_plan`](Self::index_plan) and,
+    /// with `replace`, drops and recreates those that disagree with the
+    /// configuration (a TTL index with another `expireAfterSeconds`).
+    /// Returns the plan it carried out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_index_conflict`](crate::Error::is_index_conflict) when an
+    /// index disagrees and `replace` is false, or when it cannot be repaired
+    /// (a non-unique index on the id field); server errors and timeouts.
+    pub async fn ensure_indexes(&self, replace: bool) -> Result<IndexPlan> {
+        let plan = self.index_plan().await?;
+        let bound = self.inner.config.operation_timeout;
+        let apply = self
+            .inner
+            .indexes
+            .apply(&self.inner.collection, &plan, replace, bound);
+        self.bounded("createIndex", apply).await?;
+        Ok(plan)
+    }
+
+    /// Runs a sequence of driver operations within the operation timeout.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let bound = self.inner.config.operation_timeout;
+        tokio::time::timeout(bound, work)
+            .await
+            .map_err(|_| crate::error::Error::timeout(operation, bound))?
+    }
+}

@@ -1,0 +1,5 @@
+//! `mongodb-sessions`: see `mongodb-sessions --help`.
+
+fn main() -> std::process::ExitCode {
+    mongodb_sessions::main()
+}
