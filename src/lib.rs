@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod id;
 mod index;
+mod observe;
 mod options;
 mod outcome;
 mod plan;
@@ -45,6 +46,9 @@ pub use crypto::KeyRing;
 pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{generate_id, RedactedId, SessionId};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use observe::describe_metrics;
 pub use options::{AutoRemove, ConflictPolicy};
 pub use outcome::{LoadedSession, RewrapReport, SaveOutcome, StoredSession};
 pub use snapshot::RESERVED_KEY;

@@ -9,6 +9,7 @@ use super::MongoSessionStore;
 use crate::{
     error::{Error, Result},
     id::RedactedId,
+    observe::{observed, Op},
     outcome::{stored_session, RewrapReport, StoredSession},
 };
 
@@ -23,6 +24,10 @@ impl MongoSessionStore {
     ///
     /// [`Error::is_config`](crate::Error::is_config) without encryption; server errors and timeouts.
     pub async fn rewrap(&self) -> Result<RewrapReport> {
+        observed(Op::Rewrap, None, self.rewrap_unobserved()).await
+    }
+
+    async fn rewrap_unobserved(&self) -> Result<RewrapReport> {
         let layout = &self.inner.layout;
         if layout.encryption.is_none() {
             return Err(Error::config("rewrap needs encryption to be configured"));
@@ -78,6 +83,10 @@ impl MongoSessionStore {
     /// Starting the query can fail like any operation; each item is
     /// a decode error if that document is malformed.
     pub async fn all(&self) -> Result<BoxStream<'static, Result<StoredSession>>> {
+        observed(Op::All, None, self.all_unobserved()).await
+    }
+
+    async fn all_unobserved(&self) -> Result<BoxStream<'static, Result<StoredSession>>> {
         let mut filter = Document::new();
         self.inner
             .layout
@@ -101,6 +110,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn length(&self) -> Result<u64> {
+        observed(Op::Length, None, self.length_unobserved()).await
+    }
+
+    async fn length_unobserved(&self) -> Result<u64> {
         let mut filter = Document::new();
         self.inner
             .layout
@@ -117,6 +130,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn clear(&self) -> Result<u64> {
+        observed(Op::Clear, None, self.clear_unobserved()).await
+    }
+
+    async fn clear_unobserved(&self) -> Result<u64> {
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(doc! {}))
             .await;
