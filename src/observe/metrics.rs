@@ -25,7 +25,9 @@ pub(crate) use disabled::*;
 mod enabled {
     use std::time::Instant;
 
-    use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+    use ::metrics::{
+        counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    };
     use moka::notification::RemovalCause;
 
     use super::CacheBuilder;
@@ -86,14 +88,29 @@ mod enabled {
     /// recorder. Optional: call it once after installing the recorder for
     /// `# HELP` lines and units in the exporter's output.
     pub fn describe_metrics() {
-        describe_counter!(OPERATIONS, "Session store operations, by operation and outcome.");
+        describe_counter!(
+            OPERATIONS,
+            "Session store operations, by operation and outcome."
+        );
         describe_histogram!(DURATION, Unit::Seconds, "Session store operation latency.");
-        describe_counter!(ROUND_TRIPS, "Database round trips of session store operations.");
+        describe_counter!(
+            ROUND_TRIPS,
+            "Database round trips of session store operations."
+        );
         describe_counter!(ERRORS, "Failed session store operations, by error kind.");
         describe_counter!(CACHE_HITS, "Loads answered by the read-through cache.");
-        describe_counter!(CACHE_MISSES, "Loads of a cached store that read the database.");
-        describe_counter!(CACHE_EVICTIONS, "Entries dropped from the read-through cache.");
-        describe_gauge!(CHANGE_STREAM_UP, "1 while the cache's change stream is open.");
+        describe_counter!(
+            CACHE_MISSES,
+            "Loads of a cached store that read the database."
+        );
+        describe_counter!(
+            CACHE_EVICTIONS,
+            "Entries dropped from the read-through cache."
+        );
+        describe_gauge!(
+            CHANGE_STREAM_UP,
+            "1 while the cache's change stream is open."
+        );
     }
 }
 

@@ -76,7 +76,12 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn revoke_others(&self, user: &str, keep: &str) -> Result<u64> {
-        observed(Op::RevokeOthers, None, self.revoke_where(user, |h| h != keep)).await
+        observed(
+            Op::RevokeOthers,
+            None,
+            self.revoke_where(user, |h| h != keep),
+        )
+        .await
     }
 
     /// Deletes the sessions of `user` whose handle matches `pick`. Handles

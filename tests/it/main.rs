@@ -18,6 +18,7 @@ mod express;
 mod fault;
 #[cfg(feature = "express")]
 mod migrate;
+mod observe;
 mod options;
 #[cfg(feature = "tower-sessions")]
 mod robustness;
