@@ -76,12 +76,8 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn revoke_others(&self, user: &str, keep: &str) -> Result<u64> {
-        observed(
-            Op::RevokeOthers,
-            None,
-            self.revoke_where(user, |h| h != keep),
-        )
-        .await
+        let revoke = self.revoke_where(user, |h| h != keep);
+        observed(Op::RevokeOthers, None, revoke).await
     }
 
     /// Deletes the sessions of `user` whose handle matches `pick`. Handles
