@@ -37,8 +37,7 @@ impl MongoSessionStore {
         data: &Map<String, Value>,
         expires: Option<SystemTime>,
     ) -> Result<String> {
-        let create = self.create_unobserved(generate_id, data, expires);
-        observed(Op::Create, None, create).await
+        self.create_with(generate_id, data, expires).await
     }
 
     /// Stores a new session under the first id `next_id` yields that is not
