@@ -219,6 +219,25 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is, as spans and metrics label it: one
+    /// stable word per kind, never the message (which may name keys).
+    pub(crate) fn kind_label(&self) -> &'static str {
+        match &*self.0 {
+            Repr::Config(_) => "config",
+            Repr::Unreachable { .. } => "unreachable",
+            Repr::ConnectionFailed { .. } => "connection",
+            Repr::Timeout { .. } => "timeout",
+            Repr::Database { .. } => "database",
+            Repr::Decode { .. } => "decode",
+            Repr::Encode(_) => "encode",
+            Repr::ReservedKey(_) => "reserved_key",
+            Repr::IndexConflict(_) => "index_conflict",
+            Repr::IdExhausted(_) => "id_exhausted",
+            Repr::Conflict(_) => "conflict",
+            Repr::Contended(_) => "contended",
+        }
+    }
+
     /// The driver error behind a server failure.
     pub(crate) fn driver_error(&self) -> Option<&mongodb::error::Error> {
         match &*self.0 {
@@ -339,6 +358,10 @@ mod tests {
         let timeout = Error::timeout("find", Duration::from_secs(1));
         assert!(timeout.is_timeout() && timeout.is_transient());
         assert_eq!(timeout.decode_field(), None);
+        assert_eq!(
+            (decode.kind_label(), timeout.kind_label()),
+            ("decode", "timeout")
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod id;
 mod index;
+mod observe;
 mod options;
 mod outcome;
 mod plan;
@@ -46,6 +47,9 @@ pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{generate_id, RedactedId, SessionId};
 pub use index::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use observe::describe_metrics;
 pub use options::{AutoRemove, ConflictPolicy};
 pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
 pub use snapshot::RESERVED_KEY;

@@ -96,6 +96,7 @@ impl SessionCache {
         if mode == CacheMode::StalenessBound {
             entries = entries.time_to_live(config.staleness_bound);
         }
+        entries = crate::observe::count_evictions(entries);
         let bound_ms = i64::try_from(config.staleness_bound.as_millis()).unwrap_or(i64::MAX);
         Self {
             entries: entries.build(),
@@ -281,11 +282,13 @@ impl SessionCache {
 
     /// The watcher (re)opened the change stream.
     fn stream_opened(&self) {
+        crate::observe::change_stream_up(true);
         self.coherence.stream_opened(now_ms());
     }
 
     /// The change stream failed; the cache steps aside until it is back.
     fn stream_lost(&self) {
+        crate::observe::change_stream_up(false);
         self.coherence.stream_lost(|| self.entries.invalidate_all());
     }
 

@@ -9,6 +9,7 @@ use super::MongoSessionStore;
 use crate::{
     error::{Error, Result},
     id::RedactedId,
+    observe::{observed, Op},
     outcome::{stored_session, RewrapEvent, RewrapReport, StoredSession},
 };
 
@@ -34,7 +35,11 @@ impl MongoSessionStore {
     /// # Errors
     ///
     /// As [`rewrap`](Self::rewrap).
-    pub async fn rewrap_with(
+    pub async fn rewrap_with(&self, observe: impl FnMut(RewrapEvent<'_>)) -> Result<RewrapReport> {
+        observed(Op::Rewrap, None, self.rewrap_unobserved(observe)).await
+    }
+
+    async fn rewrap_unobserved(
         &self,
         mut observe: impl FnMut(RewrapEvent<'_>),
     ) -> Result<RewrapReport> {
@@ -100,6 +105,10 @@ impl MongoSessionStore {
     /// Starting the query can fail like any operation; each item is
     /// a decode error if that document is malformed.
     pub async fn all(&self) -> Result<BoxStream<'static, Result<StoredSession>>> {
+        observed(Op::All, None, self.all_unobserved()).await
+    }
+
+    async fn all_unobserved(&self) -> Result<BoxStream<'static, Result<StoredSession>>> {
         let mut filter = Document::new();
         self.inner
             .layout
@@ -123,6 +132,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn length(&self) -> Result<u64> {
+        observed(Op::Length, None, self.length_unobserved()).await
+    }
+
+    async fn length_unobserved(&self) -> Result<u64> {
         let mut filter = Document::new();
         self.inner
             .layout
@@ -139,6 +152,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn clear(&self) -> Result<u64> {
+        observed(Op::Clear, None, self.clear_unobserved()).await
+    }
+
+    async fn clear_unobserved(&self) -> Result<u64> {
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(doc! {}))
             .await;

@@ -3,7 +3,12 @@
 use mongodb::bson::{doc, DateTime};
 
 use super::MongoSessionStore;
-use crate::{error::Result, events::EventKind, id::is_plausible};
+use crate::{
+    error::Result,
+    events::EventKind,
+    id::is_plausible,
+    observe::{observed, Op},
+};
 
 impl MongoSessionStore {
     /// Deletes a session; `true` if there was one.
@@ -12,6 +17,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn delete(&self, id: &str) -> Result<bool> {
+        observed(Op::Delete, Some(id), self.delete_unobserved(id)).await
+    }
+
+    async fn delete_unobserved(&self, id: &str) -> Result<bool> {
         if !is_plausible(id) {
             return Ok(false);
         }
@@ -53,6 +62,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn delete_expired(&self) -> Result<u64> {
+        observed(Op::DeleteExpired, None, self.delete_expired_unobserved()).await
+    }
+
+    async fn delete_expired_unobserved(&self) -> Result<u64> {
         let filter = self.inner.layout.expired_filter(DateTime::now());
         let result = self
             .run("deleteMany", self.inner.collection.delete_many(filter))

@@ -2,7 +2,11 @@
 //! (build ensures them itself unless told not to).
 
 use super::MongoSessionStore;
-use crate::{error::Result, index::IndexPlan};
+use crate::{
+    error::Result,
+    index::IndexPlan,
+    observe::{observed, Op},
+};
 
 impl MongoSessionStore {
     /// The indexes this store's configuration relies on (the expiry TTL
@@ -14,6 +18,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn index_plan(&self) -> Result<IndexPlan> {
+        observed(Op::IndexPlan, None, self.index_plan_unobserved()).await
+    }
+
+    async fn index_plan_unobserved(&self) -> Result<IndexPlan> {
         let bound = self.inner.config.operation_timeout;
         let plan = self.inner.indexes.plan(&self.inner.collection, bound);
         self.bounded("listIndexes", plan).await
@@ -30,7 +38,16 @@ impl MongoSessionStore {
     /// index disagrees and `replace` is false, or when it cannot be repaired
     /// (a non-unique index on the id field); server errors and timeouts.
     pub async fn ensure_indexes(&self, replace: bool) -> Result<IndexPlan> {
-        let plan = self.index_plan().await?;
+        observed(
+            Op::EnsureIndexes,
+            None,
+            self.ensure_indexes_unobserved(replace),
+        )
+        .await
+    }
+
+    async fn ensure_indexes_unobserved(&self, replace: bool) -> Result<IndexPlan> {
+        let plan = self.index_plan_unobserved().await?;
         let bound = self.inner.config.operation_timeout;
         let apply = self
             .inner

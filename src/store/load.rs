@@ -3,7 +3,9 @@
 use mongodb::bson::{doc, DateTime};
 
 use super::MongoSessionStore;
-use crate::{cache::SessionCache, error::Result, id::is_plausible, outcome::LoadedSession};
+use crate::{
+    cache::SessionCache, error::Result, id::is_plausible, observe, outcome::LoadedSession,
+};
 
 impl MongoSessionStore {
     /// Loads a live session: `None` if there is none, or it has expired
@@ -14,6 +16,11 @@ impl MongoSessionStore {
     /// [`Error::is_decode`](crate::Error::is_decode) if the stored document is malformed (the error
     /// names the field); timeouts and server errors as for every operation.
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>> {
+        let cached = self.inner.cache.is_some();
+        observe::observed_load(id, cached, self.load_unobserved(id)).await
+    }
+
+    async fn load_unobserved(&self, id: &str) -> Result<Option<LoadedSession>> {
         if !is_plausible(id) {
             return Ok(None);
         }
@@ -23,6 +30,7 @@ impl MongoSessionStore {
         let cache = self.inner.cache.as_deref();
         if let Some(hit) = cache.and_then(|c| c.get(&key)) {
             if hit.is_live(now, layout) {
+                observe::note_cache_hit();
                 return Ok(Some(hit));
             }
         }

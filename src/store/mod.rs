@@ -289,6 +289,7 @@ impl MongoSessionStore {
         deadline: tokio::time::Instant,
     ) -> Result<T> {
         let bound = self.inner.config.operation_timeout;
+        crate::observe::round_trip();
         match tokio::time::timeout_at(deadline, action.into_future()).await {
             Err(_) => Err(Error::timeout(operation, bound)),
             Ok(Err(e)) => Err(Error::from_driver(operation, bound, e)),

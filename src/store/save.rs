@@ -15,6 +15,7 @@ use crate::{
     error::{is_duplicate_key, Error, Result},
     events::EventKind,
     id::{generate_id, is_plausible, RedactedId},
+    observe::{observed, Op},
     options::ConflictPolicy,
     outcome::{LoadedSession, SaveOutcome, Written},
     schema::expiry_or,
@@ -50,6 +51,16 @@ impl MongoSessionStore {
     /// As [`create`](Self::create), plus [`Error::is_id_exhausted`](crate::Error::is_id_exhausted) if every
     /// id drawn was taken.
     pub async fn create_with(
+        &self,
+        next_id: impl FnMut() -> String,
+        data: &Map<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<String> {
+        let create = self.create_unobserved(next_id, data, expires);
+        observed(Op::Create, None, create).await
+    }
+
+    async fn create_unobserved(
         &self,
         mut next_id: impl FnMut() -> String,
         data: &Map<String, Value>,
@@ -143,6 +154,15 @@ impl MongoSessionStore {
     /// [`Error::is_encode`](crate::Error::is_encode) for an oversized session or a codec failure;
     /// server errors and timeouts.
     pub async fn save(
+        &self,
+        id: &str,
+        data: &Map<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<SaveOutcome> {
+        observed(Op::Save, Some(id), self.save_unobserved(id, data, expires)).await
+    }
+
+    async fn save_unobserved(
         &self,
         id: &str,
         data: &Map<String, Value>,
@@ -432,6 +452,10 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn touch(&self, id: &str, expires: Option<SystemTime>) -> Result<bool> {
+        observed(Op::Touch, Some(id), self.touch_unobserved(id, expires)).await
+    }
+
+    async fn touch_unobserved(&self, id: &str, expires: Option<SystemTime>) -> Result<bool> {
         if !is_plausible(id) {
             return Ok(false);
         }

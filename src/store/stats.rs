@@ -7,7 +7,12 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, RawBsonRef, RawDocumentBuf};
 
 use super::MongoSessionStore;
-use crate::{crypto::sealed_key_id, error::Result, schema::USER_FIELD};
+use crate::{
+    crypto::sealed_key_id,
+    error::Result,
+    observe::{observed, Op},
+    schema::USER_FIELD,
+};
 
 /// What [`MongoSessionStore::stats`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +91,11 @@ impl MongoSessionStore {
     /// # Errors
     ///
     /// As [`stats`](Self::stats).
-    pub async fn stats_with(&self, mut progress: impl FnMut(u64)) -> Result<SessionStats> {
+    pub async fn stats_with(&self, progress: impl FnMut(u64)) -> Result<SessionStats> {
+        observed(Op::Stats, None, self.stats_unobserved(progress)).await
+    }
+
+    async fn stats_unobserved(&self, mut progress: impl FnMut(u64)) -> Result<SessionStats> {
         let layout = &self.inner.layout;
         let collection = &self.inner.collection;
         let now = DateTime::now();

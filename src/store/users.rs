@@ -9,6 +9,7 @@ use super::MongoSessionStore;
 use crate::{
     error::{Error, Result},
     id::RedactedId,
+    observe::{observed, Op},
     schema::{optional_date, Layout, USER_FIELD},
     user::UserSession,
 };
@@ -25,6 +26,15 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn user_sessions(
+        &self,
+        user: &str,
+        current: Option<&str>,
+    ) -> Result<Vec<UserSession>> {
+        let sessions = self.user_sessions_unobserved(user, current);
+        observed(Op::UserSessions, None, sessions).await
+    }
+
+    async fn user_sessions_unobserved(
         &self,
         user: &str,
         current: Option<&str>,
@@ -55,7 +65,8 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
-        Ok(self.revoke_where(user, |h| h == handle).await? > 0)
+        let revoke = async { Ok(self.revoke_where(user, |h| h == handle).await? > 0) };
+        observed(Op::Revoke, None, revoke).await
     }
 
     /// Ends every session of `user` except the one with handle `keep`
@@ -65,7 +76,8 @@ impl MongoSessionStore {
     ///
     /// Server errors and timeouts.
     pub async fn revoke_others(&self, user: &str, keep: &str) -> Result<u64> {
-        self.revoke_where(user, |h| h != keep).await
+        let revoke = self.revoke_where(user, |h| h != keep);
+        observed(Op::RevokeOthers, None, revoke).await
     }
 
     /// Deletes the sessions of `user` whose handle matches `pick`. Handles

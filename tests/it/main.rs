@@ -19,6 +19,7 @@ mod express;
 mod fault;
 #[cfg(feature = "express")]
 mod migrate;
+mod observe;
 mod operations;
 mod options;
 #[cfg(feature = "tower-sessions")]

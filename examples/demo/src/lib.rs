@@ -2,6 +2,8 @@
 //! documented in the README; `demo-contract` holds the framework-neutral
 //! rules, this crate the routing and the session calls.
 
+mod prometheus;
+
 use std::{net::SocketAddr, sync::Mutex};
 
 use axum::{
@@ -29,6 +31,9 @@ use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 ///
 /// The store could not be built (server unreachable, bad settings).
 pub async fn app(settings: &Settings) -> Result<Router, mongodb_session_store::Error> {
+    // Before the store exists, so that what it reports while starting
+    // (its change stream opening) is recorded too.
+    prometheus::recorder();
     let store = settings
         .configure(MongoSessionStore::from_uri(&settings.mongodb_uri))?
         .build()
@@ -36,12 +41,15 @@ pub async fn app(settings: &Settings) -> Result<Router, mongodb_session_store::E
     Ok(router(store, settings))
 }
 
-/// The demo's routes over `store`.
+/// The demo's routes over `store`. `GET /metrics` serves the store's
+/// metrics in Prometheus' text format, outside the session layer (a scrape
+/// neither opens nor slides a session).
 ///
 /// Sessions slide: every request that carries a session saves it
 /// (`with_always_save`), which for an unchanged session is only a touch of
 /// its expiry — and inside `SESSION_TOUCH_AFTER_SECS` not even that.
 pub fn router(store: MongoSessionStore, settings: &Settings) -> Router {
+    prometheus::recorder();
     let idle = time::Duration::try_from(settings.ttl).unwrap_or(time::Duration::WEEK);
     let sessions = SessionManagerLayer::new(store.clone())
         .with_name(COOKIE_NAME)
@@ -65,6 +73,7 @@ pub fn router(store: MongoSessionStore, settings: &Settings) -> Router {
         .layer(sessions)
         .layer(Extension(store))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route("/metrics", get(prometheus::render))
 }
 
 struct Failure(ApiError);

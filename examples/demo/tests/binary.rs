@@ -63,3 +63,36 @@ mod settings {
         }
     }
 }
+
+mod metrics {
+    use testkit::suite::App;
+
+    /// The value of the series `line_start` (name and labels) in a
+    /// Prometheus text page.
+    fn series(page: &str, line_start: &str) -> Option<f64> {
+        page.lines()
+            .find_map(|line| line.strip_prefix(line_start)?.trim().parse().ok())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn get_metrics_serves_the_store_series_in_prometheus_text() {
+        let spawn = |settings| testkit::spawn_binary(env!("CARGO_BIN_EXE_demo"), settings);
+        let app = App::start("metrics", spawn, &[]).await;
+        app.browser.post("/api/counter", None).await;
+        app.browser.get("/api/session").await;
+
+        let scrape = app.browser.fresh().get("/metrics").await;
+        assert_eq!(scrape.status, 200);
+        assert!(scrape.set_cookies.is_empty(), "a scrape opens no session");
+        let page = scrape.body.as_str().expect("a text page");
+        let created = r#"mongodb_sessions_operations_total{op="create",outcome="created"}"#;
+        assert!(series(page, created) >= Some(1.0), "{page}");
+        let loaded = r#"mongodb_sessions_operations_total{op="load",outcome="miss"}"#;
+        assert!(series(page, loaded) >= Some(1.0), "{page}");
+        let latency =
+            r#"mongodb_sessions_operation_duration_seconds_count{op="load",outcome="miss"}"#;
+        assert!(series(page, latency) >= Some(1.0), "{page}");
+        assert!(page.contains("# TYPE mongodb_sessions_operations_total counter"));
+        app.cleanup().await;
+    }
+}

@@ -1,0 +1,203 @@
+//! The spans of the store's own operations, captured on this thread.
+
+use std::time::Duration;
+
+use mongodb_session_store::{
+    generate_id, ConflictPolicy, MongoSessionStore, ReadCache, RedactedId, UserInfo, USER_KEY,
+};
+use serde_json::json;
+use testkit::TestDb;
+
+use super::{capture::Capture, map};
+
+async fn store(db: &TestDb, touch_after: Duration) -> MongoSessionStore {
+    MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .touch_after(touch_after)
+        .build()
+        .await
+        .expect("building the store")
+}
+
+/// (span name suffix, outcome, round trips) of every store span, in order.
+fn summary(capture: &Capture) -> Vec<(String, String, String)> {
+    capture
+        .store_spans()
+        .iter()
+        .map(|span| {
+            assert_eq!(
+                span.name,
+                format!("mongodb_session_store.{}", span.field("op").unwrap())
+            );
+            let field = |name| span.field(name).unwrap_or("-").to_string();
+            let op = span.field("op").unwrap().to_string();
+            (op, field("outcome"), field("round_trips"))
+        })
+        .collect()
+}
+
+fn expect(rows: &[(&str, &str, u32)]) -> Vec<(String, String, String)> {
+    rows.iter()
+        .map(|(op, outcome, trips)| (op.to_string(), outcome.to_string(), trips.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
+    let db = TestDb::new("observe_ops").await;
+    let store = store(&db, Duration::from_secs(3600)).await;
+    let (capture, _guard) = Capture::install();
+
+    let owned = map(json!({ USER_KEY: UserInfo::new("ada").to_value(), "n": 1 }));
+    let id = store.create(&owned, None).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().expect("the session");
+    let handle = loaded.handle.clone();
+    let mut data = loaded.into_tracked_data();
+    store.save(&id, &data, None).await.unwrap();
+    data.insert("n".into(), json!(2));
+    store.save(&id, &data, None).await.unwrap();
+    assert!(!store.touch(&id, None).await.unwrap());
+    assert!(store.load(&generate_id()).await.unwrap().is_none());
+    assert!(store.load("").await.unwrap().is_none());
+    store.user_sessions("ada", Some(&handle)).await.unwrap();
+    assert!(!store.revoke("ada", "no-such-handle").await.unwrap());
+    assert_eq!(store.revoke_others("ada", &handle).await.unwrap(), 0);
+    assert_eq!(store.length().await.unwrap(), 1);
+    drop(store.all().await.unwrap());
+    assert!(store.rewrap().await.unwrap_err().is_config());
+    assert!(store.revoke("ada", &handle).await.unwrap());
+    assert!(!store.delete(&id).await.unwrap());
+    let other = store.create(&map(json!({"k": true})), None).await.unwrap();
+    assert!(store.delete(&other).await.unwrap());
+    store.delete_expired().await.unwrap();
+    store.create(&map(json!({})), None).await.unwrap();
+    assert_eq!(store.clear().await.unwrap(), 1);
+
+    // Listings count the query and the draining of its cursor.
+    let expected = expect(&[
+        ("create", "created", 1),
+        ("load", "miss", 1),
+        ("save", "unchanged", 0),
+        ("save", "updated", 1),
+        ("touch", "unchanged", 0),
+        ("load", "missing", 1),
+        ("load", "missing", 0),
+        ("user_sessions", "ok", 2),
+        ("revoke", "missing", 2),
+        ("revoke_others", "ok", 2),
+        ("length", "ok", 1),
+        ("all", "ok", 1),
+        ("rewrap", "error", 0),
+        ("revoke", "revoked", 3),
+        ("delete", "missing", 1),
+        ("create", "created", 1),
+        ("delete", "deleted", 1),
+        ("delete_expired", "ok", 1),
+        ("create", "created", 1),
+        ("clear", "ok", 1),
+    ]);
+    assert_eq!(summary(&capture), expected);
+
+    let spans = capture.store_spans();
+    let redacted = RedactedId::new(&id).to_string();
+    for span in spans.iter().take(5) {
+        assert_eq!(span.field("id"), Some(redacted.as_str()), "{span:?}");
+    }
+    assert_eq!(
+        spans[6].field("id"),
+        Some(RedactedId::new("").to_string().as_str())
+    );
+    assert_eq!(spans[7].field("id"), None, "user_sessions names no session");
+    assert_eq!(spans[12].field("error"), Some("config"));
+    assert_eq!(spans[1].field("error"), None);
+    assert!(
+        spans.iter().all(|s| s.ancestors.is_empty()),
+        "no request span here"
+    );
+    capture.assert_never_mentions(&id);
+    capture.assert_never_mentions(&other);
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cache_hit_costs_no_round_trip() {
+    let db = TestDb::new("observe_cache").await;
+    let store = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .cache(ReadCache::new())
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    let (capture, _guard) = Capture::install();
+    store.load(&id).await.unwrap().expect("the session");
+    store.load(&id).await.unwrap().expect("the session");
+    assert_eq!(
+        summary(&capture),
+        expect(&[("load", "miss", 1), ("load", "hit", 0)])
+    );
+    capture.assert_never_mentions(&id);
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_save_that_loses_a_strict_race_ends_in_conflict() {
+    let db = TestDb::new("observe_conflict").await;
+    let store = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .on_conflict(ConflictPolicy::Fail)
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    first.insert("n".into(), json!(2));
+    second.insert("n".into(), json!(3));
+    store.save(&id, &first, None).await.unwrap();
+
+    let (capture, _guard) = Capture::install();
+    assert!(store
+        .save(&id, &second, None)
+        .await
+        .unwrap_err()
+        .is_conflict());
+    let spans = capture.store_spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("outcome"), Some("conflict"));
+    assert_eq!(spans[0].field("error"), Some("conflict"));
+    // The guarded write that matched nothing, and the re-read that found
+    // the other request's change.
+    assert_eq!(spans[0].field("round_trips"), Some("2"));
+    capture.assert_never_mentions(&id);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_raw_id_reaches_neither_a_span_nor_an_event() {
+    let db = TestDb::new("observe_redacted").await;
+    let store = store(&db, Duration::ZERO).await;
+    let taken = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    let fresh = generate_id();
+
+    let (capture, _guard) = Capture::install();
+    let mut ids = [taken.clone(), fresh.clone()].into_iter();
+    let created = store
+        .create_with(|| ids.next().unwrap(), &map(json!({"n": 2})), None)
+        .await
+        .unwrap();
+    assert_eq!(created, fresh);
+    assert!(capture.event_count() > 0, "the collision is logged");
+    let spans = capture.store_spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("round_trips"), Some("2"));
+    assert_eq!(
+        spans[0].field("id"),
+        Some(RedactedId::new(&fresh).to_string().as_str())
+    );
+    capture.assert_never_mentions(&taken);
+    capture.assert_never_mentions(&fresh);
+    db.cleanup().await;
+}
