@@ -98,6 +98,10 @@ impl SessionCache {
         }
         entries = crate::observe::count_evictions(entries);
         let bound_ms = i64::try_from(config.staleness_bound.as_millis()).unwrap_or(i64::MAX);
+        if mode == CacheMode::ChangeStreams {
+            // Built on a stream opened just before (see `open_cache`).
+            crate::observe::change_stream_up(true);
+        }
         Self {
             entries: entries.build(),
             weights,

@@ -197,13 +197,23 @@ mod enabled {
                 .build()
                 .await
                 .unwrap();
-            let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+            // Created elsewhere: a create through the cached store would
+            // cache it, and the first load would not miss.
+            let elsewhere = MongoSessionStore::from_client(db.client.clone())
+                .database(&db.name)
+                .build()
+                .await
+                .unwrap();
+            let id = elsewhere.create(&map(json!({"n": 1})), None).await.unwrap();
             let loaded = store.load(&id).await.unwrap().unwrap();
             store.load(&id).await.unwrap().unwrap();
             store.load(&id).await.unwrap().unwrap();
             let mut data = loaded.into_tracked_data();
             data.insert("n".into(), json!(2));
+            // Cached as written (a replacement, not an eviction) ...
             store.save(&id, &data, None).await.unwrap();
+            // ... and evicted by the delete.
+            store.delete(&id).await.unwrap();
             // The watcher reports its stream from its own task, which has
             // run during the awaits above (one thread runs them all).
             tokio::task::yield_now().await;
