@@ -57,8 +57,8 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use serde_json::{Map, Value};
 
 use crate::{
-    adapter::handle_in, Error, MongoSessionStore, RedactedId, SaveOutcome, UserInfo, RESERVED_KEY,
-    USER_KEY,
+    adapter::handle_in, store::Touches, Error, MongoSessionStore, RedactedId, SaveOutcome,
+    UserInfo, RESERVED_KEY, USER_KEY,
 };
 
 type SessionState = HashMap<String, String>;
@@ -66,7 +66,7 @@ type SessionState = HashMap<String, String>;
 impl SessionStore for MongoSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         let id = session_key.as_ref();
-        match self.load_or_fresh(id).await {
+        match self.load_or_fresh(id, Touches::ById).await {
             Ok(found) => Ok(found.map(|loaded| to_state(loaded.into_tracked_data()))),
             Err(e) => Err(LoadError::Other(e.into())),
         }
@@ -77,7 +77,8 @@ impl SessionStore for MongoSessionStore {
         session_state: SessionState,
         ttl: &time::Duration,
     ) -> Result<SessionKey, SaveError> {
-        let data = to_map(session_state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let data: Map<String, Value> =
+            parse(session_state).map_err(|e| SaveError::Serialization(e.into()))?;
         if self.regenerates_ended_session(&data) {
             // A renew after a logout elsewhere: hand out a key that points
             // at nothing, so the next request starts a fresh session.
@@ -97,9 +98,10 @@ impl SessionStore for MongoSessionStore {
         session_state: SessionState,
         ttl: &time::Duration,
     ) -> Result<SessionKey, UpdateError> {
-        let data = to_map(session_state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let data: HashMap<String, Value> =
+            parse(session_state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let outcome = self
-            .save(session_key.as_ref(), &data, Some(expiry(ttl)))
+            .save_hashed(session_key.as_ref(), &data, Some(expiry(ttl)))
             .await
             .map_err(|e| save_error(e, UpdateError::Serialization, UpdateError::Other))?;
         if outcome == SaveOutcome::Missing {
@@ -178,7 +180,8 @@ fn save_error<E>(
 }
 
 /// actix-session keeps every value as a JSON string; the store keeps values.
-fn to_map(state: SessionState) -> Result<Map<String, Value>, serde_json::Error> {
+/// actix-session's state (values as JSON text) as values, in any map.
+fn parse<M: FromIterator<(String, Value)>>(state: SessionState) -> Result<M, serde_json::Error> {
     state
         .into_iter()
         .map(|(k, v)| Ok((k, serde_json::from_str(&v)?)))
@@ -201,9 +204,10 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(to_state(to_map(state.clone()).unwrap()), state);
+        let values: Map<String, Value> = parse(state.clone()).unwrap();
+        assert_eq!(to_state(values), state);
         let bad: SessionState = [("a".into(), "not json".into())].into_iter().collect();
-        assert!(to_map(bad).is_err());
+        assert!(parse::<Map<String, Value>>(bad).is_err());
     }
 
     #[test]

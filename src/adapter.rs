@@ -4,15 +4,20 @@
 use serde_json::Value;
 
 use crate::{
-    error::Result, id::RedactedId, outcome::LoadedSession, snapshot::Snapshot, MongoSessionStore,
+    error::Result, id::RedactedId, outcome::LoadedSession, snapshot::Snapshot, store::Touches,
+    MongoSessionStore,
 };
 
 impl MongoSessionStore {
     /// [`load`](Self::load) as the adapters want it: an undecodable (or
     /// tampered) session is logged, without its id, and is no session, so
     /// the visitor gets a fresh one.
-    pub(crate) async fn load_or_fresh(&self, id: &str) -> Result<Option<LoadedSession>> {
-        match self.load(id).await {
+    pub(crate) async fn load_or_fresh(
+        &self,
+        id: &str,
+        touches: Touches,
+    ) -> Result<Option<LoadedSession>> {
+        match self.load_with(id, touches).await {
             Err(e) if e.is_decode() => {
                 tracing::warn!(session = %RedactedId::new(id), error = %e, "undecodable session treated as absent");
                 Ok(None)

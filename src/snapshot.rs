@@ -148,13 +148,70 @@ impl Snapshot {
 
 /// Splits a framework session map into the user's entries and the snapshot.
 pub(crate) fn split(data: &Map<String, Value>) -> (UserEntries<'_>, Option<Snapshot>) {
+    split_any(SessionMap::Ordered(data))
+}
+
+/// [`split`] for a map held in a `HashMap` (the adapters' framework maps),
+/// read where it is rather than copied.
+#[cfg_attr(
+    not(any(feature = "tower-sessions", feature = "actix-session")),
+    allow(dead_code)
+)]
+pub(crate) fn split_hashed(data: &HashMap<String, Value>) -> (UserEntries<'_>, Option<Snapshot>) {
+    split_any(SessionMap::Hashed(data))
+}
+
+fn split_any(data: SessionMap<'_>) -> (UserEntries<'_>, Option<Snapshot>) {
     let snapshot = data.get(RESERVED_KEY).and_then(Snapshot::from_value);
     (UserEntries(data), snapshot)
 }
 
+/// A session map as a framework holds it.
+#[derive(Debug, Clone, Copy)]
+enum SessionMap<'a> {
+    Ordered(&'a Map<String, Value>),
+    #[cfg_attr(
+        not(any(feature = "tower-sessions", feature = "actix-session")),
+        allow(dead_code)
+    )]
+    Hashed(&'a HashMap<String, Value>),
+}
+
+impl<'a> SessionMap<'a> {
+    fn get(self, key: &str) -> Option<&'a Value> {
+        match self {
+            Self::Ordered(map) => map.get(key),
+            Self::Hashed(map) => map.get(key),
+        }
+    }
+
+    fn iter(self) -> Entries<'a> {
+        match self {
+            Self::Ordered(map) => Entries::Ordered(map.iter()),
+            Self::Hashed(map) => Entries::Hashed(map.iter()),
+        }
+    }
+}
+
+enum Entries<'a> {
+    Ordered(serde_json::map::Iter<'a>),
+    Hashed(std::collections::hash_map::Iter<'a, String, Value>),
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (&'a String, &'a Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Ordered(entries) => entries.next(),
+            Self::Hashed(entries) => entries.next(),
+        }
+    }
+}
+
 /// A session map seen without its reserved entry.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct UserEntries<'a>(&'a Map<String, Value>);
+pub(crate) struct UserEntries<'a>(SessionMap<'a>);
 
 impl<'a> UserEntries<'a> {
     pub(crate) fn iter(self) -> impl Iterator<Item = (&'a String, &'a Value)> {
@@ -162,14 +219,14 @@ impl<'a> UserEntries<'a> {
     }
 
     pub(crate) fn contains(self, key: &str) -> bool {
-        !is_reserved(key) && self.0.contains_key(key)
+        !is_reserved(key) && self.0.get(key).is_some()
     }
 
     /// Refuses keys of the reserved namespace other than the two the store
     /// itself puts there, and an owner entry that is not one: they would
     /// otherwise be dropped silently, or forge an owner.
     pub(crate) fn check_reserved(self) -> crate::Result<()> {
-        for (key, value) in self.0 {
+        for (key, value) in self.0.iter() {
             let legitimate = match key.as_str() {
                 RESERVED_KEY => true,
                 crate::user::USER_KEY => crate::UserInfo::from_value(value).is_some(),

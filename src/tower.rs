@@ -32,8 +32,8 @@ use tower_sessions_core::{
 };
 
 use crate::{
-    adapter::handle_in, snapshot::Snapshot, Error, MongoSessionStore, RedactedId, SaveOutcome,
-    UserInfo, RESERVED_KEY, USER_KEY,
+    adapter::handle_in, snapshot::Snapshot, store::Touches, Error, MongoSessionStore, RedactedId,
+    SaveOutcome, UserInfo, RESERVED_KEY, USER_KEY,
 };
 
 #[async_trait]
@@ -64,7 +64,7 @@ impl SessionStore for MongoSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let id = record.id.to_string();
         let outcome = self
-            .save(&id, &to_map(record), Some(record.expiry_date.into()))
+            .save_hashed(&id, &record.data, Some(record.expiry_date.into()))
             .await?;
         if outcome == SaveOutcome::Missing {
             tracing::debug!(session = %RedactedId::new(&id), "save of a deleted or expired session ignored");
@@ -74,7 +74,7 @@ impl SessionStore for MongoSessionStore {
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let id = session_id.to_string();
-        let found = self.load_or_fresh(&id).await?;
+        let found = self.load_or_fresh(&id, Touches::BySave).await?;
         Ok(found.map(|loaded| Record {
             id: *session_id,
             expiry_date: offset_date_time(loaded.expires),

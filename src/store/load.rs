@@ -7,6 +7,20 @@ use crate::{
     cache::SessionCache, error::Result, id::is_plausible, observe, outcome::LoadedSession,
 };
 
+/// How a loaded session's expiry will be moved, which decides whether the
+/// load is worth remembering for [`touch`](MongoSessionStore::touch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Touches {
+    /// By [`touch`](MongoSessionStore::touch), which is given only the id
+    /// (actix-session's `update_ttl`, connect-mongo's `touch`): the load's
+    /// last-write time lets a touch inside `touch_after` skip its round trip.
+    ById,
+    /// By a save of the map the load returned, which carries that time
+    /// itself (tower-sessions): nothing to remember.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    BySave,
+}
+
 impl MongoSessionStore {
     /// Loads a live session: `None` if there is none, or it has expired
     /// (even if the server has not removed it yet).
@@ -16,11 +30,21 @@ impl MongoSessionStore {
     /// [`Error::is_decode`](crate::Error::is_decode) if the stored document is malformed (the error
     /// names the field); timeouts and server errors as for every operation.
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>> {
-        let cached = self.inner.cache.is_some();
-        observe::observed_load(id, cached, self.load_unobserved(id)).await
+        self.load_with(id, Touches::ById).await
     }
 
-    async fn load_unobserved(&self, id: &str) -> Result<Option<LoadedSession>> {
+    /// [`load`](Self::load) for a caller that says how the session's expiry
+    /// will be moved.
+    pub(crate) async fn load_with(
+        &self,
+        id: &str,
+        touches: Touches,
+    ) -> Result<Option<LoadedSession>> {
+        let cached = self.inner.cache.is_some();
+        observe::observed_load(id, cached, self.load_unobserved(id, touches)).await
+    }
+
+    async fn load_unobserved(&self, id: &str, touches: Touches) -> Result<Option<LoadedSession>> {
         if !is_plausible(id) {
             return Ok(None);
         }
@@ -48,7 +72,7 @@ impl MongoSessionStore {
         if !loaded.is_live(now, layout) {
             return Ok(None);
         }
-        if let Some(last_modified) = loaded.last_modified {
+        if let (Some(last_modified), Touches::ById) = (loaded.last_modified, touches) {
             self.hint(id, DateTime::from_system_time(last_modified));
         }
         if let (Some(cache), Some(ticket)) = (cache, ticket) {

@@ -9,6 +9,11 @@ mod save;
 mod stats;
 mod users;
 
+#[cfg_attr(
+    not(any(feature = "tower-sessions", feature = "actix-session")),
+    allow(unused_imports)
+)]
+pub(crate) use load::Touches;
 pub use stats::{SessionStats, SizeDistribution};
 
 use std::{

@@ -1,6 +1,9 @@
 //! Writing a session: create, save, touch.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
 
 use mongodb::{
     bson::{doc, DateTime, Document},
@@ -19,7 +22,7 @@ use crate::{
     options::ConflictPolicy,
     outcome::{LoadedSession, SaveOutcome, Written},
     schema::expiry_or,
-    snapshot::{split, Snapshot, UserEntries, RESERVED_KEY},
+    snapshot::{split, split_hashed, Snapshot, UserEntries, RESERVED_KEY},
     user::UserInfo,
     write::{per_key_update, touch_update, whole_update, Changes, Clock},
 };
@@ -159,13 +162,34 @@ impl MongoSessionStore {
         data: &Map<String, Value>,
         expires: Option<SystemTime>,
     ) -> Result<SaveOutcome> {
-        observed(Op::Save, Some(id), self.save_unobserved(id, data, expires)).await
+        observed(
+            Op::Save,
+            Some(id),
+            self.save_split(id, split(data), expires),
+        )
+        .await
     }
 
-    async fn save_unobserved(
+    /// [`save`](Self::save) of a map the framework holds in a `HashMap`,
+    /// read where it is (no copy of the session per request).
+    #[cfg_attr(
+        not(any(feature = "tower-sessions", feature = "actix-session")),
+        allow(dead_code)
+    )]
+    pub(crate) async fn save_hashed(
         &self,
         id: &str,
-        data: &Map<String, Value>,
+        data: &HashMap<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<SaveOutcome> {
+        let map = split_hashed(data);
+        observed(Op::Save, Some(id), self.save_split(id, map, expires)).await
+    }
+
+    async fn save_split(
+        &self,
+        id: &str,
+        (entries, snapshot): (UserEntries<'_>, Option<Snapshot>),
         expires: Option<SystemTime>,
     ) -> Result<SaveOutcome> {
         if !is_plausible(id) {
@@ -173,7 +197,6 @@ impl MongoSessionStore {
         }
         let layout = &self.inner.layout;
         let stored_id = layout.stored_id(id);
-        let (entries, snapshot) = split(data);
         let mut ruled = None;
         let mut expires = expires;
         if layout.value_rules.is_some() {
