@@ -2,11 +2,14 @@
 //! lifecycle. Each family of operations has a file of its own.
 
 mod admin;
+mod create;
 mod delete;
 mod indexes;
 mod load;
 mod save;
 mod stats;
+mod swap;
+mod touch;
 mod users;
 
 #[cfg_attr(

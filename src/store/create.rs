@@ -1,0 +1,134 @@
+//! Creating a session: collision-safe, never overwriting another.
+
+use std::time::SystemTime;
+
+use mongodb::bson::DateTime;
+use serde_json::{Map, Value};
+
+use super::MongoSessionStore;
+use crate::{
+    error::{is_duplicate_key, Error, Result},
+    events::EventKind,
+    id::{generate_id, RedactedId},
+    observe::{observed, Op},
+    outcome::{LoadedSession, Written},
+    schema::expiry_or,
+    snapshot::{split, Snapshot, RESERVED_KEY},
+    user::UserInfo,
+};
+
+const MAX_CREATE_ATTEMPTS: u32 = 8;
+
+impl MongoSessionStore {
+    /// Stores a new session under a fresh id from the store's CSPRNG and
+    /// returns that id. `expires: None` means now + [`ttl`](Self::ttl).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_encode`](crate::Error::is_encode) if `data` cannot be stored; server errors.
+    pub async fn create(
+        &self,
+        data: &Map<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<String> {
+        self.create_with(generate_id, data, expires).await
+    }
+
+    /// Stores a new session under the first id `next_id` yields that is not
+    /// taken, and returns it. An id collision never overwrites the existing
+    /// session: the insert fails on the unique id and the next id is tried
+    /// (at most eight in all).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), plus [`Error::is_id_exhausted`](crate::Error::is_id_exhausted) if every
+    /// id drawn was taken.
+    pub async fn create_with(
+        &self,
+        next_id: impl FnMut() -> String,
+        data: &Map<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<String> {
+        let create = self.create_unobserved(next_id, data, expires);
+        observed(Op::Create, None, create).await
+    }
+
+    async fn create_unobserved(
+        &self,
+        mut next_id: impl FnMut() -> String,
+        data: &Map<String, Value>,
+        expires: Option<SystemTime>,
+    ) -> Result<String> {
+        let layout = self.layout();
+        let (entries, snapshot) = split(data);
+        entries.check_reserved()?;
+        self.check_size(entries)?;
+        let mut values = entries.to_map();
+        let expires = self.ruled_expiry(&mut values).or(expires);
+        let user = entries.user_entry().and_then(UserInfo::from_value);
+        let now = DateTime::now();
+        // An id regenerated mid-session (login) keeps its creation time, so
+        // an absolute lifetime cannot be extended by cycling the id.
+        let created_at = snapshot
+            .and_then(|s| s.created_at)
+            .map_or(now, DateTime::from_millis);
+        let expires = layout.cap_expiry(
+            expiry_or(expires, self.inner.config.ttl),
+            Some(created_at.timestamp_millis()),
+        );
+        for _ in 0..MAX_CREATE_ATTEMPTS {
+            let id = next_id();
+            let stored_id = layout.stored_id(&id);
+            let stored = layout.encode_values(&stored_id, &values)?;
+            let document =
+                layout.new_document(&stored_id, stored, expires, created_at, now, user.as_ref());
+            let ticket = self.inner.cache.as_ref().map(|cache| cache.write_ticket());
+            match self
+                .run("insert", self.inner.collection.insert_one(document))
+                .await
+            {
+                Ok(_) => {
+                    if let (Some(ticket), Some(_)) = (ticket, &layout.fields.version) {
+                        let stamps = Written {
+                            stored_id: stored_id.clone(),
+                            expires,
+                            created_at: Some(created_at),
+                            now,
+                            user: user.clone(),
+                            version: 0,
+                        };
+                        let session = LoadedSession::written(values.clone(), stamps, layout);
+                        self.cache_written(stored_id, session, ticket);
+                    }
+                    self.inner
+                        .events
+                        .emit(&id, &[EventKind::Create, EventKind::Set]);
+                    return Ok(id);
+                }
+                Err(e) if is_duplicate_key(&e) => {
+                    tracing::warn!(session = %RedactedId::new(&id), "session id collision; drawing another");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::id_exhausted(MAX_CREATE_ATTEMPTS))
+    }
+
+    /// Whether `data`, a session map carried from a load, is being moved to
+    /// a new id after a logout elsewhere ended the session: the frameworks
+    /// regenerate an id (tower-sessions' `cycle_id`, actix-session's renew)
+    /// as "delete the old id, create anew with its data", and this is true
+    /// when that delete found nothing. Such data must not be stored again;
+    /// both adapters check it, and so should an adapter for another
+    /// framework that regenerates ids the same way.
+    pub fn regenerates_ended_session(&self, data: &Map<String, Value>) -> bool {
+        let Some(handle) = data
+            .get(RESERVED_KEY)
+            .and_then(Snapshot::from_value)
+            .and_then(|snapshot| snapshot.handle)
+        else {
+            return false;
+        };
+        self.inner.vanished.contains_key(&handle)
+    }
+}
