@@ -19,7 +19,7 @@ use std::{
     sync::OnceLock,
 };
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 mod entries;
 
@@ -73,16 +73,39 @@ impl Snapshot {
 
     /// The reserved entry's value.
     pub(crate) fn to_value(&self) -> Value {
+        // Built by hand, absent fields left out: this runs on every load.
         let keys: Map<String, Value> = self
             .fingerprints
             .iter()
             .map(|(k, fp)| (k.clone(), Value::from(*fp)))
             .collect();
-        json!({
-            "v": FORMAT, "k": keys, "e": self.expires,
-            "m": self.last_modified, "c": self.created_at, "n": self.version,
-            "u": self.user, "h": self.handle, "s": self.stale,
-        })
+        let mut entry = Map::new();
+        let mut put = |name: &str, value: Value| {
+            entry.insert(name.to_string(), value);
+        };
+        put("v", FORMAT.into());
+        put("k", Value::Object(keys));
+        put("e", self.expires.into());
+        let optional = [
+            ("m", self.last_modified.map(Value::from)),
+            ("c", self.created_at.map(Value::from)),
+            ("n", self.version.map(Value::from)),
+            ("u", self.user.map(Value::from)),
+            ("h", self.handle.clone().map(Value::from)),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                put(name, value);
+            }
+        }
+        if !self.stale.is_empty() {
+            let stale = self
+                .stale
+                .iter()
+                .map(|(k, f)| (k.clone(), Value::from(f.as_str())));
+            put("s", Value::Object(stale.collect()));
+        }
+        Value::Object(entry)
     }
 
     /// Reads the reserved entry back. Anything malformed — a client cannot
@@ -203,6 +226,7 @@ fn feed_str(hasher: &mut impl Hasher, text: &str) {
 #[cfg(test)]
 mod tests {
     use mongodb::bson::doc;
+    use serde_json::json;
 
     use super::*;
 
