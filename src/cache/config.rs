@@ -4,11 +4,16 @@ use std::time::Duration;
 
 use crate::{error::Result, Error};
 
-/// Configures the optional read-through cache
+/// Configures the optional cache
 /// ([`StoreBuilder::cache`](crate::StoreBuilder::cache)).
 ///
-/// Turn it on when reads dominate and sessions are hot: a hit costs no round
-/// trip at all. It stays coherent across app instances:
+/// Turn it on when sessions are hot: a hit costs no round trip at all. It
+/// is read-through and write-through: a save or create through this store
+/// caches what it wrote, with the version it wrote (read back in the same
+/// round trip), when that write was the only one since the load; so a
+/// modifying request on a hot session costs one database operation, and
+/// that write's own change event is recognised and evicts nothing. It stays
+/// coherent across app instances:
 ///
 /// - **with change streams** (replica sets, sharded clusters, Atlas): another
 ///   instance's write or delete evicts the session as soon as its change
@@ -50,15 +55,15 @@ use crate::{error::Result, Error};
 /// smaller ones overshoot the bound, momentarily.
 ///
 /// It pays only with [`touch_after`](crate::StoreBuilder::touch_after):
-/// without it every request writes the session's expiry, and a write evicts.
+/// without it every request writes the session's expiry, and a bare expiry
+/// move evicts.
 /// A cached session can be milliseconds behind another instance's update.
 /// That gives a request no more power to lose an update than a concurrent
 /// request already has: saves write only the keys the request changed, and
 /// the version checks ([`ConflictPolicy::Fail`](crate::ConflictPolicy::Fail),
 /// opaque codecs) run against the database, never the cache.
 ///
-/// Leave it off when sessions are mostly written (every write evicts), or
-/// when a bounded window after a logout elsewhere is unacceptable and the
+/// Leave it off when a bounded window after a logout elsewhere is unacceptable and the
 /// deployment has no change streams.
 ///
 /// ```no_run
