@@ -339,7 +339,7 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -379,7 +379,7 @@ mod tests {
 
     /// The measured figures (µs at c=32, the first run) and a
     /// second run in which this store catches up.
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         let mut cells = Vec::new();
         for (run, tower_read, tower_modify) in [(0, 56, 110), (1, 40, 80)] {
             for (key, read, modify, read_ops, modify_ops) in [
