@@ -7,6 +7,8 @@
 //!   same HTTP scenarios against one MongoDB server and reports the table.
 
 pub mod contract;
+pub mod cpu;
+pub mod goals;
 pub mod load;
 pub mod report;
 pub mod server;

@@ -58,7 +58,7 @@ pub const ALL: [System; 9] = [
     },
     System {
         key: "raw",
-        label: "axum + one raw findOne (one-read ceiling)",
+        label: "axum + raw driver, no session layer (ceiling)",
         role: Role::Ceiling,
         program: Program::Ours("raw"),
     },
@@ -100,7 +100,9 @@ pub const ALL: [System; 9] = [
     },
 ];
 
-/// The key of the one-read ceiling that ratios are taken against.
+/// The key of the raw-driver ceiling that ratios are taken against: the
+/// fewest operations a store needs (`findOne`; `findOne` + `updateOne`;
+/// `insertOne`), without a session layer.
 pub const ONE_READ: &str = "raw";
 
 /// Where the runner finds what it starts.
@@ -134,7 +136,15 @@ impl Locations {
 pub struct Running {
     /// `http://127.0.0.1:port`.
     pub base: String,
-    _child: Child,
+    child: Child,
+}
+
+impl Running {
+    /// The system's own process (for the Node peer, the `node` process):
+    /// whose CPU time is measured. `None` once it has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
 impl System {
@@ -206,10 +216,7 @@ impl System {
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Ok(Running {
-                    base,
-                    _child: child,
-                });
+                return Ok(Running { base, child });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -1,6 +1,9 @@
-//! axum with one raw driver call per request and no session layer: the
-//! one-read ceiling (`/read` is exactly one `findOne`), and the same for a
-//! write (`/incr` is one `findOneAndUpdate`, `/new` one `insertOne`).
+//! axum with raw driver calls and no session layer: the ceiling, the fewest
+//! operations any session store needs. `/read` is one `findOne`; `/incr`
+//! is what a store minimally does to change a session, one `findOne` then
+//! one `updateOne` writing the new value (a `findOneAndUpdate` would be one
+//! round trip, but no store can use it: it must read the session before the
+//! handler decides what to change); `/new` is one `insertOne`.
 //! `RAW_EXPIRES=1` adds the expiry range most stores put beside the id, to
 //! measure what that costs the server.
 
@@ -13,7 +16,6 @@ use axum::{
 };
 use mongodb::{
     bson::{doc, DateTime, Document},
-    options::ReturnDocument,
     Collection,
 };
 
@@ -73,11 +75,21 @@ async fn incr(State(Raw { sessions, .. }): State<Raw>, headers: HeaderMap) -> Re
     let Some(id) = cookie(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let found = sessions
-        .find_one_and_update(doc! { "_id": id }, doc! { "$inc": { "n": 1_i64 } })
-        .return_document(ReturnDocument::After)
-        .await;
-    answer(found)
+    let n = match sessions.find_one(doc! { "_id": &id }).await {
+        Ok(Some(document)) => match document.get_i64("n") {
+            Ok(n) => n + 1,
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        },
+        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    match sessions
+        .update_one(doc! { "_id": id }, doc! { "$set": { "n": n } })
+        .await
+    {
+        Ok(_) => n.to_string().into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 fn answer(found: mongodb::error::Result<Option<Document>>) -> Response {
