@@ -22,11 +22,11 @@ use crate::{
     schema::Layout,
 };
 
-/// Configures and builds a [`MongoSessionStore`].
+/// Configures and builds a [`MongoSessionStore`](crate::MongoSessionStore).
 ///
-/// Created by [`MongoSessionStore::from_uri`],
-/// [`MongoSessionStore::from_client_options`] or
-/// [`MongoSessionStore::from_client`]; every method consumes and returns the
+/// Created by [`MongoSessionStore::from_uri`](crate::MongoSessionStore::from_uri),
+/// [`MongoSessionStore::from_client_options`](crate::MongoSessionStore::from_client_options) or
+/// [`MongoSessionStore::from_client`](crate::MongoSessionStore::from_client); every method consumes and returns the
 /// builder, and [`build`](Self::build) validates the whole configuration.
 #[must_use = "a builder does nothing until `.build().await`"]
 pub struct StoreBuilder {
@@ -341,8 +341,8 @@ impl StoreBuilder {
     /// With false, `build` writes nothing to the database, checks no index
     /// and starts no task — for tools that inspect or repair a deployment
     /// (the `mongodb-sessions` CLI), which look at the indexes with
-    /// [`MongoSessionStore::index_plan`] and ensure them with
-    /// [`MongoSessionStore::ensure_indexes`] when they mean to.
+    /// [`MongoSessionStore::index_plan`](crate::MongoSessionStore::index_plan) and ensure them with
+    /// [`MongoSessionStore::ensure_indexes`](crate::MongoSessionStore::ensure_indexes) when they mean to.
     pub fn manage_collection(mut self, on: bool) -> Self {
         self.manage_collection = on;
         self
