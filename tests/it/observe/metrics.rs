@@ -71,10 +71,13 @@ fn without_the_feature_nothing_is_recorded() {
 
 #[cfg(feature = "metrics")]
 mod enabled {
-    use mongodb_session_store::{ConflictPolicy, MongoSessionStore, ReadCache};
+    use mongodb_session_store::{ConflictPolicy, MongoSessionStore};
     use serde_json::json;
 
-    use super::{super::map, recorded, DebugValue, Figure, TestDb};
+    use super::{
+        super::{cached_store_and_uncached_session, map},
+        recorded, DebugValue, Figure, TestDb,
+    };
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut labels: Vec<_> = pairs
@@ -191,20 +194,7 @@ mod enabled {
     fn cache_hits_misses_evictions_and_the_change_stream_are_reported() {
         let figures = recorded(|| async {
             let db = TestDb::new("observe_metrics_cache").await;
-            let store = MongoSessionStore::from_client(db.client.clone())
-                .database(&db.name)
-                .cache(ReadCache::new())
-                .build()
-                .await
-                .unwrap();
-            // Created elsewhere: a create through the cached store would
-            // cache it, and the first load would not miss.
-            let elsewhere = MongoSessionStore::from_client(db.client.clone())
-                .database(&db.name)
-                .build()
-                .await
-                .unwrap();
-            let id = elsewhere.create(&map(json!({"n": 1})), None).await.unwrap();
+            let (store, id) = cached_store_and_uncached_session(&db).await;
             let loaded = store.load(&id).await.unwrap().unwrap();
             store.load(&id).await.unwrap().unwrap();
             store.load(&id).await.unwrap().unwrap();

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use mongodb_session_store::{
-    generate_id, ConflictPolicy, MongoSessionStore, ReadCache, RedactedId, UserInfo, USER_KEY,
+    generate_id, ConflictPolicy, MongoSessionStore, RedactedId, UserInfo, USER_KEY,
 };
 use serde_json::json;
 use testkit::TestDb;
 
-use super::{capture::Capture, map};
+use super::{cached_store_and_uncached_session, capture::Capture, map};
 
 async fn store(db: &TestDb, touch_after: Duration) -> MongoSessionStore {
     MongoSessionStore::from_client(db.client.clone())
@@ -123,19 +123,7 @@ async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
 #[tokio::test]
 async fn a_cache_hit_costs_no_round_trip() {
     let db = TestDb::new("observe_cache").await;
-    let store = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .cache(ReadCache::new())
-        .build()
-        .await
-        .unwrap();
-    // Created elsewhere: a create through the cached store would cache it.
-    let elsewhere = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
-    let id = elsewhere.create(&map(json!({"n": 1})), None).await.unwrap();
+    let (store, id) = cached_store_and_uncached_session(&db).await;
     let (capture, _guard) = Capture::install();
     store.load(&id).await.unwrap().expect("the session");
     store.load(&id).await.unwrap().expect("the session");
