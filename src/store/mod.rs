@@ -4,6 +4,7 @@
 mod admin;
 mod create;
 mod delete;
+mod expire;
 mod indexes;
 mod load;
 mod save;
