@@ -79,16 +79,16 @@ impl SessionStore for MongoSessionStore {
     ) -> Result<SessionKey, SaveError> {
         let data: Map<String, Value> =
             parse(session_state).map_err(|e| SaveError::Serialization(e.into()))?;
-        if self.regenerates_ended_session(&data) {
-            // A renew after a logout elsewhere: hand out a key that points
-            // at nothing, so the next request starts a fresh session.
-            tracing::debug!("id regeneration of a session ended meanwhile: not stored");
-            return key(crate::generate_id()).map_err(SaveError::Other);
-        }
-        let id = self
-            .create(&data, Some(expiry(ttl)))
-            .await
-            .map_err(|e| save_error(e, SaveError::Serialization, SaveError::Other))?;
+        let id = match self.create(&data, Some(expiry(ttl))).await {
+            Ok(id) => id,
+            // A renew of a session ended meanwhile: hand out a key that
+            // points at nothing, so the next request starts a fresh session.
+            Err(e) if e.is_ended() => {
+                tracing::debug!("id regeneration of a session ended meanwhile: not stored");
+                crate::generate_id()
+            }
+            Err(e) => return Err(save_error(e, SaveError::Serialization, SaveError::Other)),
+        };
         key(id).map_err(SaveError::Other)
     }
 

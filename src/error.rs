@@ -66,6 +66,11 @@ enum Repr {
     Conflict(String),
     #[error("the session was changed by other requests {0} times while saving; nothing was saved")]
     Contended(u32),
+    #[error(
+        "the session was ended (a logout, a revocation, or a later regeneration of it) while \
+         its id was being regenerated; nothing was stored"
+    )]
+    Ended,
 }
 
 impl Error {
@@ -144,6 +149,10 @@ impl Error {
         Self::from(Repr::Conflict(listed.join(", ")))
     }
 
+    pub(crate) fn ended() -> Self {
+        Self::from(Repr::Ended)
+    }
+
     pub(crate) fn contended(attempts: u32) -> Self {
         Self::from(Repr::Contended(attempts))
     }
@@ -210,6 +219,14 @@ impl Error {
         matches!(*self.0, Repr::IdExhausted(_))
     }
 
+    /// A regeneration (`create` of a map loaded from the store: tower-sessions'
+    /// `cycle_id`, actix-session's renew) found its session ended meanwhile,
+    /// and stored nothing. The adapters answer it with an id that points at
+    /// nothing, so the next request starts a fresh session.
+    pub fn is_ended(&self) -> bool {
+        matches!(*self.0, Repr::Ended)
+    }
+
     /// The document field a decode error is about, such as `expires` or
     /// `data.cart`.
     pub fn decode_field(&self) -> Option<&str> {
@@ -235,6 +252,7 @@ impl Error {
             Repr::IdExhausted(_) => "id_exhausted",
             Repr::Conflict(_) => "conflict",
             Repr::Contended(_) => "contended",
+            Repr::Ended => "ended",
         }
     }
 

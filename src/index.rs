@@ -17,7 +17,10 @@ use mongodb::{
 
 use crate::error::{command_code, Error, Result};
 
+mod endings;
 mod plan;
+
+pub(crate) use endings::ensure_endings_indexes;
 
 pub(crate) use plan::IndexSpec;
 pub use plan::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};

@@ -11,6 +11,7 @@ mod cache;
 mod changes;
 mod codec;
 mod crypto;
+mod endings;
 mod error;
 mod events;
 mod id;

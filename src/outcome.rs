@@ -37,6 +37,7 @@ impl LoadedSession {
         let handle = layout.handle(&decoded.stored_id);
         snapshot.user = decoded.user.as_ref().map(|u| fingerprint(&u.to_value()));
         snapshot.handle = Some(handle.clone());
+        snapshot.lineage = Some(layout.lineage(&decoded.stored_id, decoded.lineage.as_deref()));
         snapshot.expires = decoded.expires.timestamp_millis();
         snapshot.created_at = decoded.created_at.map(|d| d.timestamp_millis());
         snapshot.last_modified = decoded.last_modified.map(|d| d.timestamp_millis());
@@ -63,6 +64,7 @@ impl LoadedSession {
                 last_modified: Some(stamps.now),
                 version: Some(stamps.version),
                 user: stamps.user,
+                lineage: stamps.lineage,
                 stale: Vec::new(),
                 stored_id: stamps.stored_id,
             },
@@ -110,6 +112,8 @@ pub(crate) struct Written {
     pub(crate) now: DateTime,
     pub(crate) user: Option<UserInfo>,
     pub(crate) version: i64,
+    /// The lineage the document names, if any.
+    pub(crate) lineage: Option<String>,
 }
 
 /// What [`MongoSessionStore::rewrap`](crate::MongoSessionStore::rewrap) did.

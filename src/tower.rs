@@ -40,12 +40,6 @@ use crate::{
 impl SessionStore for MongoSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = to_map(record);
-        if self.regenerates_ended_session(&data) {
-            // `cycle_id` after a logout elsewhere: the new id stays unstored,
-            // so the next request starts a fresh session.
-            tracing::debug!("id regeneration of a session ended meanwhile: not stored");
-            return Ok(());
-        }
         let mut id = record.id;
         let mut first = true;
         let next_id = || {
@@ -55,8 +49,19 @@ impl SessionStore for MongoSessionStore {
             first = false;
             id.to_string()
         };
-        self.create_with(next_id, &data, Some(record.expiry_date.into()))
-            .await?;
+        match self
+            .create_with(next_id, &data, Some(record.expiry_date.into()))
+            .await
+        {
+            // `cycle_id` of a session ended meanwhile: the new id stays
+            // unstored, so the next request starts a fresh session.
+            Err(e) if e.is_ended() => {
+                tracing::debug!("id regeneration of a session ended meanwhile: not stored");
+            }
+            other => {
+                other?;
+            }
+        }
         record.id = id;
         Ok(())
     }

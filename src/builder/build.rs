@@ -14,7 +14,7 @@ use super::{Source, StoreBuilder};
 use crate::{
     cache::{open_stream, CacheMode, ReadCache, SessionCache},
     error::{Error, Result},
-    index::IndexSpec,
+    index::{ensure_endings_indexes, IndexSpec},
     options::AutoRemove,
     schema::Layout,
     store::MongoSessionStore,
@@ -70,6 +70,15 @@ impl StoreBuilder {
             tokio::time::timeout(bound, indexes.ensure(&collection, create_unique, bound))
                 .await
                 .map_err(|_| Error::timeout("createIndex", bound))??;
+            if create_unique {
+                let endings = crate::store::endings_collection(&collection);
+                let cosmos = self.ttl_index_field.is_some();
+                let retention = crate::endings::RETENTION;
+                let ensure = ensure_endings_indexes(&endings, cosmos, retention, bound);
+                tokio::time::timeout(bound, ensure)
+                    .await
+                    .map_err(|_| Error::timeout("createIndexes", bound))??;
+            }
         }
         let auto_remove = self.auto_remove;
         let (cache, stream) = match &self.cache {

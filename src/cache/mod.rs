@@ -239,20 +239,23 @@ impl SessionCache {
     }
 
     /// Evicts `keys` now, then waits (at most the staleness bound) until the
-    /// change stream has delivered their changes — which every other
-    /// instance reads from the same stream.
+    /// change stream has delivered the changes of `changed` of them (the
+    /// write's count) — which every other instance reads from the same
+    /// stream.
     pub(crate) async fn settle(
         &self,
         pending: Option<broadcast::Receiver<Arc<str>>>,
         keys: &[String],
+        changed: usize,
     ) {
         for key in keys {
             self.evict(key);
         }
         let Some(mut changes) = pending else { return };
         let mut waiting: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let enough = keys.len().saturating_sub(changed.min(keys.len()));
         let wait = async {
-            while !waiting.is_empty() {
+            while waiting.len() > enough {
                 match changes.recv().await {
                     Ok(key) if self.keyed_events => waiting.retain(|k| **k != *key),
                     // Unkeyed events and lagging both mean the stream has

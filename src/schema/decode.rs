@@ -4,7 +4,7 @@
 use mongodb::bson::{DateTime, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use serde_json::{Map, Value};
 
-use super::{aad, Decoded, Layout, StaleKey, IP, USER, USER_AGENT};
+use super::{aad, Decoded, Layout, StaleKey, IP, LINEAGE_FIELD, USER, USER_AGENT};
 use crate::{
     codec::{malformed, too_deep, wrong_type, MAX_VALUE_DEPTH},
     crypto::KeyRing,
@@ -51,6 +51,7 @@ impl Layout {
             last_modified: optional_named_date(document, fields.last_modified.as_deref())?,
             version: self.version(document)?,
             user: decode_user(document),
+            lineage: document.get_str(LINEAGE_FIELD).ok().map(str::to_string),
             stale,
             stored_id,
         })

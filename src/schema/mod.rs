@@ -73,6 +73,9 @@ mod decode;
 pub(crate) use decode::optional_date;
 
 const USER: &str = "user";
+/// The field naming a regenerated session's lineage (see `endings`); a
+/// session without it is the first of its lineage.
+pub(crate) const LINEAGE_FIELD: &str = "lineage";
 const USER_AGENT: &str = "userAgent";
 const IP: &str = "ip";
 
@@ -158,6 +161,9 @@ pub(crate) struct Decoded {
     pub(crate) last_modified: Option<DateTime>,
     pub(crate) version: Option<i64>,
     pub(crate) user: Option<UserInfo>,
+    /// The lineage the document names, if it names one (see
+    /// [`Layout::lineage`]).
+    pub(crate) lineage: Option<String>,
     /// Keys not stored as a write would store them now (sealed under an
     /// older key, or under an older field name), with the field name they
     /// are stored under.
@@ -177,6 +183,18 @@ impl Layout {
     /// The revocation handle of the session stored under `stored_id`.
     pub(crate) fn handle(&self, stored_id: &str) -> String {
         self.hasher.hash("handle", stored_id, 16)
+    }
+
+    /// The lineage of the session stored under `stored_id` whose document
+    /// names `named` (or none): the chain of ids one device's session has
+    /// had through its regenerations. A first session names none and its
+    /// lineage is derived from its id, so only regenerated documents carry
+    /// the field.
+    pub(crate) fn lineage(&self, stored_id: &str, named: Option<&str>) -> String {
+        named.map_or_else(
+            || self.hasher.hash("lineage", stored_id, 16),
+            str::to_string,
+        )
     }
 
     /// The name under which `key` is stored inside `data`.

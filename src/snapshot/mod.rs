@@ -53,6 +53,9 @@ pub(crate) struct Snapshot {
     pub(crate) user: Option<u64>,
     /// The session's revocation handle.
     pub(crate) handle: Option<String>,
+    /// The session's lineage (see `endings`), which a regeneration of it
+    /// carries on.
+    pub(crate) lineage: Option<String>,
     /// Keys stored as an older version stored them (an older encryption key
     /// or field name), with the field name they are stored under: a write
     /// of the key must remove that field, and rewriting them is worth it.
@@ -92,6 +95,7 @@ impl Snapshot {
             ("n", self.version.map(Value::from)),
             ("u", self.user.map(Value::from)),
             ("h", self.handle.clone().map(Value::from)),
+            ("l", self.lineage.clone().map(Value::from)),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -131,6 +135,7 @@ impl Snapshot {
             version: obj.get("n").and_then(Value::as_i64),
             user: obj.get("u").and_then(Value::as_u64),
             handle: obj.get("h").and_then(Value::as_str).map(str::to_string),
+            lineage: obj.get("l").and_then(Value::as_str).map(str::to_string),
             stale: match obj.get("s") {
                 None => HashMap::new(),
                 Some(stale) => stale
@@ -283,6 +288,8 @@ mod tests {
         snapshot.expires = 10;
         snapshot.last_modified = Some(5);
         snapshot.version = Some(3);
+        snapshot.handle = Some("h".into());
+        snapshot.lineage = Some("l".into());
         snapshot.stale.insert("a".into(), "old-name".into());
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
         assert_eq!(back, snapshot);

@@ -12,8 +12,8 @@ use crate::{
     id::{generate_id, RedactedId},
     observe::{observed, Op},
     outcome::{LoadedSession, Written},
-    schema::expiry_or,
-    snapshot::{split, Snapshot, RESERVED_KEY},
+    schema::{expiry_or, LINEAGE_FIELD},
+    snapshot::{split, Snapshot},
     user::UserInfo,
 };
 
@@ -63,6 +63,22 @@ impl MongoSessionStore {
         let (entries, snapshot) = split(data);
         entries.check_reserved()?;
         self.check_size(entries)?;
+        // A map loaded from the store is being moved to a new id: a
+        // regeneration, whose own delete of the old id left a token here.
+        let regeneration = match snapshot.as_ref().map(regeneration_of) {
+            Some(Some(regeneration)) => Some(regeneration),
+            // Loaded, but its ending is not on record here: ended by someone
+            // else, or long ago. Its data must not come back.
+            Some(None) => return Err(Error::ended()),
+            None => None,
+        };
+        let regeneration = match regeneration {
+            Some((handle, lineage)) => match self.inner.pending.take(&handle) {
+                Some(token) => Some((lineage, token)),
+                None => return Err(Error::ended()),
+            },
+            None => None,
+        };
         let mut values = entries.to_map();
         let expires = self.ruled_expiry(&mut values).or(expires);
         let user = entries.user_entry().and_then(UserInfo::from_value);
@@ -76,18 +92,25 @@ impl MongoSessionStore {
             expiry_or(expires, self.inner.config.ttl),
             Some(created_at.timestamp_millis()),
         );
+        let lineage = regeneration.as_ref().map(|(lineage, _)| lineage.as_str());
         for _ in 0..MAX_CREATE_ATTEMPTS {
             let id = next_id();
             let stored_id = layout.stored_id(&id);
             let stored = layout.encode_values(&stored_id, &values)?;
-            let document =
+            let mut document =
                 layout.new_document(&stored_id, stored, expires, created_at, now, user.as_ref());
+            if let Some(lineage) = lineage {
+                document.insert(LINEAGE_FIELD, lineage);
+            }
             let ticket = self.inner.cache.as_ref().map(|cache| cache.write_ticket());
             match self
                 .run("insert", self.inner.collection.insert_one(document))
                 .await
             {
                 Ok(_) => {
+                    if let Some((lineage, token)) = &regeneration {
+                        self.settle_regeneration(lineage, token, &stored_id).await?;
+                    }
                     if let (Some(ticket), Some(_)) = (ticket, &layout.fields.version) {
                         let stamps = Written {
                             stored_id: stored_id.clone(),
@@ -96,6 +119,7 @@ impl MongoSessionStore {
                             now,
                             user: user.clone(),
                             version: 0,
+                            lineage: lineage.map(str::to_string),
                         };
                         let session = LoadedSession::written(values.clone(), stamps, layout);
                         self.cache_written(stored_id, session, ticket);
@@ -113,22 +137,10 @@ impl MongoSessionStore {
         }
         Err(Error::id_exhausted(MAX_CREATE_ATTEMPTS))
     }
+}
 
-    /// Whether `data`, a session map carried from a load, is being moved to
-    /// a new id after a logout elsewhere ended the session: the frameworks
-    /// regenerate an id (tower-sessions' `cycle_id`, actix-session's renew)
-    /// as "delete the old id, create anew with its data", and this is true
-    /// when that delete found nothing. Such data must not be stored again;
-    /// both adapters check it, and so should an adapter for another
-    /// framework that regenerates ids the same way.
-    pub fn regenerates_ended_session(&self, data: &Map<String, Value>) -> bool {
-        let Some(handle) = data
-            .get(RESERVED_KEY)
-            .and_then(Snapshot::from_value)
-            .and_then(|snapshot| snapshot.handle)
-        else {
-            return false;
-        };
-        self.inner.vanished.contains_key(&handle)
-    }
+/// What a regeneration carries from the load of the old id: its handle
+/// (under which its delete left a token) and its lineage.
+fn regeneration_of(snapshot: &Snapshot) -> Option<(String, String)> {
+    Some((snapshot.handle.clone()?, snapshot.lineage.clone()?))
 }

@@ -7,6 +7,7 @@ mod delete;
 mod expire;
 mod indexes;
 mod load;
+mod regenerate;
 mod save;
 mod stats;
 mod swap;
@@ -39,6 +40,7 @@ use tokio::{
 
 use crate::{
     cache::{spawn_watcher, CacheMode, SessionCache},
+    endings::Pending,
     error::{Error, Result},
     events::{EventReceiver, Events},
     index::IndexSpec,
@@ -69,10 +71,11 @@ struct Inner {
     config: Config,
     events: Events,
     hints: TouchHints,
-    /// Handles of sessions whose delete found nothing, for a minute: the
-    /// frameworks regenerate an id as "delete the old, create anew with its
-    /// data", and when a logout got there first the data must stay gone.
-    vanished: moka::sync::Cache<String, ()>,
+    /// The endings collection (see `crate::endings`), with the sessions
+    /// collection's read and write concerns.
+    endings: Collection<Document>,
+    /// Tokens of this process's endings, for the creates of regenerations.
+    pending: Pending,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     cache: Option<Arc<SessionCache>>,
@@ -90,7 +93,10 @@ impl MongoSessionStore {
         cache: Option<SessionCache>,
         indexes: IndexSpec,
     ) -> Self {
+        let endings = endings_collection(&collection);
         let inner = Inner {
+            endings,
+            pending: Pending::default(),
             indexes,
             cache: cache.map(Arc::new),
             client,
@@ -101,10 +107,6 @@ impl MongoSessionStore {
             config,
             events: Events::default(),
             hints: TouchHints::default(),
-            vanished: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
             stop: watch::channel(false).0,
             tasks: Mutex::default(),
         };
@@ -226,12 +228,23 @@ impl MongoSessionStore {
             .and_then(|cache| cache.expect_changes())
     }
 
-    /// After a write: evicts `keys` from the cache and, when `pending`,
-    /// waits for their change events (see [`crate::ReadCache`]).
-    async fn settle(&self, pending: Option<broadcast::Receiver<Arc<str>>>, keys: &[String]) {
+    /// After a write that changed `changed` of `keys`: evicts them from the
+    /// cache and, when `pending`, waits for that many change events (see
+    /// [`crate::ReadCache`]).
+    async fn settle(
+        &self,
+        pending: Option<broadcast::Receiver<Arc<str>>>,
+        keys: &[String],
+        changed: usize,
+    ) {
         if let Some(cache) = &self.inner.cache {
-            cache.settle(pending, keys).await;
+            cache.settle(pending, keys, changed).await;
         }
+    }
+
+    /// When an operation that starts now must be done.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.inner.config.operation_timeout
     }
 
     /// Drops `key` from the cache after a write that need not wait for its
@@ -305,6 +318,20 @@ impl MongoSessionStore {
             Ok(Ok(value)) => Ok(value),
         }
     }
+}
+
+/// The endings collection beside `sessions`, read and written as it is.
+pub(crate) fn endings_collection(sessions: &Collection<Document>) -> Collection<Document> {
+    let options = mongodb::options::CollectionOptions::builder()
+        .read_concern(sessions.read_concern().cloned())
+        .write_concern(sessions.write_concern().cloned())
+        .selection_criteria(sessions.selection_criteria().cloned())
+        .build();
+    let name = crate::endings::collection_name(sessions.name());
+    sessions
+        .client()
+        .database(&sessions.namespace().db)
+        .collection_with_options(&name, options)
 }
 
 impl fmt::Debug for MongoSessionStore {

@@ -202,6 +202,7 @@ impl MongoSessionStore {
             now: input.clock.now,
             user: input.entries.user_entry().and_then(UserInfo::from_value),
             version,
+            lineage: snapshot.lineage.clone(),
         };
         let session = LoadedSession::written(input.entries.to_map(), stamps, input.layout);
         Some(WriteThrough { session, ticket })

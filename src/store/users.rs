@@ -2,15 +2,15 @@
 
 use std::time::SystemTime;
 
-use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, RawDocument, RawDocumentBuf};
+use futures_util::{future::join_all, TryStreamExt};
+use mongodb::bson::{doc, Bson, DateTime, Document, RawDocument, RawDocumentBuf};
 
 use super::MongoSessionStore;
 use crate::{
     error::{Error, Result},
     id::RedactedId,
     observe::{observed, Op},
-    schema::{optional_date, Layout, USER_FIELD},
+    schema::{optional_date, Layout, LINEAGE_FIELD, USER_FIELD},
     user::UserSession,
 };
 
@@ -58,58 +58,105 @@ impl MongoSessionStore {
         Ok(sessions)
     }
 
-    /// Ends `user`'s session with this `handle`; `false` if there is none
+    /// Ends `user`'s session with this `handle`, and its lineage (a
+    /// regeneration of it in flight stores nothing); `false` if the handle
+    /// names no session of this user, live or ended within the last hour
     /// (a handle of another user's session ends nothing).
     ///
     /// # Errors
     ///
     /// Server errors and timeouts.
     pub async fn revoke(&self, user: &str, handle: &str) -> Result<bool> {
-        let revoke = async { Ok(self.revoke_where(user, |h| h == handle).await? > 0) };
+        let revoke = async {
+            let (_, lineages) = self.revoke_where(user, Pick::Handle(handle)).await?;
+            Ok(lineages > 0)
+        };
         observed(Op::Revoke, None, revoke).await
     }
 
     /// Ends every session of `user` except the one with handle `keep`
-    /// ("log out my other devices"); returns how many were ended.
+    /// ("log out my other devices"), with their lineages: a request of
+    /// another device that is regenerating its session meanwhile stores
+    /// nothing. Returns how many sessions were ended.
     ///
     /// # Errors
     ///
     /// Server errors and timeouts.
     pub async fn revoke_others(&self, user: &str, keep: &str) -> Result<u64> {
-        let revoke = self.revoke_where(user, |h| h != keep);
+        let revoke = async { Ok(self.revoke_where(user, Pick::AllBut(keep)).await?.0) };
         observed(Op::RevokeOthers, None, revoke).await
     }
 
-    /// Deletes the sessions of `user` whose handle matches `pick`. Handles
-    /// are not stored, so they are computed for the user's (few, indexed)
-    /// sessions; the delete repeats the owner in its filter.
-    async fn revoke_where(&self, user: &str, pick: impl Fn(&str) -> bool) -> Result<u64> {
+    /// Ends the lineages of `user`'s sessions that `pick` names: those of
+    /// live sessions, and those of recent endings (a session between a
+    /// regeneration's delete and its create is in neither list otherwise).
+    /// Each lineage's record gets an ending first, then its sessions go.
+    /// Returns how many live sessions were deleted and how many lineages
+    /// were ended.
+    async fn revoke_where(&self, user: &str, pick: Pick<'_>) -> Result<(u64, usize)> {
         let layout = &self.inner.layout;
-        let keys: Vec<String> = self
-            .user_documents(user)
-            .await?
-            .iter()
-            .filter_map(|d| d.get_str(&layout.fields.id).ok())
-            .filter(|stored_id| pick(&layout.handle(stored_id)))
-            .map(str::to_string)
-            .collect();
-        if keys.is_empty() {
-            return Ok(0);
+        let deadline = self.deadline();
+        let mut targets: Vec<(String, Option<String>)> = Vec::new();
+        let mut kept = None;
+        // Live sessions first, then endings: a session that ends in between
+        // has its ending recorded before it is deleted, so it is in one list
+        // or the other.
+        for document in self.user_documents(user).await? {
+            let Ok(key) = document.get_str(&layout.fields.id) else {
+                continue;
+            };
+            let lineage = layout.lineage(key, document.get_str(LINEAGE_FIELD).ok());
+            if pick.picks(&layout.handle(key)) {
+                targets.push((lineage, Some(key.to_string())));
+            } else if matches!(pick, Pick::AllBut(_)) {
+                kept = Some(lineage);
+            }
         }
-        let ids: Vec<Bson> = keys.iter().cloned().map(Bson::String).collect();
-        let filter = doc! { &layout.fields.id: { "$in": ids }, USER_FIELD: user };
-        let pending = self.expect_changes();
-        let result = self
-            .run("deleteMany", self.inner.collection.delete_many(filter))
-            .await;
-        // Only sessions that were still there produce change events.
-        let pending = pending.filter(|_| {
-            result
-                .as_ref()
-                .is_ok_and(|r| r.deleted_count == keys.len() as u64)
+        let find = self
+            .inner
+            .endings
+            .find(doc! { USER_FIELD: user })
+            .projection(doc! { "ids": 1 });
+        let cursor = self.run_until("find", find, deadline).await?;
+        let records: Vec<Document> = self
+            .run_until("find", cursor.try_collect(), deadline)
+            .await?;
+        for record in records {
+            let Ok(lineage) = record.get_str("_id") else {
+                continue;
+            };
+            let ids = record
+                .get_array("ids")
+                .map(|a| a.as_slice())
+                .unwrap_or_default();
+            let named = ids
+                .iter()
+                .filter_map(Bson::as_str)
+                .any(|id| pick.picks(&layout.handle(id)));
+            let whole_user = matches!(pick, Pick::AllBut(_));
+            if named || whole_user {
+                targets.push((lineage.to_string(), None));
+            }
+        }
+        // The lineage of the session kept: never its own older ids.
+        targets.retain(|(lineage, _)| kept.as_ref() != Some(lineage));
+        targets.sort_unstable();
+        targets.dedup();
+        let token = crate::endings::token();
+        let now = DateTime::now();
+        let endings = targets.iter().map(|(lineage, key)| {
+            let update = crate::endings::append(&token, key.as_deref(), Some(user), now);
+            self.record_ending(doc! { "_id": lineage }, update, true, deadline)
         });
-        self.settle(pending, &keys).await;
-        Ok(result?.deleted_count)
+        let mut victims = Vec::new();
+        for ((_, key), record) in targets.iter().zip(join_all(endings).await) {
+            victims.extend(key.clone());
+            if let Some(record) = record? {
+                victims.extend(record.successors().map(str::to_string));
+            }
+        }
+        let deleted = self.delete_sessions(victims, deadline).await?;
+        Ok((deleted, targets.len()))
     }
 
     async fn user_documents(&self, user: &str) -> Result<Vec<RawDocumentBuf>> {
@@ -143,4 +190,20 @@ fn user_session(
         user_agent: document.get_str("userAgent").ok().map(str::to_string),
         ip: document.get_str("ip").ok().map(str::to_string),
     })
+}
+
+/// Which of a user's sessions a revocation ends, by revocation handle.
+#[derive(Debug, Clone, Copy)]
+enum Pick<'a> {
+    Handle(&'a str),
+    AllBut(&'a str),
+}
+
+impl Pick<'_> {
+    fn picks(self, handle: &str) -> bool {
+        match self {
+            Self::Handle(wanted) => handle == wanted,
+            Self::AllBut(keep) => handle != keep,
+        }
+    }
 }

@@ -14,6 +14,8 @@ mod connection;
 ))]
 mod correctness;
 mod deployment;
+#[cfg(all(feature = "tower-sessions", feature = "actix-session"))]
+mod endings;
 #[cfg(feature = "express")]
 mod express;
 mod fault;

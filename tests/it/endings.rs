@@ -1,0 +1,365 @@
+//! Issue 20: endings decided by the database. Every case runs two store
+//! instances on one collection (an app behind a load balancer), and where a
+//! framework regenerates ids, through its adapter: tower-sessions'
+//! `cycle_id` is `delete(old)` then `create(record)`, actix-session's renew
+//! is `delete(old key)` then `save(state)`.
+
+use std::collections::HashMap;
+
+use actix_session::storage::SessionStore as Actix;
+use futures_util::{stream, StreamExt};
+use mongodb::bson::doc;
+use mongodb_session_store::{MongoSessionStore, UserInfo};
+use serde_json::json;
+use testkit::TestDb;
+use tower_sessions_core::{
+    session::{Id, Record},
+    SessionStore as Tower,
+};
+
+async fn instance(db: &TestDb) -> MongoSessionStore {
+    MongoSessionStore::from_uri(db.uri()).build().await.unwrap()
+}
+
+async fn instances(db: &TestDb) -> (MongoSessionStore, MongoSessionStore) {
+    (instance(db).await, instance(db).await)
+}
+
+fn record(data: serde_json::Value) -> Record {
+    let data = data.as_object().unwrap().clone().into_iter().collect();
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    }
+}
+
+/// A session stored through tower-sessions, as a login page would have it.
+async fn tower_session(store: &MongoSessionStore, user_id: i64) -> Id {
+    let mut record = record(json!({ "user_id": user_id }));
+    Tower::create(store, &mut record).await.unwrap();
+    record.id
+}
+
+/// A tower-sessions request that has loaded `id` and will regenerate it:
+/// `cycle_id` (the delete) then the save at the end of the request (the
+/// create of the record it loaded).
+struct Regeneration {
+    old: Id,
+    record: Record,
+}
+
+impl Regeneration {
+    async fn load(store: &MongoSessionStore, id: Id) -> Self {
+        let record = Tower::load(store, &id)
+            .await
+            .unwrap()
+            .expect("a live session");
+        Self { old: id, record }
+    }
+
+    async fn cycle_id(&mut self, store: &MongoSessionStore) {
+        Tower::delete(store, &self.old).await.unwrap();
+        self.record.id = Id::default();
+    }
+
+    /// The save at the end of the request; the id the cookie now holds.
+    async fn save(mut self, store: &MongoSessionStore) -> Id {
+        Tower::create(store, &mut self.record).await.unwrap();
+        self.record.id
+    }
+}
+
+async fn live(store: &MongoSessionStore, id: Id) -> Option<serde_json::Value> {
+    Tower::load(store, &id)
+        .await
+        .unwrap()
+        .map(|record| record.data["user_id"].clone())
+}
+
+async fn sessions(db: &TestDb) -> usize {
+    db.documents("sessions").await.len()
+}
+
+/// Case 1, the logout second: instance 2 regenerates (its delete first),
+/// instance 1 logs the old id out before the regeneration's create.
+#[tokio::test]
+async fn a_logout_after_a_regenerations_delete_ends_it_on_another_instance() {
+    let db = TestDb::new("endlogoutafter").await;
+    let (one, two) = instances(&db).await;
+    let id = tower_session(&one, 7).await;
+    let mut regeneration = Regeneration::load(&two, id).await;
+    regeneration.cycle_id(&two).await;
+    Tower::delete(&one, &id).await.unwrap(); // the logout
+    let new = regeneration.save(&two).await;
+    assert_eq!(live(&two, new).await, None, "the logged-out data came back");
+    assert_eq!(live(&one, new).await, None);
+    assert_eq!(sessions(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// Case 1, the logout after the whole regeneration: a logout of any id of a
+/// lineage ends the lineage.
+#[tokio::test]
+async fn a_logout_of_the_old_id_ends_the_regenerated_session() {
+    let db = TestDb::new("endlogoutold").await;
+    let (one, two) = instances(&db).await;
+    let id = tower_session(&one, 7).await;
+    let mut regeneration = Regeneration::load(&two, id).await;
+    regeneration.cycle_id(&two).await;
+    let new = regeneration.save(&two).await;
+    assert_eq!(live(&one, new).await, Some(json!(7)), "regenerated");
+    Tower::delete(&one, &id).await.unwrap(); // a logout that carried the old cookie
+    assert_eq!(live(&two, new).await, None);
+    assert_eq!(sessions(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// Case 1, the logout first, and the instance that logged out gone before
+/// the regeneration goes on (a restart): nothing of it lives in memory.
+#[tokio::test]
+async fn a_logout_holds_after_its_instance_is_gone() {
+    let db = TestDb::new("endrestart").await;
+    let (one, two) = instances(&db).await;
+    let id = tower_session(&one, 7).await;
+    let mut first = Regeneration::load(&two, id).await;
+    let mut second = Regeneration::load(&two, id).await;
+    // Regeneration deletes first, logout in between, instance gone.
+    first.cycle_id(&two).await;
+    Tower::delete(&one, &id).await.unwrap();
+    one.close().await;
+    drop(one);
+    let new = first.save(&two).await;
+    assert_eq!(live(&two, new).await, None);
+    // Logout first, then the regeneration's delete and create.
+    let third = instance(&db).await;
+    let id = tower_session(&third, 8).await;
+    let mut late = Regeneration::load(&two, id).await;
+    Tower::delete(&third, &id).await.unwrap();
+    third.close().await;
+    drop(third);
+    late.cycle_id(&two).await;
+    let new = late.save(&two).await;
+    assert_eq!(live(&two, new).await, None);
+    second.cycle_id(&two).await;
+    assert_eq!(sessions(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// The flood: 20,000 logouts of made-up ids write nothing and leave the
+/// guard whole, on the instance that received them and on the other.
+#[tokio::test]
+async fn a_flood_of_made_up_logouts_writes_nothing_and_changes_nothing() {
+    let db = TestDb::new("endflood").await;
+    let (one, two) = instances(&db).await;
+    let flooded = &one;
+    stream::iter(0..20_000)
+        .for_each_concurrent(64, |_| async move {
+            let made_up = mongodb_session_store::generate_id();
+            assert!(!flooded.delete(&made_up).await.unwrap());
+        })
+        .await;
+    let endings = db.collection("sessions.endings");
+    assert_eq!(endings.count_documents(doc! {}).await.unwrap(), 0);
+    for (logout, regenerating) in [(&two, &one), (&one, &one), (&one, &two)] {
+        // Logout first on either instance; the regeneration's delete finds
+        // nothing on the flooded one.
+        let id = tower_session(&two, 9).await;
+        let mut regeneration = Regeneration::load(regenerating, id).await;
+        Tower::delete(logout, &id).await.unwrap();
+        regeneration.cycle_id(regenerating).await;
+        let new = regeneration.save(regenerating).await;
+        assert_eq!(live(&two, new).await, None);
+        // And the regeneration's delete first.
+        let id = tower_session(&two, 9).await;
+        let mut regeneration = Regeneration::load(regenerating, id).await;
+        regeneration.cycle_id(regenerating).await;
+        Tower::delete(logout, &id).await.unwrap();
+        let new = regeneration.save(regenerating).await;
+        assert_eq!(live(&two, new).await, None);
+    }
+    assert_eq!(sessions(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// Case 2: a double-submitted login form regenerates one session twice.
+/// The data ends under exactly one of the two new ids, never under none;
+/// the other cookie points at nothing.
+#[tokio::test]
+async fn two_overlapping_regenerations_keep_the_data_under_exactly_one_id() {
+    let db = TestDb::new("enddouble").await;
+    let (one, two) = instances(&db).await;
+    for same_instance in [false, true] {
+        let other = if same_instance { &one } else { &two };
+        for order in 0..4 {
+            let id = tower_session(&one, 7).await;
+            let mut a = Regeneration::load(&one, id).await;
+            let mut b = Regeneration::load(other, id).await;
+            let (new_a, new_b) = match order {
+                // Both deletes, then both creates at once.
+                0 => {
+                    a.cycle_id(&one).await;
+                    b.cycle_id(other).await;
+                    tokio::join!(a.save(&one), b.save(other))
+                }
+                // Both deletes, then the later one creates first.
+                1 => {
+                    a.cycle_id(&one).await;
+                    b.cycle_id(other).await;
+                    let new_b = b.save(other).await;
+                    (a.save(&one).await, new_b)
+                }
+                // One whole regeneration, then the other.
+                2 => {
+                    a.cycle_id(&one).await;
+                    let new_a = a.save(&one).await;
+                    b.cycle_id(other).await;
+                    (new_a, b.save(other).await)
+                }
+                // Both at once from the start.
+                _ => {
+                    let one_ = &one;
+                    tokio::join!(
+                        async move {
+                            a.cycle_id(one_).await;
+                            a.save(one_).await
+                        },
+                        async move {
+                            b.cycle_id(other).await;
+                            b.save(other).await
+                        }
+                    )
+                }
+            };
+            let kept = [live(&one, new_a).await, live(&two, new_b).await];
+            let with_data = kept.iter().filter(|k| **k == Some(json!(7))).count();
+            assert_eq!(
+                with_data, 1,
+                "same instance: {same_instance}, order {order}: {kept:?}"
+            );
+            assert_eq!(live(&one, id).await, None);
+            assert_eq!(sessions(&db).await, 1, "order {order}");
+            db.collection("sessions")
+                .delete_many(doc! {})
+                .await
+                .unwrap();
+        }
+    }
+    db.cleanup().await;
+}
+
+async fn owned(store: &MongoSessionStore, user: &str, device: &str) -> Id {
+    let mut record = record(json!({ "user_id": 7 }));
+    let owner = UserInfo::new(user).user_agent(device).to_value();
+    record
+        .data
+        .insert(mongodb_session_store::USER_KEY.to_string(), owner);
+    Tower::create(store, &mut record).await.unwrap();
+    record.id
+}
+
+async fn handle(store: &MongoSessionStore, id: Id) -> String {
+    let loaded = store.load(&id.to_string()).await.unwrap().unwrap();
+    loaded.handle
+}
+
+/// Case 3: "sign out everywhere else" while the phone's request is between
+/// its `cycle_id` and its save: the phone's session must not come back.
+#[tokio::test]
+async fn signing_out_other_devices_ends_a_regeneration_in_flight() {
+    let db = TestDb::new("endothers").await;
+    let (laptop_instance, phone_instance) = instances(&db).await;
+    for phone_first in [false, true] {
+        let laptop = owned(&laptop_instance, "ada", "laptop").await;
+        let phone = owned(&phone_instance, "ada", "phone").await;
+        let keep = handle(&laptop_instance, laptop).await;
+        let mut regeneration = Regeneration::load(&phone_instance, phone).await;
+        regeneration.cycle_id(&phone_instance).await;
+        let new = if phone_first {
+            let new = regeneration.save(&phone_instance).await;
+            laptop_instance.revoke_others("ada", &keep).await.unwrap();
+            new
+        } else {
+            laptop_instance.revoke_others("ada", &keep).await.unwrap();
+            regeneration.save(&phone_instance).await
+        };
+        assert_eq!(live(&laptop_instance, new).await, None, "{phone_first}");
+        assert_eq!(live(&phone_instance, laptop).await, Some(json!(7)));
+        let listed = laptop_instance.user_sessions("ada", None).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(sessions(&db).await, 1);
+        db.collection("sessions")
+            .delete_many(doc! {})
+            .await
+            .unwrap();
+    }
+    db.cleanup().await;
+}
+
+/// Case 3 for one device: revoking a session by its handle while that
+/// device regenerates it.
+#[tokio::test]
+async fn revoking_a_session_ends_its_regeneration_in_flight() {
+    let db = TestDb::new("endrevoke").await;
+    let (one, two) = instances(&db).await;
+    let phone = owned(&two, "ada", "phone").await;
+    let revoked = handle(&one, phone).await;
+    let mut regeneration = Regeneration::load(&two, phone).await;
+    regeneration.cycle_id(&two).await;
+    assert!(one.revoke("ada", &revoked).await.unwrap());
+    let new = regeneration.save(&two).await;
+    assert_eq!(live(&one, new).await, None);
+    assert_eq!(sessions(&db).await, 0);
+    db.cleanup().await;
+}
+
+/// Case 1 and case 2 through actix-session: renew is delete then save.
+#[tokio::test]
+async fn actix_renewals_race_logouts_and_each_other_across_instances() {
+    let db = TestDb::new("endactix").await;
+    let (one, two) = instances(&db).await;
+    let ttl = time::Duration::hours(1);
+    let state = HashMap::from([("user_id".to_string(), "7".to_string())]);
+    // A logout on instance 1 after instance 2's renew deleted the old key.
+    let key = Actix::save(&one, state.clone(), &ttl).await.unwrap();
+    let loaded = Actix::load(&two, &key).await.unwrap().unwrap();
+    Actix::delete(&two, &key).await.unwrap();
+    Actix::delete(&one, &key).await.unwrap();
+    let renewed = Actix::save(&two, loaded, &ttl).await.unwrap();
+    assert!(Actix::load(&one, &renewed).await.unwrap().is_none());
+    // Two renewals of one session on two instances.
+    let key = Actix::save(&one, state.clone(), &ttl).await.unwrap();
+    let a = Actix::load(&one, &key).await.unwrap().unwrap();
+    let b = Actix::load(&two, &key).await.unwrap().unwrap();
+    Actix::delete(&one, &key).await.unwrap();
+    Actix::delete(&two, &key).await.unwrap();
+    let (a, b) = tokio::join!(Actix::save(&one, a, &ttl), Actix::save(&two, b, &ttl));
+    let kept = [
+        Actix::load(&two, &a.unwrap()).await.unwrap(),
+        Actix::load(&one, &b.unwrap()).await.unwrap(),
+    ];
+    let with_data = kept.iter().filter(|k| k.is_some()).count();
+    assert_eq!(with_data, 1, "{kept:?}");
+    assert_eq!(sessions(&db).await, 1);
+    db.cleanup().await;
+}
+
+/// Without any race, a regeneration moves the data and costs the old id.
+#[tokio::test]
+async fn a_regeneration_alone_moves_the_data_and_ends_the_old_id() {
+    let db = TestDb::new("endalone").await;
+    let (one, two) = instances(&db).await;
+    let id = tower_session(&one, 7).await;
+    let mut regeneration = Regeneration::load(&two, id).await;
+    regeneration.cycle_id(&two).await;
+    let new = regeneration.save(&two).await;
+    assert_eq!(live(&one, new).await, Some(json!(7)));
+    assert_eq!(live(&one, id).await, None);
+    // And again from the new id: the lineage carries on.
+    let mut again = Regeneration::load(&one, new).await;
+    again.cycle_id(&one).await;
+    let newer = again.save(&one).await;
+    assert_eq!(live(&two, newer).await, Some(json!(7)));
+    assert_eq!(sessions(&db).await, 1);
+    db.cleanup().await;
+}
