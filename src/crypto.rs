@@ -156,6 +156,24 @@ impl KeyRing {
             .hash("field", key, 16)
     }
 
+    /// Every name `key` may be stored under: the primary key's first (where
+    /// a write puts it), then the names under the ring's other keys and the
+    /// one earlier versions used (a public hash key). A removal must reach
+    /// them all: another instance's write or a `rewrap` may have moved the
+    /// value since it was loaded.
+    pub(crate) fn field_names(&self, key: &str) -> Vec<String> {
+        let mut names = vec![self.field_name(key)];
+        let others = self
+            .keys
+            .iter()
+            .filter(|k| k.id != self.primary)
+            .map(|k| k.field_names.hash("field", key, 16));
+        names.extend(others);
+        names.push(Hasher::default().hash("field", key, 16));
+        names.dedup();
+        names
+    }
+
     /// Encrypts `plaintext`, bound to `aad`.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce = next_nonce();

@@ -62,20 +62,30 @@ pub(crate) fn per_key_update(
     let mut set = Document::new();
     let mut unset = Document::new();
     let rewrites = if rewrap { &changes.rewrap[..] } else { &[] };
+    // Every other name of a key goes with a write or a removal of it: the
+    // value may have moved since the load (another instance's write, a
+    // rewrap), and a key stored under two names reads back as either.
+    let others = |key: &str, path: &str| {
+        let stale = stale.get(key).map(|f| layout.stored_path(f));
+        let path = path.to_string();
+        layout
+            .other_paths(key)
+            .into_iter()
+            .chain(stale)
+            .filter(move |old| *old != path)
+    };
     for (key, value) in changes.set.iter().chain(rewrites) {
         let path = layout.data_path(key);
-        if let Some(old) = stale.get(key.as_str()).map(|f| layout.stored_path(f)) {
-            if old != path {
-                unset.insert(old, "");
-            }
+        for old in others(key, &path) {
+            unset.insert(old, "");
         }
         set.insert(path, layout.encode_value(stored_id, key, value));
     }
     for key in &changes.unset {
-        let path = match stale.get(key.as_str()) {
-            Some(field) => layout.stored_path(field),
-            None => layout.data_path(key),
-        };
+        let path = layout.data_path(key);
+        for old in others(key, &path) {
+            unset.insert(old, "");
+        }
         unset.insert(path, "");
     }
     set.extend(layout.stamps(clock.expires, clock.now));

@@ -15,17 +15,19 @@
 
 mod coherence;
 mod config;
+mod recent;
 mod watcher;
 mod weights;
 
 use std::{sync::Arc, time::Duration};
 
-use mongodb::bson::{DateTime, Timestamp};
+use mongodb::bson::Timestamp;
 use tokio::sync::broadcast;
 
 use crate::outcome::LoadedSession;
 
 use coherence::{Coherence, Epochs};
+use recent::{Recent, RecentEvictions};
 use weights::Weights;
 
 pub use config::ReadCache;
@@ -62,17 +64,9 @@ pub(crate) struct SessionCache {
     keyed_events: bool,
     changed: broadcast::Sender<Arc<str>>,
     /// Each key's last eviction (see [`Epochs`]).
-    recent: moka::sync::Cache<String, Recent>,
+    recent: RecentEvictions,
     /// The layout's version field, which change events are asked to carry.
     version_field: Option<String>,
-}
-
-/// A key's last eviction: at which eviction count, and, for a change event
-/// of a write, the version it wrote (`None`: an unknown change).
-#[derive(Debug, Clone, Copy)]
-struct Recent {
-    epoch: u64,
-    version: Option<i64>,
 }
 
 /// What a write hands back to [`SessionCache::written`].
@@ -110,10 +104,7 @@ impl SessionCache {
             bound: config.staleness_bound,
             keyed_events,
             changed: broadcast::channel(1024).0,
-            recent: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(RECENT)
-                .build(),
+            recent: RecentEvictions::new(RECENT, 100_000),
             version_field,
         }
     }
@@ -185,9 +176,7 @@ impl SessionCache {
         if ticket.taken.elapsed() < RECENT {
             self.coherence
                 .admit_written(ticket.epochs, now_ms(), |since| {
-                    let explained = self.recent.get(&key).is_none_or(|last| {
-                        last.epoch <= since || last.version.is_some_and(|v| v <= version)
-                    });
+                    let explained = self.recent.explained(&key, since, version);
                     if explained {
                         self.put(key.clone(), session);
                         cached = true;
@@ -219,8 +208,7 @@ impl SessionCache {
                 return false;
             }
             self.entries.invalidate(key);
-            self.recent
-                .insert(key.to_string(), Recent { epoch, version });
+            self.recent.record(key, Recent { epoch, version });
             true
         });
     }
@@ -319,6 +307,12 @@ impl std::fmt::Debug for SessionCache {
     }
 }
 
+/// Milliseconds on this process's monotonic clock. Freshness is judged by
+/// the server's cluster times (a probe's against the stream's); the local
+/// clock only measures how long ago a probe was sent, which a wall clock
+/// stepped by NTP would get wrong in either direction.
 fn now_ms() -> i64 {
-    DateTime::now().timestamp_millis()
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }

@@ -97,9 +97,9 @@ pub(crate) struct Layout {
 
 /// Encrypted field names are HMACs of the keys; an application uses few
 /// keys, so they are worth remembering. Bounded, since keys can come from
-/// clients.
+/// clients; a miss only costs the hashes again.
 #[derive(Clone)]
-pub(crate) struct FieldNameCache(moka::sync::Cache<String, String>);
+pub(crate) struct FieldNameCache(moka::sync::Cache<String, Arc<[String]>>);
 
 impl Default for FieldNameCache {
     fn default() -> Self {
@@ -108,13 +108,15 @@ impl Default for FieldNameCache {
 }
 
 impl FieldNameCache {
-    fn get_or_insert(&self, key: &str, hash: impl FnOnce() -> String) -> String {
-        if let Some(name) = self.0.get(key) {
-            return name;
+    /// Every name of `key` (see `KeyRing::field_names`), the current one
+    /// first.
+    fn get_or_insert(&self, key: &str, hash: impl FnOnce() -> Vec<String>) -> Arc<[String]> {
+        if let Some(names) = self.0.get(key) {
+            return names;
         }
-        let name = hash();
-        self.0.insert(key.to_string(), name.clone());
-        name
+        let names: Arc<[String]> = hash().into();
+        self.0.insert(key.to_string(), Arc::clone(&names));
+        names
     }
 }
 
@@ -200,7 +202,10 @@ impl Layout {
     /// The name under which `key` is stored inside `data`.
     fn field_name(&self, key: &str) -> String {
         match &self.encryption {
-            Some(ring) => self.field_names.get_or_insert(key, || ring.field_name(key)),
+            Some(ring) => self
+                .field_names
+                .get_or_insert(key, || ring.field_names(key))[0]
+                .clone(),
             None => escape_key(key).into_owned(),
         }
     }
@@ -208,6 +213,22 @@ impl Layout {
     /// The dotted path of one session key.
     pub(crate) fn data_path(&self, key: &str) -> String {
         self.stored_path(&self.field_name(key))
+    }
+
+    /// The dotted paths `key` may be stored under other than `data_path`'s:
+    /// with encryption, its names under the ring's other keys and the
+    /// earlier public one. A write of the key removes them, a removal
+    /// removes them too.
+    pub(crate) fn other_paths(&self, key: &str) -> Vec<String> {
+        match &self.encryption {
+            Some(ring) => self
+                .field_names
+                .get_or_insert(key, || ring.field_names(key))[1..]
+                .iter()
+                .map(|name| self.stored_path(name))
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// The dotted path of a field of `data` as it is stored.

@@ -1,8 +1,9 @@
 //! Ending sessions: a delete recorded in the lineage's endings record
 //! before the session goes (see `crate::endings`).
 
+use futures_util::future::join_all;
 use mongodb::{
-    bson::{doc, Bson, DateTime, Document},
+    bson::{doc, DateTime, Document},
     options::ReturnDocument,
 };
 
@@ -121,20 +122,29 @@ impl MongoSessionStore {
         if keys.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<Bson> = keys.iter().cloned().map(Bson::String).collect();
-        let filter = doc! { &self.inner.layout.fields.id: { "$in": ids } };
         let pending = self.expect_changes();
-        let result = self
-            .run_until(
-                "delete",
-                self.inner.collection.delete_many(filter),
-                deadline,
-            )
-            .await;
+        // One delete per session, by id equality: each is a retryable write
+        // and, on a sharded collection, goes to one shard. There are rarely
+        // more than one or two.
+        let id_field = &self.inner.layout.fields.id;
+        let deletes = keys.iter().map(|key| {
+            let delete = self.inner.collection.delete_one(doc! { id_field: key });
+            self.run_until("delete", delete, deadline)
+        });
+        let mut deleted = 0;
+        let mut failed = None;
+        for result in join_all(deletes).await {
+            match result {
+                Ok(result) => deleted += result.deleted_count,
+                Err(e) => failed = Some(e),
+            }
+        }
         // Only sessions that were still there produce change events.
-        let deleted = result.as_ref().map_or(0, |r| r.deleted_count);
         let changed = usize::try_from(deleted).unwrap_or(usize::MAX);
         self.settle(pending, &keys, changed).await;
-        Ok(result?.deleted_count)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
     }
 }

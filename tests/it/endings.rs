@@ -363,3 +363,43 @@ async fn a_regeneration_alone_moves_the_data_and_ends_the_old_id() {
     assert_eq!(sessions(&db).await, 1);
     db.cleanup().await;
 }
+
+fn ring(keys: &[u32]) -> mongodb_session_store::KeyRing {
+    let mut ring = mongodb_session_store::KeyRing::new(keys[0], [keys[0] as u8; 32]).unwrap();
+    for &id in &keys[1..] {
+        ring = ring.with_primary(id, [id as u8; 32]).unwrap();
+    }
+    ring
+}
+
+/// Case 4: a removal reaches every name the key is stored under. Instance 2
+/// (rotated ring) loads a session written under the old key; `rewrap` moves
+/// its values to the new key's names; instance 2's save removes a key it
+/// loaded under the old name.
+#[tokio::test]
+async fn a_removal_after_a_concurrent_rewrap_removes_the_key_for_good() {
+    let db = TestDb::new("endrewrapremove").await;
+    let build = |keys: &'static [u32]| {
+        MongoSessionStore::from_uri(db.uri())
+            .encryption(ring(keys))
+            .build()
+    };
+    let old = build(&[1]).await.unwrap();
+    let id = old
+        .create(&json!({"a": 1, "b": 2}).as_object().unwrap().clone(), None)
+        .await
+        .unwrap();
+    let two = build(&[1, 2]).await.unwrap();
+    let mut loaded = two.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let rewrapper = build(&[1, 2]).await.unwrap();
+    assert_eq!(rewrapper.rewrap().await.unwrap().rewrapped, 1);
+    loaded.remove("a");
+    loaded.insert("b".into(), json!(20));
+    two.save(&id, &loaded, None).await.unwrap();
+    let now = rewrapper.load(&id).await.unwrap().unwrap().data;
+    assert_eq!(serde_json::Value::Object(now), json!({"b": 20}));
+    let stored = db.documents("sessions").await;
+    let data = stored[0].get_document("data").unwrap();
+    assert_eq!(data.len(), 1, "one name per key: {data:?}");
+    db.cleanup().await;
+}

@@ -222,14 +222,17 @@ async fn one_case(db: &TestDb, fault: &Fault, op: Op, case: usize) -> Result<Ans
     let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
     let mut tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
     tracked.insert("n".into(), json!(2));
-    let point = FailPoint::fail_command(
-        &db.client,
-        &app,
-        STORE_COMMANDS,
-        fault.times,
-        fault.data.clone(),
-    )
-    .await?;
+    // A write concern error is a write's: a read the operation makes first
+    // (a logout finds the session before recording its ending) must not
+    // take the one failure meant for the write.
+    let commands: &[&str] = if fault.writes_only {
+        &["insert", "update", "delete", "findAndModify"]
+    } else {
+        STORE_COMMANDS
+    };
+    let point =
+        FailPoint::fail_command(&db.client, &app, commands, fault.times, fault.data.clone())
+            .await?;
     // A panic inside the store would end this task, not the test: caught
     // and reported by the join.
     let task = {
