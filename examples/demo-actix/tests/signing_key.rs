@@ -49,7 +49,12 @@ async fn no_signing_material_is_stored_in_the_database() {
     let app = start("signingkeyenv", &[("SESSION_SIGNING_KEY", KEY)]).await;
     exercise(&app).await;
     let (collections, contents) = database_contents(&app).await;
-    assert_eq!(collections, ["sessions"], "nothing but sessions is stored");
+    // The sessions, and the record of ended ones.
+    assert_eq!(
+        collections,
+        ["sessions", "sessions.endings"],
+        "nothing but sessions is stored"
+    );
     let raw = STANDARD.decode(KEY).unwrap();
     // actix's Key: the first half signs, the second encrypts.
     for secret in [
@@ -73,7 +78,11 @@ async fn without_a_configured_key_each_process_signs_with_its_own() {
     let app = start("signingkeynone", &[]).await;
     exercise(&app).await;
     let (collections, _) = database_contents(&app).await;
-    assert_eq!(collections, ["sessions"], "no key was put in the database");
+    assert_eq!(
+        collections,
+        ["sessions", "sessions.endings"],
+        "no key was put in the database"
+    );
     // A cookie signed by one process means nothing to another.
     let second = app.another_instance().await;
     let reply = second.get("/api/session").await;
