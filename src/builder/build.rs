@@ -6,15 +6,17 @@ use std::time::Duration;
 use mongodb::{
     bson::{doc, Document},
     change_stream::ChangeStream,
-    options::{ClientOptions, ServerMonitoringMode},
-    Client, Collection,
+    Collection,
 };
 
-use super::{Source, StoreBuilder};
+use super::{
+    client::{client_from_options, parse_uri},
+    Source, StoreBuilder,
+};
 use crate::{
     cache::{open_stream, CacheMode, ReadCache, SessionCache},
     error::{Error, Result},
-    index::IndexSpec,
+    index::{IndexSpec, TtlIndex},
     options::AutoRemove,
     schema::Layout,
     store::MongoSessionStore,
@@ -32,7 +34,8 @@ impl StoreBuilder {
     ///   database named anywhere;
     /// - [`Error::is_unreachable`](crate::Error::is_unreachable): no server answered in time;
     /// - [`Error::is_index_conflict`](crate::Error::is_index_conflict): an index on the expiry field disagrees
-    ///   with this configuration (the message says how to fix it);
+    ///   with this configuration in a way [`index_repair`](Self::index_repair) does not allow fixing
+    ///   (the message says how to fix it);
     /// - [`Error::is_database`](crate::Error::is_database): the server refused (for example, missing
     ///   privileges).
     pub async fn build(mut self) -> Result<MongoSessionStore> {
@@ -67,7 +70,9 @@ impl StoreBuilder {
             // AutoRemove the unique id index is checked, not created:
             // indexes are then the operator's job.
             let create_unique = self.auto_remove != AutoRemove::Disabled;
-            tokio::time::timeout(bound, indexes.ensure(&collection, create_unique, bound))
+            let repair = self.index_repair.unwrap_or_default();
+            let ensure = indexes.ensure(&collection, create_unique, repair, bound);
+            tokio::time::timeout(bound, ensure)
                 .await
                 .map_err(|_| Error::timeout("createIndex", bound))??;
         }
@@ -109,7 +114,7 @@ impl StoreBuilder {
     }
 
     /// The indexes this configuration relies on.
-    fn index_spec(&self) -> IndexSpec {
+    pub(super) fn index_spec(&self) -> IndexSpec {
         let fields = &self.layout.fields;
         let ttl = (self.auto_remove == AutoRemove::Native).then(|| {
             let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
@@ -119,7 +124,7 @@ impl StoreBuilder {
             } else {
                 Duration::ZERO
             });
-            (field.to_string(), delay)
+            TtlIndex::new(field, delay)
         });
         IndexSpec {
             ttl,
@@ -160,31 +165,6 @@ async fn open_cache(
         SessionCache::new(config, CacheMode::StalenessBound, keyed, version),
         None,
     )
-}
-
-async fn parse_uri(uri: &str, bound: Duration) -> Result<ClientOptions> {
-    // Parsing resolves mongodb+srv:// through DNS, so it gets the bound too.
-    tokio::time::timeout(bound, ClientOptions::parse(uri))
-        .await
-        .map_err(|_| Error::unreachable(bound, None))?
-        .map_err(|e| Error::config(format!("invalid MongoDB URI: {e}")))
-}
-
-fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Client> {
-    options.server_selection_timeout.get_or_insert(bound);
-    options.connect_timeout.get_or_insert(bound);
-    // A state-change error (NotWritablePrimary, ShutdownInProgress, …)
-    // marks the server Unknown until its monitor checks it again. A
-    // streaming monitor waits for the server to push news, up to the
-    // heartbeat period (10 s), longer than most operation timeouts when
-    // the server has none to push; a polling one checks at once.
-    options
-        .server_monitoring_mode
-        .get_or_insert(ServerMonitoringMode::Poll);
-    options
-        .app_name
-        .get_or_insert_with(|| "mongodb-session-store".into());
-    Client::with_options(options).map_err(|e| Error::config(format!("invalid client options: {e}")))
 }
 
 async fn ping(db: &mongodb::Database, bound: Duration) -> Result<()> {

@@ -17,6 +17,7 @@ mod deployment;
 #[cfg(feature = "express")]
 mod express;
 mod fault;
+mod indexes;
 #[cfg(feature = "express")]
 mod migrate;
 mod observe;
