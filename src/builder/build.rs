@@ -42,15 +42,22 @@ impl StoreBuilder {
         self.validate()?;
         self.settle_timestamps();
         let bound = self.connect_timeout;
+        let service = self.service;
         let (client, owns_client) = match self.source {
             Source::Uri(ref uri) => (
-                client_from_options(parse_uri(uri, bound).await?, bound)?,
+                client_from_options(parse_uri(uri, bound).await?, bound, service)?,
                 true,
             ),
-            Source::Options(ref options) => {
-                (client_from_options((**options).clone(), bound)?, true)
+            Source::Options(ref options) => (
+                client_from_options((**options).clone(), bound, service)?,
+                true,
+            ),
+            Source::Client(ref client) => {
+                if let Some(service) = service {
+                    service.warn_about_a_client_of_yours();
+                }
+                (client.clone(), false)
             }
-            Source::Client(ref client) => (client.clone(), false),
         };
         let default_db = client.default_database().map(|db| db.name().to_string());
         let database = self.database.take().or(default_db).ok_or_else(|| {

@@ -1,7 +1,8 @@
-//! The options for where the store runs: the Cosmos DB profile and what
-//! `build` may do to the collection's existing indexes.
+//! The options for where the store runs: the managed services' profiles
+//! (Cosmos DB, DocumentDB) and what `build` may do to the collection's
+//! existing indexes.
 
-use super::StoreBuilder;
+use super::{Service, StoreBuilder};
 use crate::index::IndexRepair;
 
 impl StoreBuilder {
@@ -12,8 +13,30 @@ impl StoreBuilder {
     /// `expires` field is still written and checked on every load, so expiry
     /// is exact even though removal follows the last write.
     /// connect-mongodb-session's `expiresKey: '_ts'` recipe.
+    ///
+    /// A client the store opens itself ([`from_uri`](crate::MongoSessionStore::from_uri),
+    /// [`from_client_options`](crate::MongoSessionStore::from_client_options)) gets
+    /// `retryWrites=false` unless its options say otherwise: Cosmos DB
+    /// accounts without retryable writes refuse the writes that ask for them
+    /// (upswyng #246). A client passed to
+    /// [`from_client`](crate::MongoSessionStore::from_client) is used as it
+    /// is: build it with `retryWrites=false` yourself (`build` logs a warning
+    /// as a reminder, since it cannot see the client's options).
     pub fn cosmos_db(mut self) -> Self {
         self.ttl_index_field = Some("_ts".into());
+        self.service = Some(Service::CosmosDb);
+        self
+    }
+
+    /// The Amazon DocumentDB profile: the default layout and TTL index
+    /// (DocumentDB honours a TTL index on `expires`), and, on a client the
+    /// store opens itself, `retryWrites=false` unless its options say
+    /// otherwise — DocumentDB supports retryable writes only from engine
+    /// 8.0.2, so set `retryWrites=true` in the URI there. A client passed to
+    /// [`from_client`](crate::MongoSessionStore::from_client) is used as it
+    /// is, as with [`cosmos_db`](Self::cosmos_db).
+    pub fn document_db(mut self) -> Self {
+        self.service = Some(Service::DocumentDb);
         self
     }
 

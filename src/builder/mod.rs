@@ -7,6 +7,7 @@ mod deploy;
 mod source;
 mod validate;
 
+use client::Service;
 use source::Source;
 
 use std::{sync::Arc, time::Duration};
@@ -45,6 +46,8 @@ pub struct StoreBuilder {
     ttl_index_field: Option<String>,
     /// `None`: the default, [`IndexRepair::InPlace`].
     index_repair: Option<IndexRepair>,
+    /// The managed service the options are tuned for, if any.
+    service: Option<Service>,
     collection_options: CollectionOptions,
     cache: Option<ReadCache>,
     manage_collection: bool,
@@ -77,6 +80,7 @@ impl StoreBuilder {
             expire_after: None,
             ttl_index_field: None,
             index_repair: None,
+            service: None,
             collection_options: CollectionOptions::builder()
                 .selection_criteria(SelectionCriteria::ReadPreference(
                     mongodb::options::ReadPreference::Primary,
