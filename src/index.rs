@@ -1,10 +1,15 @@
-//! The TTL index that lets the server delete expired sessions.
+//! The indexes the store relies on: the TTL index that lets the server
+//! delete expired sessions (`index/ttl.rs`, reconciled as
+//! [`IndexRepair`] allows), the unique index on a custom id field, and the
+//! owner index; `index/plan.rs` says what ensuring them would do.
 //!
-//! Ensuring it is idempotent: an index with the same key and the same
-//! `expireAfterSeconds` is accepted whatever its name (another app or an
-//! operator may have made it), a missing one is created, and one that
-//! disagrees is an error that says how to fix it — never silently replaced,
-//! since another service may depend on it (connect-mongodb-session #119).
+//! Ensuring is idempotent: an index with the same key and options is
+//! accepted whatever its name (another app or an operator may have made
+//! it), and a missing one is created. A TTL index with another
+//! `expireAfterSeconds` is changed in place with `collMod` by default; what
+//! `collMod` cannot change is dropped and recreated only when the caller
+//! says so, since another service may depend on it
+//! (connect-mongodb-session #119, mongoose #9323).
 
 use std::time::Duration;
 
@@ -19,39 +24,19 @@ use crate::error::{command_code, Error, Result};
 
 mod endings;
 mod plan;
+mod repair;
+mod ttl;
 
 pub(crate) use endings::ensure_endings_indexes;
 
 pub(crate) use plan::IndexSpec;
 pub use plan::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
+pub use repair::IndexRepair;
+pub(crate) use ttl::TtlIndex;
 
 const NAMESPACE_NOT_FOUND: i32 = 26;
 const INDEX_OPTIONS_CONFLICT: i32 = 85;
 const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
-
-/// Makes sure `{field: 1}` is a TTL index with `expire_after`.
-pub(crate) async fn ensure_ttl_index(
-    collection: &Collection<Document>,
-    field: &str,
-    expire_after: Duration,
-    bound: Duration,
-) -> Result<()> {
-    if let Some(existing) = find_index_on(collection, field, bound).await? {
-        return check_existing(collection, field, expire_after, &existing);
-    }
-    let options = IndexOptions::builder().expire_after(expire_after).build();
-    match collection.create_index(ascending(field, options)).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_conflict(&e) => {
-            // Someone created a different one between our look and our create.
-            match find_index_on(collection, field, bound).await? {
-                Some(existing) => check_existing(collection, field, expire_after, &existing),
-                None => Err(Error::from_driver("createIndex", bound, e)),
-            }
-        }
-        Err(e) => Err(Error::from_driver("createIndex", bound, e)),
-    }
-}
 
 /// Makes sure a custom id field has a unique index, without which `create`
 /// could not detect collisions. With `create` false (indexes are the
@@ -127,9 +112,22 @@ async fn find_index_on(
     field: &str,
     bound: Duration,
 ) -> Result<Option<IndexModel>> {
+    Ok(find_indexes_on(collection, field, bound)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Every index on `{field: 1}` (there can be several, with different partial
+/// filters); none if the collection does not exist yet.
+async fn find_indexes_on(
+    collection: &Collection<Document>,
+    field: &str,
+    bound: Duration,
+) -> Result<Vec<IndexModel>> {
     let cursor = match collection.list_indexes().await {
         Ok(cursor) => cursor,
-        Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(None),
+        Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(Vec::new()),
         Err(e) => return Err(Error::from_driver("listIndexes", bound, e)),
     };
     let indexes: Vec<IndexModel> = cursor
@@ -138,7 +136,8 @@ async fn find_index_on(
         .map_err(|e| Error::from_driver("listIndexes", bound, e))?;
     Ok(indexes
         .into_iter()
-        .find(|index| is_ascending_on(&index.keys, field)))
+        .filter(|index| is_ascending_on(&index.keys, field))
+        .collect())
 }
 
 fn is_ascending_on(keys: &Document, field: &str) -> bool {
@@ -150,40 +149,76 @@ fn is_ascending_on(keys: &Document, field: &str) -> bool {
         }
 }
 
-fn check_existing(
-    collection: &Collection<Document>,
-    field: &str,
-    wanted: Duration,
-    existing: &IndexModel,
-) -> Result<()> {
-    let options = existing.options.as_ref();
-    let found = options.and_then(|o| o.expire_after);
-    if found == Some(wanted) {
-        return Ok(());
-    }
-    let name = options
-        .and_then(|o| o.name.clone())
-        .unwrap_or_else(|| format!("{field}_1"));
-    let found = found.map_or("no expireAfterSeconds (not a TTL index)".to_string(), |d| {
-        format!("expireAfterSeconds: {}", d.as_secs())
-    });
-    Err(Error::index_conflict(format!(
-        "collection `{ns}` already has index `{name}` on {{{field}: 1}} with {found}, but this \
-         store needs expireAfterSeconds: {wanted}. Either drop it \
-         (db.getCollection(\"{coll}\").dropIndex(\"{name}\")) and let the store recreate it, \
-         configure the store to match it (expire_after_seconds), or set \
-         AutoRemove::Disabled to manage indexes yourself",
-        ns = collection.namespace(),
-        coll = collection.name(),
-        wanted = wanted.as_secs(),
-    )))
-}
-
 fn is_conflict(error: &mongodb::error::Error) -> bool {
     matches!(
         command_code(error),
         Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT)
     )
+}
+
+fn name_of(index: &IndexModel, field: &str) -> String {
+    index
+        .options
+        .as_ref()
+        .and_then(|o| o.name.clone())
+        .unwrap_or_else(|| format!("{field}_1"))
+}
+
+/// `{expires: 1}, {expireAfterSeconds: 0}` and the like.
+fn describe(index: &IndexModel) -> String {
+    let mut options = Document::new();
+    if let Some(o) = &index.options {
+        if let Some(delay) = o.expire_after {
+            options.insert(
+                "expireAfterSeconds",
+                i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+            );
+        }
+        if o.unique == Some(true) {
+            options.insert("unique", true);
+        }
+        if let Some(filter) = &o.partial_filter_expression {
+            options.insert("partialFilterExpression", filter.clone());
+        }
+    }
+    if options.is_empty() {
+        index.keys.to_string()
+    } else {
+        format!("{}, {options}", index.keys)
+    }
+}
+
+/// Documents equal field by field, in order, numbers by value: the server
+/// may hand back `1` as an Int32 where the configuration has an Int64.
+fn same_document(a: &Document, b: &Document) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
+}
+
+fn same_value(a: &Bson, b: &Bson) -> bool {
+    match (a, b) {
+        (Bson::Document(a), Bson::Document(b)) => same_document(a, b),
+        (Bson::Array(a), Bson::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(a, b))
+        }
+        _ => match (number(a), number(b)) {
+            (Some(a), Some(b)) => a == b,
+            _ => a == b,
+        },
+    }
+}
+
+fn number(value: &Bson) -> Option<f64> {
+    match value {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        // Filters hold small integers; precision past 2^53 does not matter.
+        #[allow(clippy::cast_precision_loss)]
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(d) => Some(*d),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub use crypto::KeyRing;
 pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{generate_id, RedactedId, SessionId};
-pub use index::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
+pub use index::{IndexAction, IndexPlan, IndexPurpose, IndexRepair, PlannedIndex};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use observe::describe_metrics;

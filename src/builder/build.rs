@@ -6,15 +6,17 @@ use std::time::Duration;
 use mongodb::{
     bson::{doc, Document},
     change_stream::ChangeStream,
-    options::{ClientOptions, ServerMonitoringMode},
-    Client, Collection,
+    Collection,
 };
 
-use super::{Source, StoreBuilder};
+use super::{
+    client::{client_from_options, parse_uri},
+    Source, StoreBuilder,
+};
 use crate::{
     cache::{open_stream, CacheMode, ReadCache, SessionCache},
     error::{Error, Result},
-    index::{ensure_endings_indexes, IndexSpec},
+    index::{ensure_endings_indexes, IndexSpec, TtlIndex},
     options::AutoRemove,
     schema::Layout,
     store::MongoSessionStore,
@@ -32,22 +34,30 @@ impl StoreBuilder {
     ///   database named anywhere;
     /// - [`Error::is_unreachable`](crate::Error::is_unreachable): no server answered in time;
     /// - [`Error::is_index_conflict`](crate::Error::is_index_conflict): an index on the expiry field disagrees
-    ///   with this configuration (the message says how to fix it);
+    ///   with this configuration in a way [`index_repair`](Self::index_repair) does not allow fixing
+    ///   (the message says how to fix it);
     /// - [`Error::is_database`](crate::Error::is_database): the server refused (for example, missing
     ///   privileges).
     pub async fn build(mut self) -> Result<MongoSessionStore> {
         self.validate()?;
         self.settle_timestamps();
         let bound = self.connect_timeout;
+        let service = self.service;
         let (client, owns_client) = match self.source {
             Source::Uri(ref uri) => (
-                client_from_options(parse_uri(uri, bound).await?, bound)?,
+                client_from_options(parse_uri(uri, bound).await?, bound, service)?,
                 true,
             ),
-            Source::Options(ref options) => {
-                (client_from_options((**options).clone(), bound)?, true)
+            Source::Options(ref options) => (
+                client_from_options((**options).clone(), bound, service)?,
+                true,
+            ),
+            Source::Client(ref client) => {
+                if let Some(service) = service {
+                    service.warn_about_a_client_of_yours();
+                }
+                (client.clone(), false)
             }
-            Source::Client(ref client) => (client.clone(), false),
         };
         let default_db = client.default_database().map(|db| db.name().to_string());
         let database = self.database.take().or(default_db).ok_or_else(|| {
@@ -67,12 +77,13 @@ impl StoreBuilder {
             // AutoRemove the unique id index is checked, not created:
             // indexes are then the operator's job.
             let create_unique = self.auto_remove != AutoRemove::Disabled;
-            tokio::time::timeout(bound, indexes.ensure(&collection, create_unique, bound))
+            let repair = self.index_repair.unwrap_or_default();
+            let ensure = indexes.ensure(&collection, create_unique, repair, bound);
+            tokio::time::timeout(bound, ensure)
                 .await
                 .map_err(|_| Error::timeout("createIndex", bound))??;
-            if create_unique {
+            if let Some(cosmos) = indexes.endings {
                 let endings = crate::store::endings_collection(&collection);
-                let cosmos = self.ttl_index_field.is_some();
                 let retention = crate::endings::RETENTION;
                 let ensure = ensure_endings_indexes(&endings, cosmos, retention, bound);
                 tokio::time::timeout(bound, ensure)
@@ -118,7 +129,7 @@ impl StoreBuilder {
     }
 
     /// The indexes this configuration relies on.
-    fn index_spec(&self) -> IndexSpec {
+    pub(super) fn index_spec(&self) -> IndexSpec {
         let fields = &self.layout.fields;
         let ttl = (self.auto_remove == AutoRemove::Native).then(|| {
             let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
@@ -128,12 +139,17 @@ impl StoreBuilder {
             } else {
                 Duration::ZERO
             });
-            (field.to_string(), delay)
+            TtlIndex::new(field, delay)
         });
         IndexSpec {
             ttl,
             unique_id: (fields.id != "_id").then(|| fields.id.clone()),
             owner: self.auto_remove != AutoRemove::Disabled,
+            // With AutoRemove::Disabled no index is created: the endings
+            // collection is then small but unindexed, and delete_expired
+            // purges it.
+            endings: (self.auto_remove != AutoRemove::Disabled)
+                .then_some(self.ttl_index_field.is_some()),
         }
     }
 }
@@ -169,31 +185,6 @@ async fn open_cache(
         SessionCache::new(config, CacheMode::StalenessBound, keyed, version),
         None,
     )
-}
-
-async fn parse_uri(uri: &str, bound: Duration) -> Result<ClientOptions> {
-    // Parsing resolves mongodb+srv:// through DNS, so it gets the bound too.
-    tokio::time::timeout(bound, ClientOptions::parse(uri))
-        .await
-        .map_err(|_| Error::unreachable(bound, None))?
-        .map_err(|e| Error::config(format!("invalid MongoDB URI: {e}")))
-}
-
-fn client_from_options(mut options: ClientOptions, bound: Duration) -> Result<Client> {
-    options.server_selection_timeout.get_or_insert(bound);
-    options.connect_timeout.get_or_insert(bound);
-    // A state-change error (NotWritablePrimary, ShutdownInProgress, …)
-    // marks the server Unknown until its monitor checks it again. A
-    // streaming monitor waits for the server to push news, up to the
-    // heartbeat period (10 s), longer than most operation timeouts when
-    // the server has none to push; a polling one checks at once.
-    options
-        .server_monitoring_mode
-        .get_or_insert(ServerMonitoringMode::Poll);
-    options
-        .app_name
-        .get_or_insert_with(|| "mongodb-session-store".into());
-    Client::with_options(options).map_err(|e| Error::config(format!("invalid client options: {e}")))
 }
 
 async fn ping(db: &mongodb::Database, bound: Duration) -> Result<()> {

@@ -2,9 +2,12 @@
 //! (`build.rs`).
 
 mod build;
+mod client;
+mod deploy;
 mod source;
 mod validate;
 
+use client::Service;
 use source::Source;
 
 use std::{sync::Arc, time::Duration};
@@ -18,6 +21,7 @@ use crate::{
     cache::ReadCache,
     codec::Codec,
     crypto::KeyRing,
+    index::IndexRepair,
     options::{AutoRemove, Config, ConflictPolicy},
     schema::Layout,
 };
@@ -40,6 +44,10 @@ pub struct StoreBuilder {
     auto_remove: AutoRemove,
     expire_after: Option<Duration>,
     ttl_index_field: Option<String>,
+    /// `None`: the default, [`IndexRepair::InPlace`].
+    index_repair: Option<IndexRepair>,
+    /// The managed service the options are tuned for, if any.
+    service: Option<Service>,
     collection_options: CollectionOptions,
     cache: Option<ReadCache>,
     manage_collection: bool,
@@ -71,6 +79,8 @@ impl StoreBuilder {
             auto_remove: AutoRemove::default(),
             expire_after: None,
             ttl_index_field: None,
+            index_repair: None,
+            service: None,
             collection_options: CollectionOptions::builder()
                 .selection_criteria(SelectionCriteria::ReadPreference(
                     mongodb::options::ReadPreference::Primary,
@@ -250,26 +260,20 @@ impl StoreBuilder {
         self.layout.fields.last_modified = Some("lastModified".into());
         self.layout.hash_ids = false;
         self.layout.value_rules = Some(Arc::new(crate::express::CookieRules));
+        // The Node store recreates its TTL index with its own options on
+        // every start and fails every request when they differ: changing
+        // the shared index is for an explicit `index_repair` only.
+        self.index_repair.get_or_insert(IndexRepair::Refuse);
         self
     }
 
     /// The TTL index's `expireAfterSeconds` (default zero: a document goes
-    /// when its expiry date passes). connect-mongodb-session's
-    /// `expiresAfterSeconds`.
+    /// when its expiry date passes; at most 2³¹−1 seconds, MongoDB's limit).
+    /// connect-mongodb-session's `expiresAfterSeconds`. Changing it on a
+    /// deployed collection changes the index in place (see
+    /// [`index_repair`](Self::index_repair)).
     pub fn expire_after(mut self, delay: Duration) -> Self {
         self.expire_after = Some(delay);
-        self
-    }
-
-    /// The Azure Cosmos DB profile. Cosmos DB's API for MongoDB only honours
-    /// a TTL index on its own `_ts` field (the time of the last write), so
-    /// the index goes on `_ts` with `expireAfterSeconds` equal to `ttl`
-    /// (unless [`expire_after`](Self::expire_after) says otherwise); the
-    /// `expires` field is still written and checked on every load, so expiry
-    /// is exact even though removal follows the last write.
-    /// connect-mongodb-session's `expiresKey: '_ts'` recipe.
-    pub fn cosmos_db(mut self) -> Self {
-        self.ttl_index_field = Some("_ts".into());
         self
     }
 

@@ -16,6 +16,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// MongoDB's document size limit.
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// The longest `expireAfterSeconds` MongoDB accepts (2³¹−1 s, ~68 years).
+const MAX_EXPIRE_AFTER_SECONDS: u64 = i32::MAX as u64;
 
 impl StoreBuilder {
     pub(super) fn validate(&self) -> Result<()> {
@@ -117,6 +119,14 @@ impl StoreBuilder {
                     "{name} must be at most a day, not {value:?}"
                 )));
             }
+        }
+        let expire_after = self.index_spec().ttl.map(|ttl| ttl.expire_after.as_secs());
+        if let Some(seconds) = expire_after.filter(|s| *s > MAX_EXPIRE_AFTER_SECONDS) {
+            return Err(Error::config(format!(
+                "the TTL index's expireAfterSeconds must be at most {MAX_EXPIRE_AFTER_SECONDS} \
+                 (MongoDB's limit, ~68 years), not {seconds}: set a shorter expire_after (with \
+                 cosmos_db(), a shorter ttl)"
+            )));
         }
         if config.max_session_bytes > MAX_DOCUMENT_BYTES {
             return Err(Error::config(format!(

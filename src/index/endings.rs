@@ -9,6 +9,7 @@ use mongodb::{
     Collection, IndexModel,
 };
 
+use super::{IndexRepair, TtlIndex};
 use crate::error::{Error, Result};
 
 /// Makes sure the endings collection has its indexes: records go when their
@@ -20,17 +21,14 @@ pub(crate) async fn ensure_endings_indexes(
     retention: Duration,
     bound: Duration,
 ) -> Result<()> {
+    // The collection is the store's alone: its TTL index may be recreated
+    // (a switch to or from the Cosmos DB profile moves it).
     let ttl = if cosmos {
-        IndexModel::builder()
-            .keys(doc! { "_ts": 1 })
-            .options(IndexOptions::builder().expire_after(retention).build())
-            .build()
+        TtlIndex::new("_ts", retention)
     } else {
-        IndexModel::builder()
-            .keys(doc! { "expires": 1 })
-            .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
-            .build()
+        TtlIndex::new("expires", Duration::ZERO)
     };
+    ttl.reconcile(endings, IndexRepair::Recreate, bound).await?;
     let ids = IndexModel::builder().keys(doc! { "ids": 1 }).build();
     let user = IndexModel::builder()
         .keys(doc! { "user": 1 })
@@ -41,7 +39,7 @@ pub(crate) async fn ensure_endings_indexes(
         )
         .build();
     endings
-        .create_indexes([ttl, ids, user])
+        .create_indexes([ids, user])
         .await
         .map(drop)
         .map_err(|e| Error::from_driver("createIndexes", bound, e))

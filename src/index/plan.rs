@@ -11,8 +11,8 @@ use mongodb::{
 };
 
 use super::{
-    ascending, create_index, ensure_ttl_index, ensure_unique_index, ensure_user_index,
-    find_index_on,
+    ascending, create_index, describe, ensure_unique_index, ensure_user_index, find_index_on,
+    find_indexes_on, name_of, IndexRepair, TtlIndex,
 };
 use crate::{
     error::{Error, Result},
@@ -22,12 +22,15 @@ use crate::{
 /// What a store's configuration asks of the collection's indexes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IndexSpec {
-    /// A TTL index on this field with this `expireAfterSeconds`.
-    pub(crate) ttl: Option<(String, Duration)>,
+    /// The TTL index through which the server removes expired sessions.
+    pub(crate) ttl: Option<TtlIndex>,
     /// A custom id field, which needs a unique index.
     pub(crate) unique_id: Option<String>,
     /// The partial index on the owner field.
     pub(crate) owner: bool,
+    /// The endings collection's indexes (see `index/endings.rs`), with the
+    /// Cosmos DB profile's TTL index when `Some(true)`.
+    pub(crate) endings: Option<bool>,
 }
 
 /// Why the store needs an index.
@@ -61,9 +64,15 @@ pub enum IndexAction {
     Keep,
     /// It is missing: it is created.
     Create,
-    /// The index on its field disagrees (another `expireAfterSeconds`, or
-    /// not a TTL index): it is dropped and created anew, but only when the
-    /// caller says so, since another service may rely on it.
+    /// The TTL index on its field has another `expireAfterSeconds` (or none):
+    /// it is changed in place with `collMod`, unless the caller refuses
+    /// ([`IndexRepair::Refuse`]). Should the server refuse `collMod`, it
+    /// needs a drop and recreate, as [`Replace`](Self::Replace).
+    ChangeInPlace,
+    /// The index on its field disagrees in a way `collMod` cannot change
+    /// (another partial filter, or unique): it is dropped and created anew,
+    /// but only when the caller says so ([`IndexRepair::Recreate`]), since
+    /// another service may rely on it.
     Replace,
     /// It disagrees in a way the store does not repair (a non-unique index
     /// on the id field: making it unique can fail on duplicates); fix it by
@@ -76,6 +85,7 @@ impl fmt::Display for IndexAction {
         f.write_str(match self {
             Self::Keep => "keep",
             Self::Create => "create",
+            Self::ChangeInPlace => "change-in-place",
             Self::Replace => "replace",
             Self::Conflict => "conflict",
         })
@@ -94,10 +104,10 @@ pub struct PlannedIndex {
     pub wanted: String,
     /// The collection's index on that field (name and options), if any.
     pub existing: Option<String>,
-    /// What ensuring it does.
+    /// What ensuring it does (in the plan
+    /// [`ensure_indexes`](crate::MongoSessionStore::ensure_indexes)
+    /// returns: what it did).
     pub action: IndexAction,
-    /// The existing index's name, for dropping it.
-    existing_name: Option<String>,
 }
 
 /// Every index a store relies on and what ensuring each does (from
@@ -121,19 +131,27 @@ impl IndexPlan {
             .iter()
             .any(|i| i.action == IndexAction::Replace)
     }
+
+    /// Whether carrying it out changes an existing index in place.
+    pub fn changes_in_place(&self) -> bool {
+        self.indexes
+            .iter()
+            .any(|i| i.action == IndexAction::ChangeInPlace)
+    }
 }
 
 impl IndexSpec {
-    /// What `build` does: create what is missing, accept what agrees, and
-    /// fail on what disagrees.
+    /// What `build` does: create what is missing, accept what agrees,
+    /// reconcile the TTL index as `repair` allows, and fail on the rest.
     pub(crate) async fn ensure(
         &self,
         collection: &Collection<Document>,
         create_unique: bool,
+        repair: IndexRepair,
         bound: Duration,
     ) -> Result<()> {
-        if let Some((field, delay)) = &self.ttl {
-            ensure_ttl_index(collection, field, *delay, bound).await?;
+        if let Some(ttl) = &self.ttl {
+            ttl.reconcile(collection, repair, bound).await?;
         }
         if let Some(field) = &self.unique_id {
             ensure_unique_index(collection, field, create_unique, bound).await?;
@@ -153,19 +171,26 @@ impl IndexSpec {
         let mut plan = IndexPlan::default();
         for (purpose, model) in self.models() {
             let field = model.keys.keys().next().cloned().unwrap_or_default();
-            let existing = find_index_on(collection, &field, bound).await?;
-            let action = match &existing {
-                None => IndexAction::Create,
-                Some(found) => compare(purpose, &model, found),
+            let (action, existing) = match (&self.ttl, purpose) {
+                (Some(ttl), IndexPurpose::Expiry) => {
+                    let found = find_indexes_on(collection, &field, bound).await?;
+                    let (action, existing) = ttl.compare(&found);
+                    (action, existing.cloned())
+                }
+                _ => {
+                    let existing = find_index_on(collection, &field, bound).await?;
+                    let action = existing
+                        .as_ref()
+                        .map_or(IndexAction::Create, |found| compare(purpose, found));
+                    (action, existing)
+                }
             };
-            let existing_name = existing.as_ref().map(|i| name_of(i, &field));
             plan.indexes.push(PlannedIndex {
                 purpose,
                 wanted: describe(&model),
                 existing: existing
                     .as_ref()
                     .map(|i| format!("{} {}", name_of(i, &field), describe(i))),
-                existing_name,
                 field,
                 action,
             });
@@ -173,15 +198,17 @@ impl IndexSpec {
         Ok(plan)
     }
 
-    /// Carries out `plan`: creates the missing indexes and, with `replace`,
-    /// drops and recreates the disagreeing ones.
+    /// Carries out `plan`: creates the missing indexes, changes the TTL
+    /// index in place and, with `replace`, drops and recreates what cannot
+    /// be changed in place. Returns the plan as carried out (a change in
+    /// place the server refused shows as the recreate it became).
     pub(crate) async fn apply(
         &self,
         collection: &Collection<Document>,
-        plan: &IndexPlan,
+        mut plan: IndexPlan,
         replace: bool,
         bound: Duration,
-    ) -> Result<()> {
+    ) -> Result<IndexPlan> {
         if let Some(conflict) = plan
             .indexes
             .iter()
@@ -196,34 +223,36 @@ impl IndexSpec {
         }
         if plan.replaces() && !replace {
             return Err(Error::index_conflict(format!(
-                "`{}` has indexes that disagree with this configuration; replacing them was \
-                 not asked for",
+                "`{}` has indexes that disagree with this configuration in a way only dropping \
+                 and recreating them fixes; that was not asked for (ensure_indexes(true), \
+                 `mongodb-sessions ensure-indexes --recreate`)",
                 collection.namespace()
             )));
         }
+        let repair = if replace {
+            IndexRepair::Recreate
+        } else {
+            IndexRepair::InPlace
+        };
         let models = self.models();
-        for (planned, (_, model)) in plan.indexes.iter().zip(models) {
-            match planned.action {
-                IndexAction::Keep | IndexAction::Conflict => {}
-                IndexAction::Create => create_index(collection, model, bound).await?,
-                IndexAction::Replace => {
-                    let name = planned.existing_name.as_deref().unwrap_or_default();
-                    collection
-                        .drop_index(name)
-                        .await
-                        .map_err(|e| Error::from_driver("dropIndex", bound, e))?;
+        for (planned, (purpose, model)) in plan.indexes.iter_mut().zip(models) {
+            match (purpose, &self.ttl) {
+                (IndexPurpose::Expiry, Some(ttl)) => {
+                    planned.action = ttl.reconcile(collection, repair, bound).await?;
+                }
+                _ if planned.action == IndexAction::Create => {
                     create_index(collection, model, bound).await?;
                 }
+                _ => {}
             }
         }
-        Ok(())
+        Ok(plan)
     }
 
     fn models(&self) -> Vec<(IndexPurpose, IndexModel)> {
         let mut models = Vec::new();
-        if let Some((field, delay)) = &self.ttl {
-            let options = IndexOptions::builder().expire_after(*delay).build();
-            models.push((IndexPurpose::Expiry, ascending(field, options)));
+        if let Some(ttl) = &self.ttl {
+            models.push((IndexPurpose::Expiry, ttl.model()));
         }
         if let Some(field) = &self.unique_id {
             let options = IndexOptions::builder().unique(true).build();
@@ -239,48 +268,14 @@ impl IndexSpec {
     }
 }
 
-/// How an existing index on the right field measures up (the rules `build`
-/// applies: the TTL delay must match, the id index must be unique, any
-/// owner index will do).
-fn compare(purpose: IndexPurpose, wanted: &IndexModel, found: &IndexModel) -> IndexAction {
-    let options = |model: &IndexModel| model.options.clone().unwrap_or_default();
-    let (wanted, found) = (options(wanted), options(found));
+/// How an existing index on the right field measures up, for the indexes
+/// other than the TTL one (which [`TtlIndex::compare`] judges): the id
+/// index must be unique, any owner index will do.
+fn compare(purpose: IndexPurpose, found: &IndexModel) -> IndexAction {
+    let unique = found.options.as_ref().and_then(|o| o.unique);
     match purpose {
-        IndexPurpose::Expiry if found.expire_after != wanted.expire_after => IndexAction::Replace,
-        IndexPurpose::UniqueId if found.unique != Some(true) => IndexAction::Conflict,
+        IndexPurpose::UniqueId if unique != Some(true) => IndexAction::Conflict,
         _ => IndexAction::Keep,
-    }
-}
-
-fn name_of(index: &IndexModel, field: &str) -> String {
-    index
-        .options
-        .as_ref()
-        .and_then(|o| o.name.clone())
-        .unwrap_or_else(|| format!("{field}_1"))
-}
-
-/// `{expires: 1}, {expireAfterSeconds: 0}` and the like.
-fn describe(index: &IndexModel) -> String {
-    let mut options = Document::new();
-    if let Some(o) = &index.options {
-        if let Some(delay) = o.expire_after {
-            options.insert(
-                "expireAfterSeconds",
-                i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
-            );
-        }
-        if o.unique == Some(true) {
-            options.insert("unique", true);
-        }
-        if let Some(filter) = &o.partial_filter_expression {
-            options.insert("partialFilterExpression", filter.clone());
-        }
-    }
-    if options.is_empty() {
-        index.keys.to_string()
-    } else {
-        format!("{}, {options}", index.keys)
     }
 }
 
@@ -288,35 +283,19 @@ fn describe(index: &IndexModel) -> String {
 mod tests {
     use super::*;
 
-    fn ttl(seconds: u64) -> IndexModel {
-        let options = IndexOptions::builder()
-            .expire_after(Duration::from_secs(seconds))
-            .build();
-        ascending("expires", options)
-    }
-
     #[test]
-    fn a_ttl_index_with_another_delay_is_replaced_a_plain_id_index_is_a_conflict() {
-        assert_eq!(
-            compare(IndexPurpose::Expiry, &ttl(0), &ttl(0)),
-            IndexAction::Keep
-        );
-        assert_eq!(
-            compare(IndexPurpose::Expiry, &ttl(0), &ttl(60)),
-            IndexAction::Replace
-        );
+    fn a_plain_id_index_is_a_conflict_any_owner_index_will_do() {
         let plain = ascending("sid", IndexOptions::default());
         let unique = ascending("sid", IndexOptions::builder().unique(true).build());
         assert_eq!(
-            compare(IndexPurpose::UniqueId, &unique, &plain),
+            compare(IndexPurpose::UniqueId, &plain),
             IndexAction::Conflict
         );
+        assert_eq!(compare(IndexPurpose::UniqueId, &unique), IndexAction::Keep);
+        assert_eq!(compare(IndexPurpose::Owner, &plain), IndexAction::Keep);
+        let ttl = TtlIndex::new("expires", Duration::from_secs(60));
         assert_eq!(
-            compare(IndexPurpose::Owner, &plain, &plain),
-            IndexAction::Keep
-        );
-        assert_eq!(
-            describe(&ttl(60)),
+            describe(&ttl.model()),
             "{ \"expires\": 1 }, { \"expireAfterSeconds\": 60 }"
         );
     }

@@ -4,7 +4,7 @@
 use super::MongoSessionStore;
 use crate::{
     error::Result,
-    index::IndexPlan,
+    index::{ensure_endings_indexes, IndexPlan},
     observe::{observed, Op},
 };
 
@@ -27,16 +27,21 @@ impl MongoSessionStore {
         self.bounded("listIndexes", plan).await
     }
 
-    /// Creates the missing indexes of [`index_plan`](Self::index_plan) and,
-    /// with `replace`, drops and recreates those that disagree with the
-    /// configuration (a TTL index with another `expireAfterSeconds`).
-    /// Returns the plan it carried out.
+    /// Carries out [`index_plan`](Self::index_plan) (and ensures the indexes
+    /// of the endings collection, `<collection>.endings`, which are the
+    /// store's alone): creates the missing indexes, changes a TTL index with another `expireAfterSeconds` in
+    /// place (`collMod`) and, with `replace`, drops and recreates what
+    /// cannot be changed in place (another partial filter, or a server that
+    /// refuses `collMod`). Returns the plan as carried out: each index's
+    /// action is what was done to it. Every change is logged (`tracing`,
+    /// target `mongodb_session_store::index`).
     ///
     /// # Errors
     ///
     /// [`Error::is_index_conflict`](crate::Error::is_index_conflict) when an
-    /// index disagrees and `replace` is false, or when it cannot be repaired
-    /// (a non-unique index on the id field); server errors and timeouts.
+    /// index needs dropping and recreating and `replace` is false, or when it
+    /// cannot be repaired (a non-unique index on the id field); server errors
+    /// and timeouts.
     pub async fn ensure_indexes(&self, replace: bool) -> Result<IndexPlan> {
         observed(
             Op::EnsureIndexes,
@@ -52,8 +57,13 @@ impl MongoSessionStore {
         let apply = self
             .inner
             .indexes
-            .apply(&self.inner.collection, &plan, replace, bound);
-        self.bounded("createIndex", apply).await?;
+            .apply(&self.inner.collection, plan, replace, bound);
+        let plan = self.bounded("createIndex", apply).await?;
+        if let Some(cosmos) = self.inner.indexes.endings {
+            let endings = &self.inner.endings;
+            let ensure = ensure_endings_indexes(endings, cosmos, crate::endings::RETENTION, bound);
+            self.bounded("createIndexes", ensure).await?;
+        }
         Ok(plan)
     }
 

@@ -19,6 +19,7 @@ mod endings;
 #[cfg(feature = "express")]
 mod express;
 mod fault;
+mod indexes;
 #[cfg(feature = "express")]
 mod migrate;
 mod observe;

@@ -46,7 +46,7 @@ async fn a_store_that_does_not_manage_its_collection_creates_nothing_and_starts_
 }
 
 #[tokio::test]
-async fn the_index_plan_says_what_ensuring_does_and_replacing_needs_consent() {
+async fn the_index_plan_says_what_ensuring_does_and_changes_a_ttl_in_place() {
     let db = TestDb::new("indexplan").await;
     let store = builder(&db)
         .id_field("sid")
@@ -76,15 +76,13 @@ async fn the_index_plan_says_what_ensuring_does_and_replacing_needs_consent() {
         .build()
         .await
         .unwrap();
+    // Another delay is changed in place, without consent to drop anything
+    // (what needs a drop: tests/it/indexes.rs).
     let plan = slower.index_plan().await.unwrap();
-    assert!(plan.replaces());
-    assert_eq!(plan.indexes[0].action, IndexAction::Replace);
-    assert!(slower
-        .ensure_indexes(false)
-        .await
-        .unwrap_err()
-        .is_index_conflict());
-    slower.ensure_indexes(true).await.unwrap();
+    assert!(!plan.replaces() && plan.changes_in_place());
+    assert_eq!(plan.indexes[0].action, IndexAction::ChangeInPlace);
+    let done = slower.ensure_indexes(false).await.unwrap();
+    assert_eq!(done.indexes[0].action, IndexAction::ChangeInPlace);
     assert!(slower.index_plan().await.unwrap().is_satisfied());
     assert!(
         !store.index_plan().await.unwrap().is_satisfied(),

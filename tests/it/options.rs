@@ -465,6 +465,56 @@ async fn the_cosmos_db_profile_puts_the_ttl_on_ts_with_the_session_ttl() {
     db.cleanup().await;
 }
 
+/// Whether each write a store sends on a client it opens from the test
+/// server's URI (no `retryWrites` in it) carries a transaction number, the
+/// mark of a retryable write; `profile` is applied to the builder.
+async fn writes_are_retryable(db: &TestDb, profile: fn(StoreBuilder) -> StoreBuilder) -> Vec<bool> {
+    use mongodb::{
+        event::{command::CommandEvent, EventHandler},
+        options::ClientOptions,
+    };
+    let retryable = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
+    assert_eq!(options.retry_writes, None, "the URI leaves it to the store");
+    let sink = retryable.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(started) = event {
+            if ["insert", "update", "delete"].contains(&started.command_name.as_str()) {
+                let carries = started.command.contains_key("txnNumber");
+                sink.lock().unwrap().push(carries);
+            }
+        }
+    }));
+    let store = profile(MongoSessionStore::from_client_options(options))
+        .build()
+        .await
+        .unwrap();
+    let id = store.create(&map(json!({"a": 1})), hours(1)).await.unwrap();
+    store
+        .save(&id, &map(json!({"a": 2})), hours(1))
+        .await
+        .unwrap();
+    store.delete(&id).await.unwrap();
+    store.close().await;
+    let seen = retryable.lock().unwrap().clone();
+    assert!(seen.len() >= 3, "{seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn the_cosmos_db_and_documentdb_profiles_turn_retryable_writes_off_on_their_own_client() {
+    let db = TestDb::new("cosmosretry").await;
+    // The test server supports retryable writes: without a profile the
+    // driver's default asks for them.
+    let plain = writes_are_retryable(&db, |b| b).await;
+    assert!(plain.iter().all(|r| *r), "{plain:?}");
+    for profile in [StoreBuilder::cosmos_db, StoreBuilder::document_db] {
+        let tuned = writes_are_retryable(&db, profile).await;
+        assert!(tuned.iter().all(|r| !r), "{tuned:?}");
+    }
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn concerns_and_read_preference_apply_to_the_collection() {
     let db = TestDb::new("concerns").await;

@@ -1,4 +1,6 @@
-//! `ensure-indexes`.
+//! `ensure-indexes`: what the service's store needs, what the collection
+//! has, and what ensuring does for each index (keep / create / change in
+//! place / drop and recreate, the last only with `--recreate`).
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -16,9 +18,14 @@ use crate::{
 /// The index options of the service's store, named after the builder's.
 #[derive(Debug, Args)]
 pub(crate) struct IndexArgs {
-    /// Show what would be created or replaced; change nothing.
+    /// Show what would be done to each index (keep, create, change in
+    /// place, or drop and recreate); change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Drop and recreate the indexes that cannot be changed in place (another
+    /// partial filter, or a server that refuses collMod). Asks first.
+    #[arg(long)]
+    recreate: bool,
     /// How the service removes expired sessions (`auto_remove`): native (a
     /// TTL index), interval or disabled (no TTL index).
     #[arg(long, value_enum, default_value_t = AutoRemoveName::Native)]
@@ -61,7 +68,7 @@ pub(super) async fn ensure(options: &StoreOptions, args: &IndexArgs, ui: Ui) -> 
         .build()
         .await
         .context("opening the sessions collection")?;
-    let result = plan_or_apply(&store, args.dry_run, ui).await;
+    let result = plan_or_apply(&store, args, ui).await;
     store.close().await;
     let plan = result?;
     let json = json!({
@@ -80,42 +87,54 @@ pub(super) async fn ensure(options: &StoreOptions, args: &IndexArgs, ui: Ui) -> 
 
 async fn plan_or_apply(
     store: &mongodb_session_store::MongoSessionStore,
-    dry_run: bool,
+    args: &IndexArgs,
     ui: Ui,
 ) -> Result<IndexPlan> {
     let plan = store.index_plan().await?;
-    if dry_run || plan.is_satisfied() {
+    if args.dry_run || plan.is_satisfied() {
         return Ok(plan);
     }
-    if plan.replaces() {
-        let replaced: Vec<&str> = plan
+    // Changing a TTL index in place is what the service's own build does
+    // by default: no question. Dropping an index is asked about, and only
+    // with --recreate (without it the library refuses and says so); a
+    // change in place the server refuses becomes a drop, so it is named.
+    if args.recreate && (plan.replaces() || plan.changes_in_place()) {
+        let dropped: Vec<String> = plan
             .indexes
             .iter()
-            .filter(|i| i.action == IndexAction::Replace)
-            .filter_map(|i| i.existing.as_deref())
+            .filter_map(|i| match i.action {
+                IndexAction::Replace => i.existing.clone(),
+                IndexAction::ChangeInPlace => i
+                    .existing
+                    .as_ref()
+                    .map(|e| format!("{e} (if the server refuses to change it in place)")),
+                _ => None,
+            })
             .collect();
         ui.confirm(&format!(
             "drop and recreate {} in {} (another service may rely on it)",
-            replaced.join(", "),
+            dropped.join(", "),
             namespace(store)
         ))?;
     }
-    Ok(store.ensure_indexes(plan.replaces()).await?)
+    Ok(store.ensure_indexes(args.recreate).await?)
 }
 
 fn describe(plan: &IndexPlan, dry_run: bool) -> String {
     let mut text = String::new();
     if plan.is_satisfied() {
-        text.push_str("every index is in place\n");
+        text.push_str("every index is as the service needs it\n");
     }
     for index in &plan.indexes {
         let existing = index.existing.as_deref().unwrap_or("none");
         let action = match (index.action, dry_run) {
-            (IndexAction::Keep, _) => "in place",
+            (IndexAction::Keep, _) => "keep",
             (IndexAction::Create, true) => "would create",
             (IndexAction::Create, false) => "created",
-            (IndexAction::Replace, true) => "would replace (asks first)",
-            (IndexAction::Replace, false) => "replaced",
+            (IndexAction::ChangeInPlace, true) => "would change in place (collMod)",
+            (IndexAction::ChangeInPlace, false) => "changed in place (collMod)",
+            (IndexAction::Replace, true) => "needs drop+recreate (--recreate; asks first)",
+            (IndexAction::Replace, false) => "dropped and recreated",
             (_, _) => "conflict: fix by hand",
         };
         let _ = writeln!(

@@ -1,24 +1,33 @@
-//! `ensure-indexes`: a dry run changes nothing and says what is missing;
-//! the real run creates it; replacing an index asks first.
+//! `ensure-indexes`: a dry run changes nothing and says what it would do to
+//! each index; the real run creates what is missing and changes a TTL
+//! index's delay in place; dropping and recreating an index needs
+//! `--recreate` and asks first.
 
 use futures_util::TryStreamExt;
-use mongodb::{bson::Document, IndexModel};
+use mongodb::{
+    bson::{doc, Document},
+    IndexModel,
+};
 use serde_json::{json, Value};
 use testkit::TestDb;
 
 use crate::common::{json, run, session, store};
 
-/// The collection's indexes: name → (keys, expireAfterSeconds).
-async fn indexes(db: &TestDb) -> Vec<(String, Document, Option<u64>)> {
-    let models: Vec<IndexModel> = db
-        .collection("sessions")
+/// The collection's indexes as the driver reads them.
+async fn models(db: &TestDb) -> Vec<IndexModel> {
+    db.collection("sessions")
         .list_indexes()
         .await
         .unwrap()
         .try_collect()
         .await
-        .unwrap();
-    let mut found: Vec<_> = models
+        .unwrap()
+}
+
+/// The collection's indexes: name → (keys, expireAfterSeconds).
+async fn indexes(db: &TestDb) -> Vec<(String, Document, Option<u64>)> {
+    let mut found: Vec<_> = models(db)
+        .await
         .into_iter()
         .map(|m| {
             let options = m.options.unwrap();
@@ -31,6 +40,14 @@ async fn indexes(db: &TestDb) -> Vec<(String, Document, Option<u64>)> {
         .collect();
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found
+}
+
+/// Whether a TTL index with a partial filter is there.
+async fn partial_ttl(db: &TestDb) -> bool {
+    models(db).await.into_iter().any(|m| {
+        let options = m.options.unwrap_or_default();
+        options.expire_after.is_some() && options.partial_filter_expression.is_some()
+    })
 }
 
 fn actions(plan: &Value) -> Value {
@@ -85,39 +102,74 @@ async fn dry_run_reports_the_missing_index_and_changes_nothing_then_it_is_create
     db.cleanup().await;
 }
 
+fn ttl(found: &[(String, Document, Option<u64>)]) -> Option<u64> {
+    found
+        .iter()
+        .find(|(_, k, _)| k.contains_key("expires"))
+        .unwrap()
+        .2
+}
+
 #[tokio::test]
-async fn replacing_a_disagreeing_ttl_index_needs_yes() {
-    let db = TestDb::new("cliindexreplace").await;
+async fn another_ttl_delay_is_changed_in_place_without_a_question() {
+    let db = TestDb::new("cliindexinplace").await;
     let store = store(&db).build().await.unwrap();
     session(&store, None, true).await;
     json(&db, &["ensure-indexes"], 0);
 
-    let dry = json(
-        &db,
-        &["ensure-indexes", "--expire-after", "60", "--dry-run"],
-        0,
-    );
-    assert_eq!(dry["indexes"][0]["action"], "replace", "{dry}");
+    let args = ["ensure-indexes", "--expire-after", "60"];
+    let dry = json(&db, &[&args[..], &["--dry-run"]].concat(), 0);
+    assert_eq!(dry["indexes"][0]["action"], "change-in-place", "{dry}");
     assert!(dry["indexes"][0]["existing"]
         .as_str()
         .unwrap()
         .contains("expireAfterSeconds\": 0"));
-
-    let refused = json(&db, &["ensure-indexes", "--expire-after", "60"], 3);
-    assert!(
-        refused["error"].as_str().unwrap().contains("--yes"),
-        "{refused}"
+    let (text, _) = run(&db, &[&args[..], &["--dry-run"]].concat());
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("would change in place (collMod)"), "{text}");
+    assert_eq!(
+        ttl(&indexes(&db).await),
+        Some(0),
+        "a dry run changes nothing"
     );
-    let ttl = |found: &[(String, Document, Option<u64>)]| {
-        found
-            .iter()
-            .find(|(_, k, _)| k.contains_key("expires"))
-            .unwrap()
-            .2
-    };
-    assert_eq!(ttl(&indexes(&db).await), Some(0), "unchanged");
 
-    json(&db, &["ensure-indexes", "--expire-after", "60", "--yes"], 0);
-    assert_eq!(ttl(&indexes(&db).await), Some(60));
+    // No terminal and no --yes: it goes ahead all the same (nothing is
+    // dropped; the service's own build would do the same).
+    let done = json(&db, &args, 0);
+    assert_eq!(done["indexes"][0]["action"], "change-in-place", "{done}");
+    let after = indexes(&db).await;
+    assert_eq!(ttl(&after), Some(60));
+    assert!(after.iter().any(|(name, _, _)| name == "expires_1"));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn another_partial_filter_needs_recreate_and_yes() {
+    let db = TestDb::new("cliindexrecreate").await;
+    let store = store(&db).build().await.unwrap();
+    session(&store, None, true).await;
+    let partial = doc! {"key": {"expires": 1}, "name": "expires_1", "expireAfterSeconds": 0,
+    "partialFilterExpression": {"kind": "web"}};
+    db.database()
+        .run_command(doc! {"createIndexes": "sessions", "indexes": [partial]})
+        .await
+        .unwrap();
+    let dry = json(&db, &["ensure-indexes", "--dry-run"], 0);
+    assert_eq!(dry["indexes"][0]["action"], "replace", "{dry}");
+    let (text, _) = run(&db, &["ensure-indexes", "--dry-run"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("needs drop+recreate (--recreate"), "{text}");
+
+    let refused = json(&db, &["ensure-indexes"], 1);
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("--recreate"), "{refused}");
+    let unasked = json(&db, &["ensure-indexes", "--recreate"], 3);
+    assert!(unasked.to_string().contains("--yes"), "{unasked}");
+    assert!(partial_ttl(&db).await, "unchanged");
+
+    let done = json(&db, &["ensure-indexes", "--recreate", "--yes"], 0);
+    assert_eq!(done["indexes"][0]["action"], "replace", "{done}");
+    assert!(!partial_ttl(&db).await);
+    assert_eq!(ttl(&indexes(&db).await), Some(0));
     db.cleanup().await;
 }
