@@ -12,7 +12,9 @@
 //!   returned unchanged and points at nothing, so the next request starts a
 //!   fresh session. It never creates a new session carrying the old data.
 //! - `update_ttl` is the store's touch: only the expiry moves, never the
-//!   data, and inside `touch_after` nothing is sent at all.
+//!   data, and inside `touch_after` nothing is sent at all. A session with
+//!   an idle window of its own ([`set_lifetime`]) moves by that window, not
+//!   by the global TTL actix-session passes.
 //! - `load` returns `None` for a missing, expired or undecodable session; a
 //!   decode error is logged without the id, and the visitor gets a new key.
 //!
@@ -58,7 +60,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     adapter::handle_in, store::Touches, Error, MongoSessionStore, RedactedId, SaveOutcome,
-    UserInfo, RESERVED_KEY, USER_KEY,
+    SessionLifetime, UserInfo, LIFETIME_KEY, RESERVED_KEY, USER_KEY,
 };
 
 type SessionState = HashMap<String, String>;
@@ -143,6 +145,37 @@ pub fn set_user(
 pub fn user(session: &actix_session::Session) -> Option<UserInfo> {
     let value: Value = session.get(USER_KEY).ok().flatten()?;
     UserInfo::from_value(&value)
+}
+
+/// Gives the session a lifetime of its own ("remember me"), stored with it
+/// when it is saved and kept across renewal; an empty [`SessionLifetime`]
+/// removes it (the store's settings apply again).
+///
+/// actix-session gives every session the same TTL (`update`, `update_ttl`
+/// pass the global one): the store applies the session's own idle window
+/// instead. The cookie's `Max-Age` is global too: with
+/// `PersistentSession`, set `session_ttl` to the longest window you grant,
+/// and the store ends shorter sessions at their own.
+///
+/// # Errors
+///
+/// As [`Session::insert`](actix_session::Session::insert).
+pub fn set_lifetime(
+    session: &actix_session::Session,
+    lifetime: SessionLifetime,
+) -> Result<(), actix_session::SessionInsertError> {
+    if lifetime.is_empty() {
+        session.remove(LIFETIME_KEY);
+        Ok(())
+    } else {
+        session.insert(LIFETIME_KEY, lifetime.to_value())
+    }
+}
+
+/// The session's own lifetime, if [`set_lifetime`] gave it one.
+pub fn lifetime(session: &actix_session::Session) -> Option<SessionLifetime> {
+    let value: Value = session.get(LIFETIME_KEY).ok().flatten()?;
+    SessionLifetime::from_value(&value).filter(|lifetime| !lifetime.is_empty())
 }
 
 /// The revocation handle of the session as loaded this request (`None` for

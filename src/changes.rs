@@ -1,9 +1,10 @@
 //! What a request changed relative to what it loaded: the keys to set and
-//! remove, the owner, and the values stored the old way worth rewriting.
+//! remove, the owner, the session's own lifetime, and the values stored the old way worth rewriting.
 
 use serde_json::{Map, Value};
 
 use crate::{
+    lifetime::LifetimeChange,
     snapshot::{Snapshot, UserEntries},
     user::UserInfo,
     write::OwnerChange,
@@ -16,6 +17,8 @@ pub(crate) struct Changes<'a> {
     pub(crate) unset: Vec<&'a String>,
     /// `Some` when the owner entry changed: the new owner, or none.
     pub(crate) user: OwnerChange,
+    /// `Some` when the session's own lifetime changed: the new one, or none.
+    pub(crate) lifetime: LifetimeChange,
     /// Keys the request left alone that are stored as an older version
     /// stored them: worth rewriting, but only where that cannot overwrite
     /// another request's change.
@@ -37,6 +40,8 @@ impl<'a> Changes<'a> {
         let user = snapshot
             .user_changed(entry)
             .then(|| entry.and_then(UserInfo::from_value));
+        let lifetime = entries.lifetime();
+        let lifetime = (lifetime != snapshot.lifetime).then_some(lifetime);
         let rewrap = entries
             .iter()
             .filter(|(key, value)| {
@@ -47,12 +52,16 @@ impl<'a> Changes<'a> {
             set,
             unset,
             user,
+            lifetime,
             rewrap,
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.unset.is_empty() && self.user.is_none()
+        self.set.is_empty()
+            && self.unset.is_empty()
+            && self.user.is_none()
+            && self.lifetime.is_none()
     }
 
     /// The keys this request wrote or removed.

@@ -6,6 +6,11 @@
 
 use std::{fmt, time::Duration};
 
+mod driver;
+
+pub(crate) use driver::{command_code, is_duplicate_key};
+use driver::{is_too_large, is_transient_driver_error};
+
 /// Everything that can go wrong in the store.
 ///
 /// The `Display` text says what happened and, where there is one, what to do
@@ -71,6 +76,12 @@ enum Repr {
          its id was being regenerated; nothing was stored"
     )]
     Ended,
+    #[error(
+        "the session was written by a newer mongodb-session-store (format {found}); this version \
+         reads formats up to {reads}. Finish the rolling deploy: see the README, Upgrades and the \
+         document format"
+    )]
+    NewerFormat { found: i64, reads: i64 },
 }
 
 impl Error {
@@ -153,6 +164,10 @@ impl Error {
         Self::from(Repr::Ended)
     }
 
+    pub(crate) fn newer_format(found: i64, reads: i64) -> Self {
+        Self::from(Repr::NewerFormat { found, reads })
+    }
+
     pub(crate) fn contended(attempts: u32) -> Self {
         Self::from(Repr::Contended(attempts))
     }
@@ -227,6 +242,24 @@ impl Error {
         matches!(*self.0, Repr::Ended)
     }
 
+    /// The session's document is of a newer format than this release reads
+    /// (written by a newer release of this crate): it was neither decoded
+    /// nor written. A deployment upgraded as the README's *Upgrades and the
+    /// document format* says never meets it; [`found_format`](Self::found_format)
+    /// names the format.
+    pub fn is_newer_format(&self) -> bool {
+        matches!(*self.0, Repr::NewerFormat { .. })
+    }
+
+    /// The format of a document a newer release wrote (see
+    /// [`is_newer_format`](Self::is_newer_format)).
+    pub fn found_format(&self) -> Option<i64> {
+        match &*self.0 {
+            Repr::NewerFormat { found, .. } => Some(*found),
+            _ => None,
+        }
+    }
+
     /// The document field a decode error is about, such as `expires` or
     /// `data.cart`.
     pub fn decode_field(&self) -> Option<&str> {
@@ -253,6 +286,7 @@ impl Error {
             Repr::Conflict(_) => "conflict",
             Repr::Contended(_) => "contended",
             Repr::Ended => "ended",
+            Repr::NewerFormat { .. } => "newer_format",
         }
     }
 
@@ -278,63 +312,6 @@ impl Error {
             _ => false,
         }
     }
-}
-
-/// The server's codes for a document past the 16 MiB limit: 10334
-/// BSONObjectTooLarge, 17419/17420 (an update's result too large); and the
-/// driver's own refusal of an oversized insert.
-fn is_too_large(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    const TOO_LARGE: [i32; 3] = [10334, 17419, 17420];
-    if let ErrorKind::InvalidArgument { message, .. } = &*error.kind {
-        return message.contains("must be within");
-    }
-    command_code(error)
-        .or_else(|| write_error_code(error))
-        .is_some_and(|code| TOO_LARGE.contains(&code))
-}
-
-/// The code of a command error (as opposed to a write error).
-pub(crate) fn command_code(error: &mongodb::error::Error) -> Option<i32> {
-    match &*error.kind {
-        mongodb::error::ErrorKind::Command(command) => Some(command.code),
-        _ => None,
-    }
-}
-
-/// The code of a write error (as opposed to a command error).
-pub(crate) fn write_error_code(error: &mongodb::error::Error) -> Option<i32> {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
-        _ => None,
-    }
-}
-
-/// An insert failed on a unique index: the id is taken.
-pub(crate) fn is_duplicate_key(error: &Error) -> bool {
-    const DUPLICATE_KEY: i32 = 11000;
-    error
-        .driver_error()
-        .and_then(write_error_code)
-        .is_some_and(|code| code == DUPLICATE_KEY)
-}
-
-fn is_transient_driver_error(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    // The driver labels retryable *write* errors only; a read that met a
-    // step-down, a shutdown or a network hiccup is just as retryable. These
-    // are the retryable-reads specification's codes.
-    const RETRYABLE: [i32; 13] = [
-        6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
-    ];
-    matches!(
-        *error.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-    ) || error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
-        || command_code(error).is_some_and(|code| RETRYABLE.contains(&code))
 }
 
 impl From<Repr> for Error {

@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod id;
 mod index;
+mod lifetime;
 mod observe;
 mod options;
 mod outcome;
@@ -48,11 +49,13 @@ pub use error::{Error, Result};
 pub use events::{EventKind, EventReceiver, SessionEvent};
 pub use id::{generate_id, RedactedId, SessionId};
 pub use index::{IndexAction, IndexPlan, IndexPurpose, IndexRepair, PlannedIndex};
+pub use lifetime::{SessionLifetime, LIFETIME_KEY};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use observe::describe_metrics;
 pub use options::{AutoRemove, ConflictPolicy};
 pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
+pub use schema::DocumentFormat;
 pub use snapshot::RESERVED_KEY;
 pub use store::{MongoSessionStore, SessionStats, SizeDistribution};
 pub use user::{UserInfo, UserSession, USER_KEY};

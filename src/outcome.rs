@@ -6,6 +6,7 @@ use mongodb::bson::{DateTime, Document};
 use serde_json::{Map, Value};
 
 use crate::{
+    lifetime::{SessionLifetime, LIFETIME_KEY},
     schema::{Decoded, Layout},
     snapshot::{fingerprint, Snapshot, RESERVED_KEY},
     user::{UserInfo, USER_KEY},
@@ -25,6 +26,9 @@ pub struct LoadedSession {
     pub last_modified: Option<SystemTime>,
     /// The session's owner, if the application set one.
     pub user: Option<UserInfo>,
+    /// The session's own lifetime, if the application set one (as stored:
+    /// clamped to the `lifetime_limit` of the store that wrote it).
+    pub lifetime: Option<SessionLifetime>,
     /// The session's revocation handle (see [`MongoSessionStore::revoke`](crate::MongoSessionStore::revoke)).
     pub handle: String,
     snapshot: Snapshot,
@@ -42,12 +46,15 @@ impl LoadedSession {
         snapshot.created_at = decoded.created_at.map(|d| d.timestamp_millis());
         snapshot.last_modified = decoded.last_modified.map(|d| d.timestamp_millis());
         snapshot.version = decoded.version;
+        snapshot.lifetime = decoded.lifetime;
+        snapshot.format = decoded.format;
         Self {
             data: decoded.data,
             expires: decoded.expires.to_system_time(),
             created_at: decoded.created_at.map(DateTime::to_system_time),
             last_modified: decoded.last_modified.map(DateTime::to_system_time),
             user: decoded.user,
+            lifetime: decoded.lifetime,
             handle,
             snapshot,
         }
@@ -65,6 +72,8 @@ impl LoadedSession {
                 version: Some(stamps.version),
                 user: stamps.user,
                 lineage: stamps.lineage,
+                lifetime: stamps.lifetime,
+                format: stamps.format,
                 stale: Vec::new(),
                 stored_id: stamps.stored_id,
             },
@@ -80,14 +89,9 @@ impl LoadedSession {
     /// Whether the session may be served at `now`: the database's live
     /// filter, applied in memory.
     pub(crate) fn is_live(&self, now: DateTime, layout: &Layout) -> bool {
-        let now = now.to_system_time();
-        // As `restrict_to_live`: with an absolute lifetime, a session without
-        // a creation time is not live.
-        let within_lifetime = match (layout.max_lifetime, &layout.fields.created_at) {
-            (Some(max), Some(_)) => self.created_at.is_some_and(|created| created + max > now),
-            _ => true,
-        };
-        self.expires > now && within_lifetime
+        let created_at = self.created_at.map(DateTime::from_system_time);
+        let expires = DateTime::from_system_time(self.expires);
+        layout.is_live_at(now, expires, created_at, self.lifetime)
     }
 
     /// The values plus the reserved entry that lets a later
@@ -98,6 +102,9 @@ impl LoadedSession {
         data.insert(RESERVED_KEY.to_string(), self.snapshot.to_value());
         if let Some(user) = &self.user {
             data.insert(USER_KEY.to_string(), user.to_value());
+        }
+        if let Some(lifetime) = &self.lifetime {
+            data.insert(LIFETIME_KEY.to_string(), lifetime.to_value());
         }
         data
     }
@@ -114,6 +121,8 @@ pub(crate) struct Written {
     pub(crate) version: i64,
     /// The lineage the document names, if any.
     pub(crate) lineage: Option<String>,
+    pub(crate) lifetime: Option<SessionLifetime>,
+    pub(crate) format: i64,
 }
 
 /// What [`MongoSessionStore::rewrap`](crate::MongoSessionStore::rewrap) did.

@@ -2,14 +2,16 @@
 //! request loaded, what it holds now, the options and the clock. The store
 //! only carries the plan out (see `store/save.rs`): change detection, the
 //! reserved-key and size checks, the expiry cap (in [`Clock`]), per-key
-//! versus whole versus compare-and-swap, and the owner fields are all
-//! decided here, where they are unit-tested without a server.
+//! versus whole versus compare-and-swap, the owner fields and the session's
+//! own lifetime are all decided here, where they are unit-tested without a
+//! server.
 
 use mongodb::{bson::Document, options::UpdateModifications};
 use serde_json::{Map, Value};
 
 use crate::{
     error::Result,
+    lifetime::AsLoaded,
     outcome::SaveOutcome,
     schema::Layout,
     snapshot::{Snapshot, UserEntries},
@@ -44,10 +46,13 @@ pub(crate) enum SavePlan<'a> {
     /// the document's version is the one loaded (it also rewrites values
     /// stored the old way, which must never overwrite another request's
     /// change); otherwise `then`, if any. Either succeeding is `outcome`.
+    /// With `as_loaded`, `then`'s expiry was computed from the lifetime the
+    /// session had when loaded, and is only written while it still has it.
     Write {
         guarded: Option<Document>,
         then: Option<UpdateModifications>,
         outcome: SaveOutcome,
+        as_loaded: Option<AsLoaded>,
     },
     /// A compare-and-swap on the version, merged onto what another request
     /// wrote if one came first (opaque codecs, `ConflictPolicy::Fail`).
@@ -62,7 +67,8 @@ pub(crate) enum SavePlan<'a> {
 /// # Errors
 ///
 /// A reserved key the store's API did not put there, a session over the
-/// size limit or nested too deep, a codec failure.
+/// size limit or nested too deep, a codec failure, a lifetime of its own
+/// this store cannot store (see `Layout::may_store_lifetime`).
 pub(crate) fn plan_save<'a>(input: &SaveInput<'a>) -> Result<SavePlan<'a>> {
     let SaveInput {
         layout,
@@ -74,12 +80,18 @@ pub(crate) fn plan_save<'a>(input: &SaveInput<'a>) -> Result<SavePlan<'a>> {
     entries.check_reserved()?;
     let whole = |values: &Map<String, Value>| -> Result<SavePlan<'a>> {
         entries.check_size(input.max_session_bytes, layout.encryption.is_some())?;
-        // The map is the whole truth, the owner included.
+        // The map is the whole truth, the owner and the lifetime included.
         let owner = Some(entries.user_entry().and_then(UserInfo::from_value));
+        let lifetime = Some(entries.lifetime());
+        if let Some(Some(own)) = lifetime {
+            layout.may_store_lifetime(own, input.snapshot.map(|s| s.format))?;
+        }
+        let update = whole_update(layout, stored_id, values, (&owner, &lifetime), clock)?;
         Ok(SavePlan::Write {
             guarded: None,
-            then: Some(whole_update(layout, stored_id, values, &owner, clock)?),
+            then: Some(update),
             outcome: SaveOutcome::Updated,
+            as_loaded: None,
         })
     };
     let Some(snapshot) = input.snapshot else {
@@ -89,6 +101,9 @@ pub(crate) fn plan_save<'a>(input: &SaveInput<'a>) -> Result<SavePlan<'a>> {
         };
     };
     let changes = Changes::between(snapshot, entries);
+    if let Some(Some(own)) = changes.lifetime {
+        layout.may_store_lifetime(own, Some(snapshot.format))?;
+    }
     if changes.is_empty() {
         return Ok(unchanged(input, snapshot, &changes));
     }
@@ -108,6 +123,10 @@ pub(crate) fn plan_save<'a>(input: &SaveInput<'a>) -> Result<SavePlan<'a>> {
             .then(|| per_key_update(layout, stored_id, &changes, stale, true, clock)),
         then: Some(per_key_update(layout, stored_id, &changes, stale, false, clock).into()),
         outcome: SaveOutcome::Updated,
+        as_loaded: changes
+            .lifetime
+            .is_none()
+            .then_some(AsLoaded(snapshot.lifetime)),
     })
 }
 
@@ -138,6 +157,7 @@ fn unchanged<'a>(
         guarded,
         then,
         outcome: SaveOutcome::Touched,
+        as_loaded: Some(AsLoaded(snapshot.lifetime)),
     }
 }
 
@@ -157,6 +177,7 @@ mod tests {
             expires: DateTime::from_millis(expires),
             touch_after: Duration::from_secs(60),
             cap_on_server: None,
+            stored: None,
         }
     }
 
@@ -187,6 +208,7 @@ mod tests {
                 guarded,
                 then: Some(UpdateModifications::Document(then)),
                 outcome,
+                ..
             } => (guarded, then, outcome),
             other => panic!("not a plain write: {other:?}"),
         }
@@ -228,6 +250,7 @@ mod tests {
                 guarded: Some(guarded),
                 then: None,
                 outcome: SaveOutcome::Touched,
+                ..
             } => assert!(guarded
                 .get_document("$unset")
                 .unwrap()

@@ -28,12 +28,12 @@ use time::OffsetDateTime;
 use tower_sessions_core::{
     session::{Id, Record},
     session_store::{self, ExpiredDeletion, SessionStore},
-    Session,
+    Expiry, Session,
 };
 
 use crate::{
     adapter::handle_in, snapshot::Snapshot, store::Touches, Error, MongoSessionStore, RedactedId,
-    SaveOutcome, UserInfo, RESERVED_KEY, USER_KEY,
+    SaveOutcome, SessionLifetime, UserInfo, LIFETIME_KEY, RESERVED_KEY, USER_KEY,
 };
 
 #[async_trait]
@@ -192,6 +192,85 @@ pub async fn user(
         .await?
         .as_ref()
         .and_then(UserInfo::from_value))
+}
+
+/// Gives the session a lifetime of its own ("remember me"), stored with it
+/// when it is saved and kept across id regeneration; an empty
+/// [`SessionLifetime`] removes it (the store's settings apply again).
+///
+/// tower-sessions takes the cookie's `Max-Age` from the session's
+/// [`Expiry`], which it does not keep between
+/// requests (tower-sessions #215): with an idle window, this also sets the
+/// session's expiry to `Expiry::OnInactivity(ttl)` for this response; call
+/// [`apply_lifetime`] on later requests (in a middleware) so the cookie keeps
+/// following it. The store itself needs neither: it applies the stored
+/// lifetime on every write, whatever expiry the framework asks for.
+///
+/// # Errors
+///
+/// As [`Session::insert_value`].
+pub async fn set_lifetime(
+    session: &Session,
+    lifetime: SessionLifetime,
+) -> Result<(), tower_sessions_core::session::Error> {
+    if lifetime.is_empty() {
+        session.remove_value(LIFETIME_KEY).await?;
+    } else {
+        session
+            .insert_value(LIFETIME_KEY, lifetime.to_value())
+            .await?;
+    }
+    follow(session, lifetime);
+    Ok(())
+}
+
+/// The session's own lifetime, if [`set_lifetime`] gave it one (as set, or
+/// as stored: clamped to the store's
+/// [`lifetime_limit`](crate::StoreBuilder::lifetime_limit)).
+///
+/// # Errors
+///
+/// As [`Session::get_value`].
+pub async fn lifetime(
+    session: &Session,
+) -> Result<Option<SessionLifetime>, tower_sessions_core::session::Error> {
+    Ok(session
+        .get_value(LIFETIME_KEY)
+        .await?
+        .as_ref()
+        .and_then(SessionLifetime::from_value)
+        .filter(|lifetime| !lifetime.is_empty()))
+}
+
+/// Makes this response's cookie follow the session's own idle window, if it
+/// has one: sets the session's expiry to `Expiry::OnInactivity(ttl)` (see
+/// [`set_lifetime`]). Call it on every request, for example from an
+/// `axum::middleware::from_fn` layer inside the session layer; it changes
+/// nothing for a session without an idle window of its own, or whose
+/// expiry already follows it.
+///
+/// # Errors
+///
+/// As [`Session::get_value`].
+pub async fn apply_lifetime(
+    session: &Session,
+) -> Result<Option<SessionLifetime>, tower_sessions_core::session::Error> {
+    let own = lifetime(session).await?;
+    if let Some(own) = own {
+        follow(session, own);
+    }
+    Ok(own)
+}
+
+/// Sets the session's expiry to its own idle window, when it has one and
+/// the expiry is not that already (a change marks the session modified).
+fn follow(session: &Session, lifetime: SessionLifetime) {
+    let Some(ttl) = lifetime.ttl else { return };
+    let ttl = time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX);
+    let expiry = Expiry::OnInactivity(ttl);
+    if session.expiry() != Some(expiry) {
+        session.set_expiry(Some(expiry));
+    }
 }
 
 /// The revocation handle of the session as loaded this request (`None` for

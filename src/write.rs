@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 pub(crate) use crate::changes::Changes;
 use crate::{
     error::Result,
+    lifetime::{expires_expression, write_change, write_change_into, LifetimeChange, Stored},
     schema::{unset_user_fields, user_fields, Layout},
     snapshot::Snapshot,
     user::UserInfo,
@@ -41,6 +42,9 @@ pub(crate) struct Clock {
     /// With an absolute lifetime but no known creation time, the server
     /// caps the expiry from the stored creation time (a pipeline update).
     pub(crate) cap_on_server: Option<Duration>,
+    /// Without the session's own lifetime known here (a touch by id), the
+    /// server applies the stored one (a pipeline update).
+    pub(crate) stored: Option<Stored>,
 }
 
 /// What a write does to the owner fields: `None` keeps them, `Some(None)`
@@ -88,6 +92,12 @@ pub(crate) fn per_key_update(
         }
         unset.insert(path, "");
     }
+    write_change(
+        &changes.lifetime,
+        layout.lifetime_limit,
+        &mut set,
+        &mut unset,
+    );
     set.extend(layout.stamps(clock.expires, clock.now));
     match &changes.user {
         Some(Some(user)) => set.extend(user_fields(user)),
@@ -103,12 +113,12 @@ pub(crate) fn per_key_update(
 }
 
 /// The update replacing the stored values with `values`, and changing the
-/// owner as `owner` says.
+/// owner and the session's own lifetime as `owner` and `lifetime` say.
 pub(crate) fn whole_update(
     layout: &Layout,
     stored_id: &str,
     values: &Map<String, Value>,
-    owner: &OwnerChange,
+    (owner, lifetime): (&OwnerChange, &LifetimeChange),
     clock: Clock,
 ) -> Result<UpdateModifications> {
     let mut set = layout.stamps(clock.expires, clock.now);
@@ -124,20 +134,21 @@ pub(crate) fn whole_update(
         }
         None => {}
     }
+    write_change_into(lifetime, layout.lifetime_limit, &mut set, &mut update);
     update.insert("$set", set);
     bump_version(layout, &mut update);
     Ok(finish(layout, update, clock))
 }
 
-/// `update` as sent: as is, or, when the server must cap the expiry, the
-/// same update as a pipeline whose expiry is the earlier of the asked one
-/// and the stored creation time plus the absolute lifetime.
+/// `update` as sent: as is, or, when the server must cap the expiry or
+/// apply the session's stored lifetime, the same update as a pipeline whose
+/// expiry the server derives (see `lifetime::expires_expression`).
 pub(crate) fn finish(layout: &Layout, update: Document, clock: Clock) -> UpdateModifications {
-    let (Some(lifetime), Some(created_at)) = (clock.cap_on_server, &layout.fields.created_at)
-    else {
+    let created_at = layout.fields.created_at.as_deref();
+    let capped = clock.cap_on_server.is_some() && created_at.is_some();
+    if !capped && clock.stored.is_none() {
         return UpdateModifications::Document(update);
-    };
-    let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+    }
     let mut set = Document::new();
     let mut unset = Vec::new();
     for (operator, fields) in update {
@@ -147,11 +158,9 @@ pub(crate) fn finish(layout: &Layout, update: Document, clock: Clock) -> UpdateM
         for (name, value) in fields {
             match operator.as_str() {
                 "$set" if name == layout.fields.expires => {
-                    // Date arithmetic through milliseconds: `$add` on a date is
-                    // not understood by every MongoDB-wire server.
-                    let born = doc! { "$toLong": format!("${created_at}") };
-                    let cap = doc! { "$toDate": { "$add": [born, lifetime_ms] } };
-                    set.insert(name, doc! { "$min": [value, cap] });
+                    let (cap, stored) = (clock.cap_on_server, clock.stored);
+                    let expires = expires_expression(value, clock.now, created_at, cap, stored);
+                    set.insert(name, expires);
                 }
                 "$set" => {
                     set.insert(name, doc! { "$literal": value });
@@ -222,6 +231,7 @@ mod tests {
             expires: DateTime::from_millis(expires),
             touch_after: Duration::from_secs(touch_after_secs),
             cap_on_server: None,
+            stored: None,
         }
     }
 
@@ -278,8 +288,16 @@ mod tests {
             ..Layout::default()
         };
         let values = json!({"a": 5, "b": 2}).as_object().unwrap().clone();
-        let update =
-            document(whole_update(&layout, "id", &values, &None, clock(2_000, 10_000, 0)).unwrap());
+        let update = document(
+            whole_update(
+                &layout,
+                "id",
+                &values,
+                (&None, &None),
+                clock(2_000, 10_000, 0),
+            )
+            .unwrap(),
+        );
         let data = update.get_document("$set").unwrap().get("data").unwrap();
         assert_eq!(data, &Bson::String(r#"{"a":5,"b":2}"#.into()));
     }
@@ -321,7 +339,7 @@ mod tests {
         let owner = Some(None);
         let values = Map::new();
         let UpdateModifications::Pipeline(stages) =
-            whole_update(&layout, "id", &values, &owner, at).unwrap()
+            whole_update(&layout, "id", &values, (&owner, &None), at).unwrap()
         else {
             panic!("a pipeline")
         };
@@ -379,6 +397,7 @@ mod tests {
             .get_document("$unset")
             .unwrap()
             .contains_key("data.old-c"));
-        assert_eq!(guarded.get_document("$set").unwrap().len(), 2 + 2);
+        // Two values, the expiry, the modification time, the format.
+        assert_eq!(guarded.get_document("$set").unwrap().len(), 2 + 3);
     }
 }

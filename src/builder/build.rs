@@ -41,6 +41,7 @@ impl StoreBuilder {
     pub async fn build(mut self) -> Result<MongoSessionStore> {
         self.validate()?;
         self.settle_timestamps();
+        self.settle_lifetimes();
         let bound = self.connect_timeout;
         let service = self.service;
         let (client, owns_client) = match self.source {

@@ -4,6 +4,7 @@
 mod build;
 mod client;
 mod deploy;
+mod lifetimes;
 mod source;
 mod validate;
 
@@ -51,6 +52,8 @@ pub struct StoreBuilder {
     collection_options: CollectionOptions,
     cache: Option<ReadCache>,
     manage_collection: bool,
+    lifetime_limit: Option<Duration>,
+    document_format: Option<crate::DocumentFormat>,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -88,6 +91,8 @@ impl StoreBuilder {
                 .build(),
             cache: None,
             manage_collection: true,
+            lifetime_limit: None,
+            document_format: None,
         }
     }
 

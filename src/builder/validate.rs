@@ -73,6 +73,7 @@ impl StoreBuilder {
         if matches!(self.layout.max_lifetime, Some(d) if d.is_zero()) {
             return Err(Error::config("max_lifetime must be longer than zero"));
         }
+        self.validate_lifetimes()?;
         if config.max_session_bytes == 0 {
             return Err(Error::config("max_session_bytes must be above zero"));
         }
@@ -94,6 +95,7 @@ impl StoreBuilder {
         let lifetimes = [
             ("ttl", Some(config.ttl)),
             ("max_lifetime", self.layout.max_lifetime),
+            ("lifetime_limit", self.lifetime_limit),
             (
                 "AutoRemove::Interval",
                 match self.auto_remove {

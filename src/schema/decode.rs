@@ -4,11 +4,12 @@
 use mongodb::bson::{DateTime, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use serde_json::{Map, Value};
 
-use super::{aad, Decoded, Layout, StaleKey, IP, LINEAGE_FIELD, USER, USER_AGENT};
+use super::{aad, format_of, Decoded, Layout, StaleKey, IP, LINEAGE_FIELD, USER, USER_AGENT};
 use crate::{
     codec::{malformed, too_deep, wrong_type, MAX_VALUE_DEPTH},
     crypto::KeyRing,
     error::{Error, Result},
+    lifetime::decode_stored,
     user::UserInfo,
 };
 
@@ -25,6 +26,9 @@ impl Layout {
     /// no intermediate [`Document`], each value converted once.
     pub(crate) fn decode_raw(&self, document: &RawDocument) -> Result<Decoded> {
         let fields = &self.fields;
+        // First: a newer format's fields may not mean what this release
+        // would read into them.
+        let format = format_of(document)?;
         let stored_id = match field(document, &fields.id)? {
             Some(RawBsonRef::String(id)) => id.to_string(),
             Some(other) => return Err(wrong_type(&fields.id, "a string", other.element_type())),
@@ -52,6 +56,8 @@ impl Layout {
             version: self.version(document)?,
             user: decode_user(document),
             lineage: document.get_str(LINEAGE_FIELD).ok().map(str::to_string),
+            lifetime: decode_stored(document)?,
+            format,
             stale,
             stored_id,
         })

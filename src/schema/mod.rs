@@ -27,6 +27,7 @@ use crate::{
     codec::{escape_key, value_to_bson, Codec},
     crypto::{Hasher, KeyRing},
     error::Result,
+    lifetime::SessionLifetime,
     user::UserInfo,
 };
 
@@ -69,8 +70,13 @@ impl Default for Fields {
 }
 
 mod decode;
+mod format;
+mod live;
 
 pub(crate) use decode::optional_date;
+pub use format::DocumentFormat;
+pub(crate) use format::{format_of, FORMAT_FIELD};
+pub(crate) use live::and;
 
 const USER: &str = "user";
 /// The field naming a regenerated session's lineage (see `endings`); a
@@ -89,6 +95,10 @@ pub(crate) struct Layout {
     pub(crate) hasher: Hasher,
     pub(crate) encryption: Option<KeyRing>,
     pub(crate) max_lifetime: Option<Duration>,
+    /// The longest a session's own idle window or absolute lifetime may be.
+    pub(crate) lifetime_limit: Duration,
+    /// The format this store writes.
+    pub(crate) format: DocumentFormat,
     pub(crate) field_names: FieldNameCache,
     /// Rules a foreign layout applies to the values of every write (the
     /// Express layouts: express-session's `cookie` object and its expiry).
@@ -130,6 +140,8 @@ impl Default for Layout {
             hasher: Hasher::default(),
             encryption: None,
             max_lifetime: None,
+            lifetime_limit: Duration::from_secs(14 * 24 * 60 * 60),
+            format: DocumentFormat::default(),
             field_names: FieldNameCache::default(),
             value_rules: None,
         }
@@ -145,6 +157,8 @@ impl fmt::Debug for Layout {
             .field("hash_ids", &self.hash_ids)
             .field("encryption", &self.encryption)
             .field("max_lifetime", &self.max_lifetime)
+            .field("lifetime_limit", &self.lifetime_limit)
+            .field("format", &self.format)
             .field("value_rules", &self.value_rules.is_some())
             .finish()
     }
@@ -166,6 +180,10 @@ pub(crate) struct Decoded {
     /// The lineage the document names, if it names one (see
     /// [`Layout::lineage`]).
     pub(crate) lineage: Option<String>,
+    /// The session's own lifetime, if the document stores one.
+    pub(crate) lifetime: Option<SessionLifetime>,
+    /// The document's format.
+    pub(crate) format: i64,
     /// Keys not stored as a write would store them now (sealed under an
     /// older key, or under an older field name), with the field name they
     /// are stored under.
@@ -202,12 +220,24 @@ impl Layout {
     /// The name under which `key` is stored inside `data`.
     fn field_name(&self, key: &str) -> String {
         match &self.encryption {
-            Some(ring) => self
-                .field_names
-                .get_or_insert(key, || ring.field_names(key))[0]
-                .clone(),
+            Some(ring) => self.encrypted_names(ring, key)[0].clone(),
             None => escape_key(key).into_owned(),
         }
+    }
+
+    /// Every name `key` may be stored under with encryption, the current
+    /// one first: the key ring's (see `KeyRing::field_names`), and the one
+    /// the first encrypting release used, an HMAC under the id-hash key
+    /// (the built-in one, or the application's `id_hash_key`).
+    fn encrypted_names(&self, ring: &KeyRing, key: &str) -> Arc<[String]> {
+        self.field_names.get_or_insert(key, || {
+            let mut names = ring.field_names(key);
+            let first = self.hasher.hash("field", key, 16);
+            if !names.contains(&first) {
+                names.push(first);
+            }
+            names
+        })
     }
 
     /// The dotted path of one session key.
@@ -221,9 +251,7 @@ impl Layout {
     /// removes them too.
     pub(crate) fn other_paths(&self, key: &str) -> Vec<String> {
         match &self.encryption {
-            Some(ring) => self
-                .field_names
-                .get_or_insert(key, || ring.field_names(key))[1..]
+            Some(ring) => self.encrypted_names(ring, key)[1..]
                 .iter()
                 .map(|name| self.stored_path(name))
                 .collect(),
@@ -272,64 +300,6 @@ impl Layout {
         ))
     }
 
-    /// The filter matching the session `id` while it is live.
-    pub(crate) fn live_filter(&self, id: &str, now: DateTime) -> Document {
-        self.live_filter_stored(&self.stored_id(id), now)
-    }
-
-    pub(crate) fn live_filter_stored(&self, stored_id: &str, now: DateTime) -> Document {
-        let mut filter = doc! { &self.fields.id: stored_id };
-        self.restrict_to_live(&mut filter, now);
-        filter
-    }
-
-    /// Adds "not expired, not past its absolute lifetime" to `filter`.
-    pub(crate) fn restrict_to_live(&self, filter: &mut Document, now: DateTime) {
-        filter.insert(&self.fields.expires, doc! { "$gt": now });
-        if let (Some(max), Some(field)) = (self.max_lifetime, &self.fields.created_at) {
-            let born_after = DateTime::from_system_time(
-                now.to_system_time()
-                    .checked_sub(max)
-                    .unwrap_or(std::time::UNIX_EPOCH),
-            );
-            filter.insert(field, doc! { "$gt": born_after });
-        }
-    }
-
-    /// Matches sessions that are no longer live: expired, or past their
-    /// absolute lifetime (or without the creation time it is counted from).
-    pub(crate) fn expired_filter(&self, now: DateTime) -> Document {
-        let expired = doc! { &self.fields.expires: { "$lte": now } };
-        match (self.max_lifetime, &self.fields.created_at) {
-            (Some(max), Some(field)) => {
-                let born_after = DateTime::from_system_time(
-                    now.to_system_time()
-                        .checked_sub(max)
-                        .unwrap_or(std::time::UNIX_EPOCH),
-                );
-                // `$not` also matches documents without the field.
-                let too_old = doc! { field: { "$not": { "$gt": born_after } } };
-                doc! { "$or": [expired, too_old] }
-            }
-            _ => expired,
-        }
-    }
-
-    /// `expires`, brought forward to the end of the absolute lifetime.
-    pub(crate) fn cap_expiry(&self, expires: DateTime, created_at: Option<i64>) -> DateTime {
-        match (self.max_lifetime, created_at) {
-            (Some(max), Some(created)) => {
-                let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
-                DateTime::from_millis(
-                    expires
-                        .timestamp_millis()
-                        .min(created.saturating_add(max_ms)),
-                )
-            }
-            _ => expires,
-        }
-    }
-
     /// A new session's document.
     pub(crate) fn new_document(
         &self,
@@ -346,6 +316,7 @@ impl Layout {
             &fields.data: values,
             &fields.expires: expires,
         };
+        document.extend(self.format_stamp());
         if let Some(name) = &fields.created_at {
             document.insert(name, created_at);
         }
@@ -361,12 +332,14 @@ impl Layout {
         document
     }
 
-    /// `$set` of the expiry and the modification time.
+    /// `$set` of the expiry, the modification time and the format.
     pub(crate) fn stamps(&self, expires: DateTime, now: DateTime) -> Document {
         let mut set = doc! { &self.fields.expires: expires };
         if let Some(name) = &self.fields.last_modified {
             set.insert(name, now);
         }
+        // Every write upgrades the document to the format this store writes.
+        set.extend(self.format_stamp());
         set
     }
 
@@ -403,12 +376,3 @@ pub(crate) fn unset_user_fields() -> Document {
 
 /// The name of the indexed owner field.
 pub(crate) const USER_FIELD: &str = USER;
-
-/// `SystemTime` to a BSON date, or `now + ttl` when there is none (BSON
-/// dates saturate at their range's ends).
-pub(crate) fn expiry_or(expires: Option<std::time::SystemTime>, fallback: Duration) -> DateTime {
-    match expires {
-        Some(at) => DateTime::from_system_time(at),
-        None => DateTime::now().saturating_add_duration(fallback),
-    }
-}

@@ -85,14 +85,15 @@ impl<'a> UserEntries<'a> {
         !is_reserved(key) && self.0.get(key).is_some()
     }
 
-    /// Refuses keys of the reserved namespace other than the two the store
-    /// itself puts there, and an owner entry that is not one: they would
+    /// Refuses keys of the reserved namespace other than the ones the store
+    /// itself puts there, and an owner or lifetime entry that is not one: they would
     /// otherwise be dropped silently, or forge an owner.
     pub(crate) fn check_reserved(self) -> crate::Result<()> {
         for (key, value) in self.0.iter() {
             let legitimate = match key.as_str() {
                 RESERVED_KEY => true,
                 crate::user::USER_KEY => crate::UserInfo::from_value(value).is_some(),
+                crate::LIFETIME_KEY => crate::SessionLifetime::from_value(value).is_some(),
                 other => !is_reserved(other),
             };
             if !legitimate {
@@ -105,6 +106,15 @@ impl<'a> UserEntries<'a> {
     /// The owner entry ([`USER_KEY`](crate::USER_KEY)), if any.
     pub(crate) fn user_entry(self) -> Option<&'a Value> {
         self.0.get(crate::user::USER_KEY)
+    }
+
+    /// The session's own lifetime ([`LIFETIME_KEY`](crate::LIFETIME_KEY)),
+    /// if the map gives it one.
+    pub(crate) fn lifetime(self) -> Option<crate::SessionLifetime> {
+        self.0
+            .get(crate::LIFETIME_KEY)
+            .and_then(crate::SessionLifetime::from_value)
+            .filter(|lifetime| !lifetime.is_empty())
     }
 
     /// Refuses values nested deeper than MongoDB stores (100 levels for the

@@ -21,6 +21,8 @@ use std::{
 
 use serde_json::{Map, Value};
 
+use crate::lifetime::SessionLifetime;
+
 mod entries;
 
 pub(crate) use entries::{split, split_hashed, UserEntries};
@@ -56,6 +58,10 @@ pub(crate) struct Snapshot {
     /// The session's lineage (see `endings`), which a regeneration of it
     /// carries on.
     pub(crate) lineage: Option<String>,
+    /// The session's own lifetime as loaded.
+    pub(crate) lifetime: Option<SessionLifetime>,
+    /// The document's format as loaded (1 when absent).
+    pub(crate) format: i64,
     /// Keys stored as an older version stored them (an older encryption key
     /// or field name), with the field name they are stored under: a write
     /// of the key must remove that field, and rewriting them is worth it.
@@ -70,6 +76,7 @@ impl Snapshot {
                 .iter()
                 .map(|(k, v)| (k.clone(), fingerprint(v)))
                 .collect(),
+            format: 1,
             ..Self::default()
         }
     }
@@ -96,6 +103,8 @@ impl Snapshot {
             ("u", self.user.map(Value::from)),
             ("h", self.handle.clone().map(Value::from)),
             ("l", self.lineage.clone().map(Value::from)),
+            ("t", self.lifetime.map(|lifetime| lifetime.to_value())),
+            ("f", (self.format > 1).then_some(Value::from(self.format))),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -136,6 +145,11 @@ impl Snapshot {
             user: obj.get("u").and_then(Value::as_u64),
             handle: obj.get("h").and_then(Value::as_str).map(str::to_string),
             lineage: obj.get("l").and_then(Value::as_str).map(str::to_string),
+            lifetime: match obj.get("t") {
+                None => None,
+                Some(lifetime) => Some(SessionLifetime::from_value(lifetime)?),
+            },
+            format: obj.get("f").map_or(Some(1), Value::as_i64)?,
             stale: match obj.get("s") {
                 None => HashMap::new(),
                 Some(stale) => stale
@@ -290,6 +304,8 @@ mod tests {
         snapshot.version = Some(3);
         snapshot.handle = Some("h".into());
         snapshot.lineage = Some("l".into());
+        snapshot.lifetime = Some(SessionLifetime::new().ttl(std::time::Duration::from_secs(9)));
+        snapshot.format = 2;
         snapshot.stale.insert("a".into(), "old-name".into());
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
         assert_eq!(back, snapshot);

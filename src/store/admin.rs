@@ -74,11 +74,13 @@ impl MongoSessionStore {
             }
             let mut filter = doc! { &layout.fields.id: &decoded.stored_id };
             layout.version_filter(&mut filter, decoded.version);
+            layout.newer_excluded(&mut filter);
             let mut set = Document::new();
             set.insert(
                 &layout.fields.data,
                 layout.encode_values(&decoded.stored_id, &decoded.data)?,
             );
+            set.extend(layout.format_stamp());
             let mut update = doc! { "$set": set };
             if let Some(version) = &layout.fields.version {
                 update.insert("$inc", doc! { version: 1_i64 });

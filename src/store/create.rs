@@ -10,9 +10,10 @@ use crate::{
     error::{is_duplicate_key, Error, Result},
     events::EventKind,
     id::{generate_id, RedactedId},
+    lifetime::LIFETIME_FIELD,
     observe::{observed, Op},
     outcome::{LoadedSession, Written},
-    schema::{expiry_or, LINEAGE_FIELD},
+    schema::{FORMAT_FIELD, LINEAGE_FIELD},
     snapshot::{split, Snapshot},
     user::UserInfo,
 };
@@ -82,16 +83,26 @@ impl MongoSessionStore {
         let mut values = entries.to_map();
         let expires = self.ruled_expiry(&mut values).or(expires);
         let user = entries.user_entry().and_then(UserInfo::from_value);
+        let own = entries.lifetime();
+        // A regeneration keeps the lifetime it loaded, in its format.
+        let kept = snapshot
+            .as_ref()
+            .filter(|s| own.is_some() && s.lifetime == own);
+        let format = kept.map_or(1, |s| s.format);
+        if let (Some(own), None) = (own, kept) {
+            layout.may_store_lifetime(own, None)?;
+        }
         let now = DateTime::now();
         // An id regenerated mid-session (login) keeps its creation time, so
         // an absolute lifetime cannot be extended by cycling the id.
         let created_at = snapshot
+            .as_ref()
             .and_then(|s| s.created_at)
             .map_or(now, DateTime::from_millis);
-        let expires = layout.cap_expiry(
-            expiry_or(expires, self.inner.config.ttl),
-            Some(created_at.timestamp_millis()),
-        );
+        let rules = self.rules();
+        let born = Some(created_at.timestamp_millis());
+        let expires = rules.expiry(now, expires, born, own).expires;
+        let own = own.map(|own| rules.clamp(own));
         let lineage = regeneration.as_ref().map(|(lineage, _)| lineage.as_str());
         for _ in 0..MAX_CREATE_ATTEMPTS {
             let id = next_id();
@@ -101,6 +112,13 @@ impl MongoSessionStore {
                 layout.new_document(&stored_id, stored, expires, created_at, now, user.as_ref());
             if let Some(lineage) = lineage {
                 document.insert(LINEAGE_FIELD, lineage);
+            }
+            if let Some(own) = own {
+                document.insert(LIFETIME_FIELD, own.to_document());
+                if format >= 2 {
+                    // Never written as format 1, whatever this store writes.
+                    document.insert(FORMAT_FIELD, i32::try_from(format).unwrap_or(i32::MAX));
+                }
             }
             let ticket = self.inner.cache.as_ref().map(|cache| cache.write_ticket());
             match self
@@ -120,6 +138,8 @@ impl MongoSessionStore {
                             user: user.clone(),
                             version: 0,
                             lineage: lineage.map(str::to_string),
+                            lifetime: own,
+                            format: format.max(i64::from(layout.format.number())),
                         };
                         let session = LoadedSession::written(values.clone(), stamps, layout);
                         self.cache_written(stored_id, session, ticket);

@@ -73,7 +73,11 @@ impl MongoSessionStore {
             return Ok(None);
         }
         if let (Some(last_modified), Touches::ById) = (loaded.last_modified, touches) {
-            self.hint(id, DateTime::from_system_time(last_modified));
+            if self.rules().full_window(loaded.lifetime) {
+                self.hint(id, DateTime::from_system_time(last_modified));
+            } else {
+                self.inner.hints.forget(id);
+            }
         }
         if let (Some(cache), Some(ticket)) = (cache, ticket) {
             cache.insert(key, &loaded, ticket);

@@ -7,6 +7,7 @@ mod delete;
 mod expire;
 mod indexes;
 mod load;
+mod missed;
 mod regenerate;
 mod save;
 mod stats;

@@ -9,17 +9,17 @@ use mongodb::{
 };
 use serde_json::{Map, Value};
 
-use super::MongoSessionStore;
+use super::{missed::Miss, MongoSessionStore};
 use crate::plan::{plan_save, SaveInput, SavePlan};
 use crate::{
     cache::WriteTicket,
-    error::Result,
+    error::{Error, Result},
     events::EventKind,
     id::is_plausible,
+    lifetime::{AsLoaded, Rules, SessionLifetime},
     observe::{observed, Op},
     options::ConflictPolicy,
     outcome::{LoadedSession, SaveOutcome, Written},
-    schema::expiry_or,
     snapshot::{split, split_hashed, Snapshot, UserEntries},
     user::UserInfo,
     write::Clock,
@@ -88,64 +88,115 @@ impl MongoSessionStore {
             expires = self.ruled_expiry(&mut values);
             ruled = Some(values);
         }
-        let input = SaveInput {
-            layout,
-            stored_id: &stored_id,
-            entries,
-            snapshot: snapshot.as_ref(),
-            ruled: ruled.as_ref(),
-            clock: self.clock(expires, snapshot.as_ref().and_then(|s| s.created_at)),
-            strict: self.inner.config.conflicts == ConflictPolicy::Fail,
-            max_session_bytes: self.inner.config.max_session_bytes,
-        };
-        match plan_save(&input)? {
-            SavePlan::Nothing => Ok(SaveOutcome::Unchanged),
-            SavePlan::Write {
-                guarded,
-                then,
+        // The lifetime the expiry is computed from, and the creation time:
+        // as loaded, until a write finds the session given another lifetime
+        // meanwhile (then as stored, and the write is planned again).
+        let mut own = entries.lifetime();
+        let mut created_at = snapshot.as_ref().and_then(|s| s.created_at);
+        let mut relifed = None;
+        let deadline = self.deadline();
+        loop {
+            let input = SaveInput {
+                layout,
+                stored_id: &stored_id,
+                entries,
+                snapshot: snapshot.as_ref(),
+                ruled: ruled.as_ref(),
+                clock: self.clock(expires, created_at, own),
+                strict: self.inner.config.conflicts == ConflictPolicy::Fail,
+                max_session_bytes: self.inner.config.max_session_bytes,
+            };
+            let (update, outcome, through, as_loaded) = match plan_save(&input)? {
+                SavePlan::Nothing => return Ok(SaveOutcome::Unchanged),
+                SavePlan::Swap { changes, loaded } => {
+                    let clock = (input.clock, expires);
+                    return self
+                        .compare_and_swap(id, loaded, &changes, entries, clock)
+                        .await;
+                }
+                SavePlan::Write {
+                    guarded,
+                    then,
+                    outcome,
+                    as_loaded,
+                } => {
+                    let snapshot_version = snapshot.as_ref().and_then(|s| s.version);
+                    // A guarded write rewrites values stored the old way,
+                    // which the cache would not know about.
+                    let through = (guarded.is_none() && outcome == SaveOutcome::Updated)
+                        .then(|| self.write_through(&input))
+                        .flatten();
+                    if let Some(update) = guarded {
+                        if self
+                            .update_guarded(&stored_id, snapshot_version, update, input.clock)
+                            .await?
+                        {
+                            self.saved(id, input.clock.now, outcome, entries.lifetime());
+                            return Ok(outcome);
+                        }
+                    }
+                    let Some(update) = then else {
+                        return Ok(SaveOutcome::Unchanged);
+                    };
+                    (update, outcome, through, relifed.or(as_loaded))
+                }
+            };
+            let write = LiveWrite {
+                update,
                 outcome,
-            } => {
-                let snapshot_version = snapshot.as_ref().and_then(|s| s.version);
-                // A guarded write rewrites values stored the old way, which
-                // the cache would not know about.
-                let through = (guarded.is_none() && outcome == SaveOutcome::Updated)
-                    .then(|| self.write_through(&input))
-                    .flatten();
-                if let Some(update) = guarded {
-                    if self
-                        .update_guarded(&stored_id, snapshot_version, update, input.clock)
-                        .await?
-                    {
-                        self.saved(id, input.clock.now, outcome);
-                        return Ok(outcome);
-                    }
+                through,
+                as_loaded,
+                lifetime: entries.lifetime(),
+            };
+            match self
+                .update_live(id, &stored_id, input.clock.now, write)
+                .await?
+            {
+                Miss::Written(outcome) => return Ok(outcome),
+                Miss::Gone => return Ok(SaveOutcome::Missing),
+                Miss::Relifed { .. } if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::contended(2));
                 }
-                match then {
-                    None => Ok(SaveOutcome::Unchanged),
-                    Some(update) => {
-                        let now = input.clock.now;
-                        self.update_live(id, &stored_id, now, update, outcome, through)
-                            .await
-                    }
+                Miss::Relifed {
+                    lifetime,
+                    created_at: stored_created_at,
+                } => {
+                    own = lifetime;
+                    created_at = stored_created_at;
+                    relifed = Some(AsLoaded(lifetime));
                 }
-            }
-            SavePlan::Swap { changes, loaded } => {
-                self.compare_and_swap(id, loaded, &changes, entries, input.clock)
-                    .await
             }
         }
     }
 
-    /// The expiry rules of a write at this moment: `expires` (or now +
-    /// ttl), capped at the absolute lifetime from `created_at` (ms) — or by
-    /// the server, when the creation time is not known here.
-    pub(super) fn clock(&self, expires: Option<SystemTime>, created_at: Option<i64>) -> Clock {
-        let layout = &self.inner.layout;
-        Clock {
-            now: DateTime::now(),
-            expires: layout.cap_expiry(expiry_or(expires, self.inner.config.ttl), created_at),
+    /// The store's settings a session's own lifetime combines with.
+    pub(super) fn rules(&self) -> Rules {
+        Rules {
+            ttl: self.inner.config.ttl,
+            max_lifetime: self.inner.layout.max_lifetime,
+            limit: self.inner.layout.lifetime_limit,
             touch_after: self.inner.config.touch_after,
-            cap_on_server: layout.max_lifetime.filter(|_| created_at.is_none()),
+        }
+    }
+
+    /// The expiry rules of a write at this moment for a session with `own`
+    /// lifetime: `expires` (or now + ttl), or its own idle window, capped at
+    /// the absolute lifetime from `created_at` (ms) — or by the server, when
+    /// the creation time is not known here.
+    pub(super) fn clock(
+        &self,
+        expires: Option<SystemTime>,
+        created_at: Option<i64>,
+        own: Option<SessionLifetime>,
+    ) -> Clock {
+        let now = DateTime::now();
+        let expiry = self.rules().expiry(now, expires, created_at, own);
+        Clock {
+            now,
+            expires: expiry.expires,
+            touch_after: expiry.window,
+            cap_on_server: expiry.cap_on_server,
+            stored: None,
         }
     }
 
@@ -159,7 +210,7 @@ impl MongoSessionStore {
         clock: Clock,
     ) -> Result<bool> {
         let layout = &self.inner.layout;
-        let mut filter = layout.live_filter_stored(stored_id, clock.now);
+        let mut filter = layout.write_filter(stored_id, clock.now);
         layout.version_filter(&mut filter, version);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
@@ -203,6 +254,8 @@ impl MongoSessionStore {
             user: input.entries.user_entry().and_then(UserInfo::from_value),
             version,
             lineage: snapshot.lineage.clone(),
+            lifetime: input.entries.lifetime().map(|own| self.rules().clamp(own)),
+            format: snapshot.format.max(i64::from(input.layout.format.number())),
         };
         let session = LoadedSession::written(input.entries.to_map(), stamps, input.layout);
         Some(WriteThrough { session, ticket })
@@ -220,21 +273,31 @@ impl MongoSessionStore {
         }
     }
 
-    /// Writes `update` to the live session `id` (stored as `stored_id`);
+    /// Writes `write` to the live session `id` (stored as `stored_id`);
     /// [`SaveOutcome::Missing`](crate::SaveOutcome::Missing) if there is none.
     /// With `through`, the write reads back the version it wrote, in the
     /// same round trip, and the cache keeps the session if that is the
-    /// version `through` expects (no other write came between).
+    /// version `through` expects (no other write came between). A write
+    /// that matches nothing is told apart (see [`missed`](Self::missed)):
+    /// gone, of a newer format, or given another lifetime meanwhile.
     async fn update_live(
         &self,
         id: &str,
         stored_id: &str,
         now: DateTime,
-        update: impl Into<UpdateModifications>,
-        outcome: SaveOutcome,
-        through: Option<WriteThrough>,
-    ) -> Result<SaveOutcome> {
-        let filter = self.inner.layout.live_filter_stored(stored_id, now);
+        write: LiveWrite,
+    ) -> Result<Miss> {
+        let LiveWrite {
+            update,
+            outcome,
+            through,
+            as_loaded,
+            ..
+        } = write;
+        let mut filter = self.inner.layout.write_filter(stored_id, now);
+        if let Some(AsLoaded(loaded)) = as_loaded {
+            SessionLifetime::guard(loaded, &mut filter);
+        }
         let (Some(through), Some(version_field)) = (through, &self.inner.layout.fields.version)
         else {
             let result = self
@@ -242,10 +305,10 @@ impl MongoSessionStore {
                 .await;
             self.evict(stored_id);
             if result?.matched_count == 0 {
-                return Ok(SaveOutcome::Missing);
+                return self.missed(stored_id, now, as_loaded).await;
             }
-            self.saved(id, now, outcome);
-            return Ok(outcome);
+            self.saved(id, now, outcome, write.lifetime);
+            return Ok(Miss::Written(outcome));
         };
         let written = self
             .inner
@@ -256,7 +319,8 @@ impl MongoSessionStore {
         let result = self.run("update", written).await;
         let Ok(Some(written)) = result else {
             self.evict(stored_id);
-            return result.map(|_| SaveOutcome::Missing);
+            result?;
+            return self.missed(stored_id, now, as_loaded).await;
         };
         match written.get_i64(version_field) {
             Ok(version) if Some(version) == through.session.version() => {
@@ -264,18 +328,44 @@ impl MongoSessionStore {
             }
             _ => self.evict(stored_id),
         }
-        self.saved(id, now, outcome);
-        Ok(outcome)
+        self.saved(id, now, outcome, write.lifetime);
+        Ok(Miss::Written(outcome))
     }
 
-    pub(super) fn saved(&self, id: &str, now: DateTime, outcome: SaveOutcome) {
-        self.hint(id, now);
+    /// After a write of session `id` with `own` lifetime at `now`.
+    pub(super) fn saved(
+        &self,
+        id: &str,
+        now: DateTime,
+        outcome: SaveOutcome,
+        own: Option<SessionLifetime>,
+    ) {
+        // A touch by id skips only what the server's filter would skip: a
+        // session whose own window is short is always touched there.
+        if self.rules().full_window(own) {
+            self.hint(id, now);
+        } else {
+            self.inner.hints.forget(id);
+        }
         let events: &[EventKind] = match outcome {
             SaveOutcome::Touched => &[EventKind::Touch],
             _ => &[EventKind::Update, EventKind::Set],
         };
         self.inner.events.emit(id, events);
     }
+}
+
+/// A write of a live session, as [`update_live`](MongoSessionStore::update_live)
+/// carries it out.
+struct LiveWrite {
+    update: UpdateModifications,
+    outcome: SaveOutcome,
+    through: Option<WriteThrough>,
+    /// The lifetime `update`'s expiry was computed from, when the write is
+    /// to be conditioned on it.
+    as_loaded: Option<AsLoaded>,
+    /// The session's own lifetime after the write.
+    lifetime: Option<SessionLifetime>,
 }
 
 /// A session as a save expects to leave it, for the cache.

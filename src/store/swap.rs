@@ -2,9 +2,9 @@
 //! `ConflictPolicy::Fail`, a write that only lands on the version loaded,
 //! re-read and merged when another request wrote first.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use mongodb::options::UpdateModifications;
+use mongodb::{bson::DateTime, options::UpdateModifications};
 
 use super::MongoSessionStore;
 use crate::{
@@ -21,13 +21,15 @@ impl MongoSessionStore {
     /// there now (or, with [`ConflictPolicy::Fail`](crate::ConflictPolicy::Fail), fails if they touch a
     /// key somebody else changed), and tries again. Keys stored the old way
     /// are rewritten on the first attempt only, which the version guards.
+    /// `asked` is the expiry the framework asked for: the expiry is computed
+    /// again from a re-read session's lifetime, unless this request set it.
     pub(super) async fn compare_and_swap(
         &self,
         id: &str,
         snapshot: &Snapshot,
         changes: &Changes<'_>,
         entries: UserEntries<'_>,
-        clock: Clock,
+        (mut clock, asked): (Clock, Option<SystemTime>),
     ) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
         let stored_id = layout.stored_id(id);
@@ -35,10 +37,11 @@ impl MongoSessionStore {
         let strict = self.inner.config.conflicts == ConflictPolicy::Fail;
         let mut version = snapshot.version;
         let mut stale = snapshot.stale.clone();
+        let top = (&changes.user, &changes.lifetime);
         let mut update: UpdateModifications = if per_key {
             per_key_update(layout, &stored_id, changes, &stale, true, clock).into()
         } else {
-            whole_update(layout, &stored_id, &entries.to_map(), &changes.user, clock)?
+            whole_update(layout, &stored_id, &entries.to_map(), top, clock)?
         };
         // Bounded by time, not attempts: under heavy contention a writer keeps
         // its chance until the operation timeout, never longer — round trips
@@ -50,7 +53,7 @@ impl MongoSessionStore {
                 backoff(attempt).await;
             }
             attempt += 1;
-            let mut filter = layout.live_filter_stored(&stored_id, clock.now);
+            let mut filter = layout.write_filter(&stored_id, clock.now);
             layout.version_filter(&mut filter, version);
             let result = self
                 .run_until(
@@ -61,7 +64,7 @@ impl MongoSessionStore {
                 .await?;
             if result.matched_count > 0 {
                 self.evict(&stored_id);
-                self.saved(id, clock.now, SaveOutcome::Updated);
+                self.saved(id, clock.now, SaveOutcome::Updated, entries.lifetime());
                 return Ok(SaveOutcome::Updated);
             }
             let live = layout.live_filter_stored(&stored_id, clock.now);
@@ -84,11 +87,19 @@ impl MongoSessionStore {
             }
             version = current.version;
             stale = current.stale.into_iter().collect();
+            if changes.lifetime.is_none() {
+                // Another request may have given the session another lifetime.
+                let created_at = current.created_at.map(DateTime::timestamp_millis);
+                clock = Clock {
+                    now: clock.now,
+                    ..self.clock(asked, created_at, current.lifetime)
+                };
+            }
             update = if per_key {
                 per_key_update(layout, &stored_id, changes, &stale, false, clock).into()
             } else {
                 let merged = changes.apply_to(current.data);
-                whole_update(layout, &stored_id, &merged, &changes.user, clock)?
+                whole_update(layout, &stored_id, &merged, top, clock)?
             };
         }
         Err(Error::contended(attempt))

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use mongodb::bson::{doc, DateTime};
+use mongodb::bson::DateTime;
 
 use super::MongoSessionStore;
 use crate::{
@@ -10,6 +10,7 @@ use crate::{
     events::EventKind,
     id::is_plausible,
     observe::{observed, Op},
+    schema::and,
     write::{touch_update, Clock},
 };
 
@@ -18,6 +19,12 @@ impl MongoSessionStore {
     /// (connect-mongo's `touch`). Within `touch_after` of the session's last
     /// write it writes nothing. Returns whether the expiry moved; a session
     /// that no longer exists is not an error (connect-mongo #469/#471).
+    ///
+    /// A session with an idle window of its own
+    /// ([`SessionLifetime`](crate::SessionLifetime)) moves by that window,
+    /// not by `expires`, and is capped at its own absolute lifetime: the
+    /// server applies what the document stores. A session of a newer
+    /// document format is never written, and answers `false`.
     /// `expires: None` means now + [`ttl`](Self::ttl).
     ///
     /// # Errors
@@ -40,27 +47,36 @@ impl MongoSessionStore {
                 return Ok(false);
             }
         }
-        let mut filter = layout.live_filter(id, now);
-        if let (Some(field), false) = (&layout.fields.last_modified, window.is_zero()) {
-            let threshold = DateTime::from_system_time(now.to_system_time() - window);
-            // `$not` also matches documents without the field.
-            filter.insert(field, doc! { "$not": { "$gte": threshold } });
+        let stored_id = layout.stored_id(id);
+        let mut filter = layout.write_filter(&stored_id, now);
+        let rules = self.rules();
+        let due = (layout.fields.last_modified.as_deref()).and_then(|f| rules.touch_due(f, now));
+        if let Some(due) = due {
+            and(&mut filter, due);
         }
+        // The session's own lifetime is not known here: the server applies
+        // the one stored (a session touched by id alone, or through
+        // actix-session's `update_ttl`, which passes the global TTL).
         let clock = Clock {
             now,
-            ..self.clock(expires, None)
+            stored: Some(rules.stored()),
+            ..self.clock(expires, None, None)
         };
         let update = touch_update(layout, clock);
         let result = self
             .run("update", self.inner.collection.update_one(filter, update))
             .await;
         if self.inner.cache.is_some() {
-            self.evict(&layout.stored_id(id));
+            self.evict(&stored_id);
         }
         let result = result?;
         let touched = result.matched_count > 0;
         if touched {
-            self.hint(id, now);
+            // Only a session a load or save found fit for hints (see
+            // `Rules::full_window`) has one to move forward.
+            if self.inner.hints.get(id).is_some() {
+                self.hint(id, now);
+            }
             self.inner.events.emit(id, &[EventKind::Touch]);
         }
         Ok(touched)
