@@ -19,7 +19,9 @@ mod endings;
 #[cfg(feature = "express")]
 mod express;
 mod fault;
+mod format;
 mod indexes;
+mod lifetimes;
 #[cfg(feature = "express")]
 mod migrate;
 mod observe;
