@@ -196,6 +196,21 @@ async fn an_own_absolute_lifetime_outlives_the_stores_and_ends_the_session_at_it
         "the plain one is over"
     );
 
+    // Shorter than the store's: born 45 minutes ago, over at 30, though
+    // within the store's hour (and its expiry moved past it by hand).
+    let brief = SessionLifetime::new().max_lifetime(30 * 60 * Duration::from_secs(1));
+    let short = one
+        .create(&with_lifetime(json!({"who": "brief"}), brief), two_weeks())
+        .await
+        .unwrap();
+    let born = doc! { "createdAt": ago(45 * MINUTE), "expires": DateTime::from_system_time(SystemTime::now() + DAY) };
+    set_dates(&db, &one, &short, born).await;
+    assert!(two.load(&short).await.unwrap().is_none());
+    assert!(!two.touch(&short, two_weeks()).await.unwrap());
+    assert_eq!(two.length().await.unwrap(), 1, "only the kept one");
+    let gone = one.delete_expired().await.unwrap();
+    assert_eq!(gone, 2, "the plain and the brief one");
+
     // Born four hours ago: over for good, whatever its expiry says.
     set_dates(&db, &one, &kept, doc! { "createdAt": ago(4 * HOUR), "expires": DateTime::from_system_time(SystemTime::now() + DAY) }).await;
     assert!(one.load(&kept).await.unwrap().is_none());
@@ -206,8 +221,8 @@ async fn an_own_absolute_lifetime_outlives_the_stores_and_ends_the_session_at_it
     );
     assert_eq!(
         one.delete_expired().await.unwrap(),
-        2,
-        "both past their lifetimes"
+        1,
+        "past its own lifetime"
     );
     db.cleanup().await;
 }
