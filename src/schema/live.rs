@@ -48,6 +48,33 @@ impl Layout {
         filter
     }
 
+    /// [`write_filter`](Self::write_filter) for a write whose expiry was
+    /// computed from the lifetime the session was loaded with (`loaded`),
+    /// conditioned on the document still storing it: the common save
+    /// carries no expression. The creation time never changes and the
+    /// expiry of such a write is capped at the session's own absolute
+    /// lifetime, so only the store's is left to check here.
+    pub(crate) fn write_filter_as_loaded(
+        &self,
+        stored_id: &str,
+        now: DateTime,
+        loaded: Option<SessionLifetime>,
+    ) -> Document {
+        let mut filter = doc! {
+            &self.fields.id: stored_id,
+            &self.fields.expires: { "$gt": now },
+        };
+        let own_max = loaded.and_then(|own| own.max_lifetime);
+        if let (Some(max), Some(field), None) =
+            (self.max_lifetime, &self.fields.created_at, own_max)
+        {
+            filter.insert(field, doc! { "$gt": born_after(now, max) });
+        }
+        self.newer_excluded(&mut filter);
+        SessionLifetime::guard(loaded, &mut filter);
+        filter
+    }
+
     /// Adds "not expired, not past its absolute lifetime" to `filter`: the
     /// store's, or the session's own (its own is counted by the server from
     /// the stored creation time, bounded by the limit).
@@ -197,6 +224,31 @@ mod tests {
             born,
             Some(huge)
         ));
+    }
+
+    #[test]
+    fn a_write_computed_from_the_loaded_lifetime_is_conditioned_on_it_alone() {
+        let now = DateTime::from_millis(millis(20 * HOUR));
+        let born_after = DateTime::from_millis(millis(19 * HOUR));
+        let plain = layout().write_filter_as_loaded("id", now, None);
+        assert_eq!(
+            plain,
+            doc! {
+                "_id": "id", "expires": { "$gt": now }, "createdAt": { "$gt": born_after },
+                "format": { "$not": { "$gt": 2_i64 } },
+                "lifetime.ttl": { "$exists": false }, "lifetime.maxLifetime": { "$exists": false },
+            }
+        );
+        let own = SessionLifetime::new().max_lifetime(5 * HOUR);
+        let remembered = layout().write_filter_as_loaded("id", now, Some(own));
+        assert!(
+            !remembered.contains_key("createdAt"),
+            "its own, capped in the expiry"
+        );
+        assert_eq!(
+            remembered.get_i64("lifetime.maxLifetime"),
+            Ok(millis(5 * HOUR))
+        );
     }
 
     #[test]

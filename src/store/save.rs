@@ -294,10 +294,11 @@ impl MongoSessionStore {
             as_loaded,
             ..
         } = write;
-        let mut filter = self.inner.layout.write_filter(stored_id, now);
-        if let Some(AsLoaded(loaded)) = as_loaded {
-            SessionLifetime::guard(loaded, &mut filter);
-        }
+        let layout = &self.inner.layout;
+        let filter = match as_loaded {
+            Some(AsLoaded(loaded)) => layout.write_filter_as_loaded(stored_id, now, loaded),
+            None => layout.write_filter(stored_id, now),
+        };
         let (Some(through), Some(version_field)) = (through, &self.inner.layout.fields.version)
         else {
             let result = self

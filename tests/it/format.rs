@@ -424,3 +424,47 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
     );
     db.cleanup().await;
 }
+
+/// The Express layouts are shared with a Node store that knows no format:
+/// they write format 1, and store no lifetime of a session's own (the Node
+/// side would ignore it).
+#[cfg(feature = "express")]
+#[tokio::test]
+async fn express_layouts_write_format_1_and_refuse_own_lifetimes() {
+    use mongodb_session_store::express::ExpressLayout;
+    let db = TestDb::new("fmtexpress").await;
+    let builder = || {
+        MongoSessionStore::from_client(db.client.clone())
+            .database(&db.name)
+            .express_layout(ExpressLayout::ConnectMongodbSession)
+    };
+    let error = builder()
+        .document_format(DocumentFormat::V2)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+    let store = builder().build().await.unwrap();
+    let id = store
+        .create(&map(json!({"n": 1})), in_hours(1))
+        .await
+        .unwrap();
+    let document = db
+        .collection("sessions")
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!document.contains_key("format"), "{document}");
+    let mut tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    tracked.insert(
+        LIFETIME_KEY.into(),
+        SessionLifetime::new().ttl(HOUR).to_value(),
+    );
+    let error = store.save(&id, &tracked, in_hours(1)).await.unwrap_err();
+    assert!(
+        error.is_config() && error.to_string().contains("Express"),
+        "{error}"
+    );
+    db.cleanup().await;
+}
