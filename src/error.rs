@@ -71,6 +71,11 @@ enum Repr {
          its id was being regenerated; nothing was stored"
     )]
     Ended,
+    #[error(
+        "the user already has the most sessions allowed ({0}); the session was not given its \
+         owner"
+    )]
+    SessionLimit(u32),
 }
 
 impl Error {
@@ -153,6 +158,10 @@ impl Error {
         Self::from(Repr::Ended)
     }
 
+    pub(crate) fn session_limit(max: u32) -> Self {
+        Self::from(Repr::SessionLimit(max))
+    }
+
     pub(crate) fn contended(attempts: u32) -> Self {
         Self::from(Repr::Contended(attempts))
     }
@@ -227,6 +236,14 @@ impl Error {
         matches!(*self.0, Repr::Ended)
     }
 
+    /// A login was refused: the user already has
+    /// [`max_sessions_per_user`](crate::StoreBuilder::max_sessions_per_user)
+    /// sessions and the policy is
+    /// [`OverLimit::RefuseNewLogin`](crate::OverLimit::RefuseNewLogin).
+    pub fn is_session_limit(&self) -> bool {
+        matches!(*self.0, Repr::SessionLimit(_))
+    }
+
     /// The document field a decode error is about, such as `expires` or
     /// `data.cart`.
     pub fn decode_field(&self) -> Option<&str> {
@@ -253,6 +270,7 @@ impl Error {
             Repr::Conflict(_) => "conflict",
             Repr::Contended(_) => "contended",
             Repr::Ended => "ended",
+            Repr::SessionLimit(_) => "session_limit",
         }
     }
 

@@ -51,11 +51,11 @@ pub use index::{IndexAction, IndexPlan, IndexPurpose, IndexRepair, PlannedIndex}
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use observe::describe_metrics;
-pub use options::{AutoRemove, ConflictPolicy};
+pub use options::{AutoRemove, ConflictPolicy, OverLimit};
 pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
 pub use snapshot::RESERVED_KEY;
 pub use store::{MongoSessionStore, SessionStats, SizeDistribution};
-pub use user::{UserInfo, UserSession, USER_KEY};
+pub use user::{EndReason, SignedOut, UserInfo, UserSession, USER_KEY};
 
 /// The deployment guide's examples, compiled with the doc tests.
 #[cfg(doctest)]

@@ -333,6 +333,18 @@ impl StoreBuilder {
         self
     }
 
+    /// At most `max` live sessions per user (a session counts once it has
+    /// an owner: the adapters' `set_user`, or [`UserInfo`](crate::UserInfo)
+    /// in the map). Checked whenever a write gives a session an owner,
+    /// with one query on the owner index; `policy` says what gives way.
+    /// Concurrent logins of one user on any number of instances leave
+    /// exactly `max` of them (or all, if fewer) once they have returned.
+    /// `build` rejects `max` zero.
+    pub fn max_sessions_per_user(mut self, max: u32, policy: crate::OverLimit) -> Self {
+        self.config.session_limit = Some(crate::options::SessionLimit { max, policy });
+        self
+    }
+
     /// How expired sessions are removed (default [`AutoRemove::Native`]).
     /// connect-mongo's `autoRemove`.
     pub fn auto_remove(mut self, mode: AutoRemove) -> Self {

@@ -73,6 +73,11 @@ impl StoreBuilder {
         if matches!(self.layout.max_lifetime, Some(d) if d.is_zero()) {
             return Err(Error::config("max_lifetime must be longer than zero"));
         }
+        if config.session_limit.is_some_and(|limit| limit.max == 0) {
+            return Err(Error::config(
+                "max_sessions_per_user must be at least 1 (leave it unset for no limit)",
+            ));
+        }
         if config.max_session_bytes == 0 {
             return Err(Error::config("max_session_bytes must be above zero"));
         }

@@ -102,6 +102,9 @@ impl MongoSessionStore {
             if let Some(lineage) = lineage {
                 document.insert(LINEAGE_FIELD, lineage);
             }
+            if let Some(user) = &user {
+                self.admit_session(&user.user, &stored_id).await?;
+            }
             let ticket = self.inner.cache.as_ref().map(|cache| cache.write_ticket());
             match self
                 .run("insert", self.inner.collection.insert_one(document))
@@ -122,11 +125,14 @@ impl MongoSessionStore {
                             lineage: lineage.map(str::to_string),
                         };
                         let session = LoadedSession::written(values.clone(), stamps, layout);
-                        self.cache_written(stored_id, session, ticket);
+                        self.cache_written(stored_id.clone(), session, ticket);
                     }
                     self.inner
                         .events
                         .emit(&id, &[EventKind::Create, EventKind::Set]);
+                    if let Some(user) = &user {
+                        self.enforce_session_limit(&user.user).await?;
+                    }
                     return Ok(id);
                 }
                 Err(e) if is_duplicate_key(&e) => {

@@ -6,6 +6,7 @@ mod create;
 mod delete;
 mod expire;
 mod indexes;
+mod limit;
 mod load;
 mod regenerate;
 mod save;

@@ -79,6 +79,33 @@ impl MongoSessionStore {
         if !is_plausible(id) {
             return Ok(SaveOutcome::Missing);
         }
+        // Looked at only under a per-user limit: whether this save gives
+        // the session an owner (a login).
+        let new_owner = self.inner.config.session_limit.and_then(|_| {
+            let entry = entries.user_entry()?;
+            let changed = snapshot
+                .as_ref()
+                .is_none_or(|s| s.user_changed(Some(entry)));
+            changed.then(|| UserInfo::from_value(entry)).flatten()
+        });
+        if let Some(owner) = &new_owner {
+            let stored_id = self.inner.layout.stored_id(id);
+            self.admit_session(&owner.user, &stored_id).await?;
+        }
+        let outcome = self.save_planned(id, entries, snapshot, expires).await?;
+        if let (Some(owner), SaveOutcome::Updated) = (new_owner, outcome) {
+            self.enforce_session_limit(&owner.user).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn save_planned(
+        &self,
+        id: &str,
+        entries: UserEntries<'_>,
+        snapshot: Option<Snapshot>,
+        expires: Option<SystemTime>,
+    ) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
         let stored_id = layout.stored_id(id);
         let mut ruled = None;

@@ -20,6 +20,8 @@ mod endings;
 mod express;
 mod fault;
 mod indexes;
+#[cfg(all(feature = "tower-sessions", feature = "actix-session"))]
+mod limit;
 #[cfg(feature = "express")]
 mod migrate;
 mod observe;
