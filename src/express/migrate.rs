@@ -77,8 +77,8 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
-pub use crate::batch::Incomplete;
 use self::ledger::Ledger;
+pub use crate::batch::Incomplete;
 use crate::{
     error::{Error, Result},
     id::RedactedId,

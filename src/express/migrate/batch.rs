@@ -46,7 +46,9 @@ impl MongoSessionStore {
             let native = match self.native_copy(&item.key, item.decoded, old, version) {
                 Ok(native) => native,
                 Err(e) if e.is_decode() => {
-                    tally.failures.push(describe(source.layout(), item.source, &e));
+                    tally
+                        .failures
+                        .push(describe(source.layout(), item.source, &e));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -133,7 +135,9 @@ impl MongoSessionStore {
             let native = match self.native_copy(&item.key, item.decoded, old.as_ref(), version) {
                 Ok(native) => native,
                 Err(e) if e.is_decode() => {
-                    tally.failures.push(describe(source.layout(), item.source, &e));
+                    tally
+                        .failures
+                        .push(describe(source.layout(), item.source, &e));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -245,7 +249,9 @@ fn version_after(
     recorded: Option<&Entry>,
 ) -> i64 {
     match (existing, recorded) {
-        (Some(existing), _) => target.version_of(existing).map_or(0, |v| v.saturating_add(1)),
+        (Some(existing), _) => target
+            .version_of(existing)
+            .map_or(0, |v| v.saturating_add(1)),
         (None, Some(entry)) => {
             let micros = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

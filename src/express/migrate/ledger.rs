@@ -88,7 +88,10 @@ impl<'a> Ledger<'a> {
         Ok(Self {
             store: target,
             collection,
-            open: open.iter().filter_map(|d| d.get_object_id("_id").ok()).collect(),
+            open: open
+                .iter()
+                .filter_map(|d| d.get_object_id("_id").ok())
+                .collect(),
             source,
             run: ObjectId::new(),
         })
