@@ -24,6 +24,7 @@ mod operations;
 mod options;
 #[cfg(feature = "tower-sessions")]
 mod robustness;
+#[cfg(feature = "express")]
 mod scale;
 #[cfg(feature = "tower-sessions")]
 mod security;

@@ -14,7 +14,9 @@ use mongodb::{
     options::ClientOptions,
     Client,
 };
-use mongodb_session_store::{AutoRemove, BatchOptions, MongoSessionStore};
+use mongodb_session_store::{
+    express::ExpressLayout, migrate::MigrateOptions, AutoRemove, BatchOptions, MongoSessionStore,
+};
 use testkit::{
     fault::{FailPoint, Times},
     TestDb,
@@ -167,5 +169,100 @@ async fn a_session_touched_while_a_purge_runs_is_not_deleted() {
     let left = db.documents("sessions").await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].get_str("_id").unwrap(), "old-00002");
+    db.cleanup().await;
+}
+
+/// `count` connect-mongo documents, ids `sid-00000…`.
+async fn seed_connect_mongo(db: &TestDb, count: usize) {
+    let expires = DateTime::from_millis(DateTime::now().timestamp_millis() + 3_600_000);
+    let documents: Vec<Document> = (0..count)
+        .map(|i| {
+            let session = format!(r#"{{"cookie":{{"originalMaxAge":3600000}},"n":{i}}}"#);
+            doc! { "_id": format!("sid-{i:05}"), "session": session, "expires": expires }
+        })
+        .collect();
+    for chunk in documents.chunks(1000) {
+        db.collection("sessions")
+            .insert_many(chunk.to_vec())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_migration_that_fails_in_a_middle_batch_reports_what_it_did_and_a_rerun_finishes() {
+    let db = TestDb::new("scale_migrate").await;
+    seed_connect_mongo(&db, 5_000).await;
+    let source = MongoSessionStore::from_client(db.client.clone())
+        .database(&db.name)
+        .auto_remove(AutoRemove::Disabled)
+        .express_layout(ExpressLayout::ConnectMongo)
+        .build()
+        .await
+        .unwrap();
+    let (client, log) = named_client("scale-migrate").await;
+    let target = MongoSessionStore::from_client(client)
+        .database(&db.name)
+        .collection("native")
+        .build()
+        .await
+        .unwrap();
+    let options = MigrateOptions::default().batch_size(100);
+    // A first copy inserts three times a batch: its record, its ledger
+    // entries, its copies. The 21st batch's copies fail, after its entries
+    // were recorded as pending.
+    let fail = FailPoint::fail_command(
+        &db.client,
+        "scale-migrate",
+        &["insert"],
+        Times::Skip(3 * 20 + 2),
+        doc! { "errorCode": 2 },
+    )
+    .await;
+    let fail = match fail {
+        Ok(fail) => fail,
+        Err(skipped) => return eprintln!("{skipped}"),
+    };
+    let stopped = target
+        .migrate_from(&source, options, |_| {})
+        .await
+        .expect_err("the 21st batch fails");
+    fail.off().await;
+    let done = &stopped.done;
+    assert_eq!(
+        (done.examined, done.converted),
+        (2_000, 2_000),
+        "{}",
+        stopped.error
+    );
+    assert!(stopped.error.is_database(), "{}", stopped.error);
+    let native = db.collection("native");
+    assert_eq!(native.count_documents(doc! {}).await.unwrap(), 2_000);
+    // Bounded: every round trip carried at most a batch.
+    for insert in sent(&log, "insert") {
+        assert!(insert.get_array("documents").unwrap().len() <= 100);
+    }
+    for find in sent(&log, "find") {
+        if let Ok(filter) = find.get_document("filter") {
+            let ids = filter
+                .get_document("_id")
+                .and_then(|id| id.get_array("$in"));
+            assert!(ids.map_or(0, Vec::len) <= 100, "{find}");
+        }
+    }
+
+    let rerun = target.migrate_from(&source, options, |_| {}).await.unwrap();
+    assert_eq!(
+        (rerun.examined, rerun.converted, rerun.unchanged),
+        (5_000, 3_000, 2_000),
+        "the pending batch is copied too: {rerun:?}"
+    );
+    assert_eq!(native.count_documents(doc! {}).await.unwrap(), 5_000);
+    for i in [0, 2_050, 4_999] {
+        let loaded = target.load(&format!("sid-{i:05}")).await.unwrap();
+        assert_eq!(loaded.expect("migrated").data["n"], i as i64);
+    }
+    let again = target.migrate_from(&source, options, |_| {}).await.unwrap();
+    assert_eq!((again.converted, again.unchanged), (0, 5_000));
     db.cleanup().await;
 }
