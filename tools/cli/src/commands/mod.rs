@@ -4,7 +4,7 @@ mod indexes;
 mod inspect;
 pub(crate) mod migrate;
 mod revoke;
-mod rewrap;
+pub(crate) mod rewrap;
 
 use std::time::SystemTime;
 
@@ -56,9 +56,11 @@ pub(crate) enum Command {
     /// idempotent, so after an interruption (Ctrl-C, a lost connection, exit
     /// code 1 or 5) run the same command again; sessions already under the
     /// primary key are only read. When it exits 0 and `stats` shows no
-    /// document under the old key id, the old key can go.
+    /// document under the old key id, the old key can go. In batches: each
+    /// round trip reads at most --batch-size sessions; a failure after some
+    /// batches were done exits 5 with their counts.
     #[command(after_help = EXIT_CODES)]
-    Rewrap,
+    Rewrap(rewrap::RewrapArgs),
     /// Move connect-mongo / connect-mongodb-session sessions to the native
     /// layout without logging anyone out (formerly `mss-migrate`). --layout
     /// names the Node layout; the other store options describe the native
@@ -88,7 +90,7 @@ pub(crate) async fn run(options: &StoreOptions, command: Command, ui: Ui) -> Res
         Command::Revoke(args) => revoke::revoke(options, &args, ui).await,
         Command::PurgeExpired(args) => revoke::purge_expired(options, &args, ui).await,
         Command::EnsureIndexes(args) => indexes::ensure(options, &args, ui).await,
-        Command::Rewrap => rewrap::rewrap(options, ui).await,
+        Command::Rewrap(args) => rewrap::rewrap(options, &args, ui).await,
         Command::Migrate(args) => migrate::run(options, &args, ui).await,
     }
 }
