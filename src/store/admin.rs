@@ -1,10 +1,10 @@
-//! Operations on the whole collection: rewrap, listing, counting, clearing
-//! (rewrap and clear in bounded batches).
+//! Operations on the whole collection: rewrap (in bounded batches),
+//! listing, counting, clearing.
 
 use std::sync::Arc;
 
 use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::bson::{doc, DateTime, Document};
 
 use super::MongoSessionStore;
 use crate::{
@@ -201,9 +201,9 @@ impl MongoSessionStore {
 
     /// Deletes every session and keeps the collection and its indexes
     /// (connect-mongo 4/5 dropped the collection, TTL index included).
-    /// Returns how many were deleted. In batches of 1,000 (a `find` of the
-    /// next ids, a `deleteMany` of them), each round trip bounded by the
-    /// operation timeout; what a failed call had deleted stays deleted.
+    /// Returns how many were deleted. One `deleteMany` (connect-mongo's
+    /// `clear`, for tests and development): to empty a large collection
+    /// in bounded round trips, drop it or use `mongodb-sessions`.
     ///
     /// # Errors
     ///
@@ -213,50 +213,10 @@ impl MongoSessionStore {
     }
 
     async fn clear_unobserved(&self) -> Result<u64> {
-        // In batches, as `delete_expired`: one `deleteMany` of everything
-        // would take longer as the collection grows, under one timeout.
-        let options = BatchOptions::default();
-        let (mut deleted, mut after) = (0, None);
-        let result = loop {
-            let mut filter = Document::new();
-            if let Some(after) = &after {
-                filter.insert("_id", doc! { "$gt": after });
-            }
-            let find = self
-                .inner
-                .collection
-                .find(filter)
-                .projection(doc! { "_id": 1 })
-                .sort(doc! { "_id": 1 })
-                .limit(options.limit());
-            let ids: Result<Vec<Document>> = self
-                .run("find", async { find.await?.try_collect().await })
-                .await;
-            let ids: Vec<Bson> = match ids {
-                Ok(ids) => ids
-                    .into_iter()
-                    .filter_map(|mut d| d.remove("_id"))
-                    .collect(),
-                Err(error) => break Err(error),
-            };
-            let Some(last) = ids.last().cloned() else {
-                break Ok(deleted);
-            };
-            let full = ids.len() >= options.size;
-            let filter = doc! { "_id": { "$in": ids } };
-            match self
-                .run("deleteMany", self.inner.collection.delete_many(filter))
-                .await
-            {
-                Ok(result) => deleted += result.deleted_count,
-                Err(error) => break Err(error),
-            }
-            if !full {
-                break Ok(deleted);
-            }
-            after = Some(last);
-        };
+        let result = self
+            .run("deleteMany", self.inner.collection.delete_many(doc! {}))
+            .await;
         self.evict_all();
-        result
+        Ok(result?.deleted_count)
     }
 }
