@@ -71,13 +71,11 @@ mod batch;
 mod ledger;
 mod writes;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
-use self::ledger::Ledger;
+use self::ledger::{DrySeen, Ledger};
 pub use crate::batch::Incomplete;
 use crate::{
     error::{Error, Result},
@@ -166,26 +164,6 @@ impl MigrateOptions {
     }
 }
 
-/// The native keys a dry run saw, as 64-bit hashes (it writes no marks).
-#[derive(Debug, Default)]
-struct DrySeen(Vec<u64>);
-
-impl DrySeen {
-    fn extend(&mut self, keys: &[String]) {
-        self.0.extend(keys.iter().map(|k| hash(k)));
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        self.0.binary_search(&hash(key)).is_ok()
-    }
-}
-
-fn hash(key: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
-
 impl MongoSessionStore {
     /// Migrates every live session of `source` (a store built with
     /// [`express_layout`](crate::StoreBuilder::express_layout)) into this
@@ -267,7 +245,7 @@ impl MongoSessionStore {
         }
         if let Some(ledger) = &ledger {
             if let Some(dry) = &mut dry {
-                dry.0.sort_unstable();
+                dry.sort();
             }
             self.remove_orphans(ledger, options, dry.as_ref(), report)
                 .await?;

@@ -155,7 +155,10 @@ async fn migrate(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Row> {
             "createdAt": now, "lastModified": now, "version": 0_i64,
         });
         if batch.len() == BATCH {
-            raw_target.insert_many(std::mem::take(&mut batch)).await.unwrap();
+            raw_target
+                .insert_many(std::mem::take(&mut batch))
+                .await
+                .unwrap();
         }
     }
     if !batch.is_empty() {
@@ -164,7 +167,13 @@ async fn migrate(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Row> {
     let raw = start.elapsed();
     assert_eq!(count(&raw_target).await, n as u64);
 
-    let args = ["--collection", "express", "migrate", "--layout", "connect-mongo"];
+    let args = [
+        "--collection",
+        "express",
+        "migrate",
+        "--layout",
+        "connect-mongo",
+    ];
     let into = [&args[..], &["--into", "native", "--yes"]].concat();
     let (ours, report, rss) = cli.run(&into);
     assert_eq!(report["converted"], n, "{report}");
@@ -175,8 +184,20 @@ async fn migrate(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Row> {
         db.collection::<Document>(name).drop().await.unwrap();
     }
     vec![
-        Row { n, operation: "migrate", ours, raw: Some(raw), rss_kb: rss },
-        Row { n, operation: "migrate, rerun (nothing changed)", ours: rerun, raw: None, rss_kb: rerun_rss },
+        Row {
+            n,
+            operation: "migrate",
+            ours,
+            raw: Some(raw),
+            rss_kb: rss,
+        },
+        Row {
+            n,
+            operation: "migrate, rerun (nothing changed)",
+            ours: rerun,
+            raw: None,
+            rss_kb: rerun_rss,
+        },
     ]
 }
 
@@ -211,7 +232,13 @@ async fn purge(cli: &Cli, db: &mongodb::Database, n: usize) -> Row {
     let (ours, report, rss) = cli.run(&["--collection", "purge", "purge-expired", "--yes"]);
     assert_eq!(report["deleted"], n, "{report}");
     sessions.drop().await.unwrap();
-    Row { n, operation: "purge-expired", ours, raw: Some(raw), rss_kb: rss }
+    Row {
+        n,
+        operation: "purge-expired",
+        ours,
+        raw: Some(raw),
+        rss_kb: rss,
+    }
 }
 
 /// `rewrap` of n sessions sealed under key 1 (key 2 now primary) beside a
@@ -243,7 +270,8 @@ async fn rewrap_and_stats(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Ro
     while cursor.advance().await.unwrap() {
         let document = cursor.deserialize_current().unwrap();
         let filter = doc! { "_id": document.get("_id").cloned().unwrap() };
-        let update = doc! { "$set": { "data": document.get("data").cloned().unwrap_or(Bson::Null) } };
+        let update =
+            doc! { "$set": { "data": document.get("data").cloned().unwrap_or(Bson::Null) } };
         let collection = plain.clone();
         pending.spawn(async move { collection.update_one(filter, update).await.unwrap() });
         if pending.len() >= 32 {
@@ -254,12 +282,22 @@ async fn rewrap_and_stats(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Ro
     let raw_rewrap = start.elapsed();
 
     let keys = format!("2:{KEY_2},1:{KEY_1}");
-    let (ours, report, rss) =
-        cli.run(&["--collection", "sealed", "--encryption-keys", &keys, "rewrap", "--yes"]);
+    let (ours, report, rss) = cli.run(&[
+        "--collection",
+        "sealed",
+        "--encryption-keys",
+        &keys,
+        "rewrap",
+        "--yes",
+    ]);
     assert_eq!(report["rewrapped"], n, "{report}");
 
     let start = Instant::now();
-    let mut cursor = sessions.find(doc! {}).batch_size(BATCH as u32).await.unwrap();
+    let mut cursor = sessions
+        .find(doc! {})
+        .batch_size(BATCH as u32)
+        .await
+        .unwrap();
     let (mut live, mut sizes) = (0u64, Vec::with_capacity(n));
     let now = DateTime::now();
     while cursor.advance().await.unwrap() {
@@ -271,13 +309,34 @@ async fn rewrap_and_stats(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Ro
     }
     sizes.sort_unstable();
     let raw_stats = start.elapsed();
-    let (stats, figures, stats_rss) =
-        cli.run(&["--collection", "sealed", "--encryption-keys", &keys, "stats"]);
-    assert_eq!((&figures["live"], &figures["documents"]), (&json!(live), &json!(n)), "{figures}");
+    let (stats, figures, stats_rss) = cli.run(&[
+        "--collection",
+        "sealed",
+        "--encryption-keys",
+        &keys,
+        "stats",
+    ]);
+    assert_eq!(
+        (&figures["live"], &figures["documents"]),
+        (&json!(live), &json!(n)),
+        "{figures}"
+    );
     plain.drop().await.unwrap();
     vec![
-        Row { n, operation: "rewrap", ours, raw: Some(raw_rewrap), rss_kb: rss },
-        Row { n, operation: "stats", ours: stats, raw: Some(raw_stats), rss_kb: stats_rss },
+        Row {
+            n,
+            operation: "rewrap",
+            ours,
+            raw: Some(raw_rewrap),
+            rss_kb: rss,
+        },
+        Row {
+            n,
+            operation: "stats",
+            ours: stats,
+            raw: Some(raw_stats),
+            rss_kb: stats_rss,
+        },
     ]
 }
 
@@ -286,12 +345,21 @@ async fn rewrap_and_stats(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Ro
 async fn user(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Row> {
     let sessions = db.collection::<Document>("users");
     let live = in_ms(3_600_000);
-    let owner = |i: usize| if i % (n / OWN) == 0 { Some("ada") } else { None };
+    let owner = |i: usize| {
+        if i.is_multiple_of(n / OWN) {
+            Some("ada")
+        } else {
+            None
+        }
+    };
     insert(&sessions, (0..n).map(|i| native(i, live, owner(i)))).await;
     let partial = IndexOptions::builder()
         .partial_filter_expression(doc! { "user": { "$exists": true } })
         .build();
-    let index = IndexModel::builder().keys(doc! { "user": 1 }).options(partial).build();
+    let index = IndexModel::builder()
+        .keys(doc! { "user": 1 })
+        .options(partial)
+        .build();
     sessions.create_index(index).await.unwrap();
     let ada = doc! { "user": "ada", "expires": { "$gt": DateTime::now() } };
 
@@ -310,27 +378,58 @@ async fn user(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Row> {
     let deleted = sessions.delete_many(ada).await.unwrap();
     let raw_revoke = start.elapsed();
     assert_eq!(deleted.deleted_count, OWN as u64);
-    insert(&sessions, (0..n).filter(|i| owner(*i).is_some()).map(|i| native(i, live, owner(i)))).await;
-    let (revoke, revoked, revoke_rss) =
-        cli.run(&["--collection", "users", "revoke", "--user", "ada", "--all", "--yes"]);
+    insert(
+        &sessions,
+        (0..n)
+            .filter(|i| owner(*i).is_some())
+            .map(|i| native(i, live, owner(i))),
+    )
+    .await;
+    let (revoke, revoked, revoke_rss) = cli.run(&[
+        "--collection",
+        "users",
+        "revoke",
+        "--user",
+        "ada",
+        "--all",
+        "--yes",
+    ]);
     assert_eq!(revoked["revoked"], OWN, "{revoked}");
     sessions.drop().await.unwrap();
     vec![
-        Row { n, operation: "list (1,000 of a user)", ours: list, raw: Some(raw_list), rss_kb: list_rss },
-        Row { n, operation: "revoke --all (1,000 of a user)", ours: revoke, raw: Some(raw_revoke), rss_kb: revoke_rss },
+        Row {
+            n,
+            operation: "list (1,000 of a user)",
+            ours: list,
+            raw: Some(raw_list),
+            rss_kb: list_rss,
+        },
+        Row {
+            n,
+            operation: "revoke --all (1,000 of a user)",
+            ours: revoke,
+            raw: Some(raw_revoke),
+            rss_kb: revoke_rss,
+        },
     ]
 }
 
 fn print(rows: &[Row]) {
-    println!("| N | operation | `mongodb-sessions` | sessions/s | raw baseline | ratio | CLI peak RSS |");
+    println!(
+        "| N | operation | `mongodb-sessions` | sessions/s | raw baseline | ratio | CLI peak RSS |"
+    );
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for row in rows {
         let per_second = row.n as f64 / row.ours.as_secs_f64();
-        let raw = row.raw.map_or("–".into(), |r| format!("{:.2} s", r.as_secs_f64()));
+        let raw = row
+            .raw
+            .map_or("–".into(), |r| format!("{:.2} s", r.as_secs_f64()));
         let ratio = row.raw.map_or("–".into(), |r| {
             format!("{:.1}×", row.ours.as_secs_f64() / r.as_secs_f64())
         });
-        let rss = row.rss_kb.map_or("–".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0));
+        let rss = row
+            .rss_kb
+            .map_or("–".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0));
         let per_second = if row.operation.contains("of a user") {
             "–".into()
         } else {
@@ -350,7 +449,7 @@ fn group(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -10,8 +10,8 @@ use mongodb::bson::{doc, Document};
 
 use super::{
     describe,
-    ledger::{fingerprint, Entry, Ledger},
-    same_session, DrySeen, MigrateOptions, MigrationReport, Step,
+    ledger::{fingerprint, DrySeen, Entry, Ledger},
+    same_session, MigrateOptions, MigrationReport, Step,
 };
 use crate::{error::Result, schema::Decoded, MongoSessionStore};
 

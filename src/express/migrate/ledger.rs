@@ -27,7 +27,10 @@
 //! the ledger: from then on it is the native side's. Raw session ids are
 //! never stored here.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{DefaultHasher, Hash, Hasher},
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use futures_util::{StreamExt, TryStreamExt};
@@ -241,6 +244,31 @@ impl<'a> Ledger<'a> {
         self.store.run("delete", delete).await?;
         Ok(())
     }
+}
+
+/// The native keys a dry run saw, as 64-bit hashes (it writes no marks).
+#[derive(Debug, Default)]
+pub(super) struct DrySeen(Vec<u64>);
+
+impl DrySeen {
+    pub(super) fn extend(&mut self, keys: &[String]) {
+        self.0.extend(keys.iter().map(|k| hash(k)));
+    }
+
+    /// Once every key is in, before [`contains`](Self::contains).
+    pub(super) fn sort(&mut self) {
+        self.0.sort_unstable();
+    }
+
+    pub(super) fn contains(&self, key: &str) -> bool {
+        self.0.binary_search(&hash(key)).is_ok()
+    }
+}
+
+fn hash(key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The ledger's collection beside `target`.

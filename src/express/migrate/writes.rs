@@ -17,7 +17,11 @@ use mongodb::{
     Collection,
 };
 
-use super::{as_read, exactly, ledger::Ledger, DrySeen, MigrateOptions, MigrationReport};
+use super::{
+    as_read, exactly,
+    ledger::{DrySeen, Ledger},
+    MigrateOptions, MigrationReport,
+};
 use crate::{error::Result, MongoSessionStore};
 
 /// Inserts `documents` in one unordered insert; those whose id is taken
