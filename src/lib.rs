@@ -6,6 +6,7 @@
 
 #[cfg(any(feature = "tower-sessions", feature = "actix-session"))]
 mod adapter;
+mod batch;
 mod builder;
 mod cache;
 mod changes;
@@ -40,6 +41,7 @@ pub use express::migrate;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;
 
+pub use batch::{BatchOptions, Incomplete};
 pub use builder::StoreBuilder;
 pub use cache::{CacheMode, ReadCache};
 pub use codec::{BoxError, Codec, SessionCodec};

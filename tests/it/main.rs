@@ -29,6 +29,8 @@ mod operations;
 mod options;
 #[cfg(feature = "tower-sessions")]
 mod robustness;
+#[cfg(feature = "express")]
+mod scale;
 #[cfg(feature = "tower-sessions")]
 mod security;
 mod slow_faults;
