@@ -43,6 +43,12 @@ pub mod tower;
 
 pub use batch::{BatchOptions, Incomplete};
 pub use builder::StoreBuilder;
+
+/// The store's options by name, set from text ([`StoreBuilder::set`]): the
+/// one definition the operations CLI derives its flags from.
+pub mod config {
+    pub use crate::builder::text::{parse_duration, parse_key_ring, StoreOption, STORE_OPTIONS};
+}
 pub use cache::{CacheMode, ReadCache};
 pub use codec::{BoxError, Codec, SessionCodec};
 pub use crypto::KeyRing;

@@ -5,6 +5,7 @@ mod build;
 mod client;
 mod deploy;
 mod source;
+pub(crate) mod text;
 mod validate;
 
 use client::Service;
@@ -165,6 +166,18 @@ impl StoreBuilder {
     ) -> Self {
         self.layout.fields.created_at = Some(created_at.into());
         self.layout.fields.last_modified = Some(last_modified.into());
+        self
+    }
+
+    /// [`timestamp_fields`](Self::timestamp_fields)' first name alone.
+    pub(crate) fn created_at_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.created_at = Some(name.into());
+        self
+    }
+
+    /// [`timestamp_fields`](Self::timestamp_fields)' second name alone.
+    pub(crate) fn last_modified_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.last_modified = Some(name.into());
         self
     }
 

@@ -44,13 +44,13 @@ pub(crate) struct MigrateArgs {
 }
 
 pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> Result<Report> {
-    let Some(StoreLayout::Express(layout)) = options.layout else {
+    let StoreLayout::Express(layout) = options.layout()? else {
         bail!(
             "say which Node layout to migrate from: --layout connect-mongo, \
              connect-mongo-object or connect-mongodb-session"
         );
     };
-    let from = args.from.as_deref().unwrap_or(&options.collection);
+    let from = args.from.as_deref().unwrap_or(options.collection());
     let into = match (&args.into, args.in_place) {
         (Some(name), false) => name.as_str(),
         (None, true) => from,

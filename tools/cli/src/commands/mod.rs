@@ -112,7 +112,7 @@ fn namespace(store: &MongoSessionStore) -> String {
 /// The collection's size for a progress bar: an estimate, or zero.
 async fn estimate(store: &MongoSessionStore, options: &StoreOptions) -> u64 {
     let estimate = store.collection().estimated_document_count();
-    match tokio::time::timeout(options.operation_timeout, estimate).await {
+    match tokio::time::timeout(options.operation_timeout(), estimate).await {
         Ok(Ok(count)) => count,
         _ => 0,
     }
