@@ -82,6 +82,11 @@ enum Repr {
          document format"
     )]
     NewerFormat { found: i64, reads: i64 },
+    #[error(
+        "the user already has the most sessions allowed ({0}); the session was not given its \
+         owner"
+    )]
+    SessionLimit(u32),
 }
 
 impl Error {
@@ -166,6 +171,10 @@ impl Error {
 
     pub(crate) fn newer_format(found: i64, reads: i64) -> Self {
         Self::from(Repr::NewerFormat { found, reads })
+    }
+
+    pub(crate) fn session_limit(max: u32) -> Self {
+        Self::from(Repr::SessionLimit(max))
     }
 
     pub(crate) fn contended(attempts: u32) -> Self {
@@ -260,6 +269,14 @@ impl Error {
         }
     }
 
+    /// A login was refused: the user already has
+    /// [`max_sessions_per_user`](crate::StoreBuilder::max_sessions_per_user)
+    /// sessions and the policy is
+    /// [`OverLimit::RefuseNewLogin`](crate::OverLimit::RefuseNewLogin).
+    pub fn is_session_limit(&self) -> bool {
+        matches!(*self.0, Repr::SessionLimit(_))
+    }
+
     /// The document field a decode error is about, such as `expires` or
     /// `data.cart`.
     pub fn decode_field(&self) -> Option<&str> {
@@ -287,6 +304,7 @@ impl Error {
             Repr::Contended(_) => "contended",
             Repr::Ended => "ended",
             Repr::NewerFormat { .. } => "newer_format",
+            Repr::SessionLimit(_) => "session_limit",
         }
     }
 

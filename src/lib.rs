@@ -6,6 +6,7 @@
 
 #[cfg(any(feature = "tower-sessions", feature = "actix-session"))]
 mod adapter;
+mod batch;
 mod builder;
 mod cache;
 mod changes;
@@ -41,7 +42,14 @@ pub use express::migrate;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;
 
+pub use batch::{BatchOptions, Incomplete};
 pub use builder::StoreBuilder;
+
+/// The store's options by name, set from text ([`StoreBuilder::set`]): the
+/// one definition the operations CLI derives its flags from.
+pub mod config {
+    pub use crate::builder::text::{parse_duration, parse_key_ring, StoreOption, STORE_OPTIONS};
+}
 pub use cache::{CacheMode, ReadCache};
 pub use codec::{BoxError, Codec, SessionCodec};
 pub use crypto::KeyRing;
@@ -53,12 +61,12 @@ pub use lifetime::{SessionLifetime, LIFETIME_KEY};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use observe::describe_metrics;
-pub use options::{AutoRemove, ConflictPolicy};
+pub use options::{AutoRemove, ConflictPolicy, OverLimit};
 pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
 pub use schema::DocumentFormat;
 pub use snapshot::RESERVED_KEY;
 pub use store::{MongoSessionStore, SessionStats, SizeDistribution};
-pub use user::{UserInfo, UserSession, USER_KEY};
+pub use user::{EndReason, SignedOut, UserInfo, UserSession, USER_KEY};
 
 /// The deployment guide's examples, compiled with the doc tests.
 #[cfg(doctest)]

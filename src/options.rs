@@ -17,6 +17,33 @@ pub enum ConflictPolicy {
     Fail,
 }
 
+/// What happens when a session gets an owner who already has
+/// [`max_sessions_per_user`](crate::StoreBuilder::max_sessions_per_user)
+/// live sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// The user's least recently active sessions are ended (like a
+    /// revocation) until the limit holds; the new login always succeeds.
+    /// [`MongoSessionStore::signed_out`](crate::MongoSessionStore::signed_out)
+    /// lists the devices this signed out.
+    #[default]
+    EndLeastRecentlyActive,
+    /// The new login is refused: the session keeps no owner and the save
+    /// (or create) fails with an error for which
+    /// [`Error::is_session_limit`](crate::Error::is_session_limit) is true.
+    /// Call [`MongoSessionStore::check_session_limit`](crate::MongoSessionStore::check_session_limit)
+    /// in the login handler to answer the user before that.
+    RefuseNewLogin,
+}
+
+/// The per-user session limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionLimit {
+    pub(crate) max: u32,
+    pub(crate) policy: OverLimit,
+}
+
 /// Tunables that do not change the document layout.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -25,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) operation_timeout: Duration,
     pub(crate) max_session_bytes: usize,
     pub(crate) conflicts: ConflictPolicy,
+    pub(crate) session_limit: Option<SessionLimit>,
 }
 
 impl Default for Config {
@@ -35,6 +63,7 @@ impl Default for Config {
             operation_timeout: Duration::from_secs(10),
             max_session_bytes: 1024 * 1024,
             conflicts: ConflictPolicy::default(),
+            session_limit: None,
         }
     }
 }

@@ -141,12 +141,21 @@ pub struct RewrapReport {
     pub undecodable: u64,
 }
 
+impl RewrapReport {
+    pub(crate) fn add(&mut self, batch: Self) {
+        self.examined += batch.examined;
+        self.rewrapped += batch.rewrapped;
+        self.skipped += batch.skipped;
+        self.undecodable += batch.undecodable;
+    }
+}
+
 /// What [`MongoSessionStore::rewrap_with`](crate::MongoSessionStore::rewrap_with)
 /// reports as it goes.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RewrapEvent<'a> {
-    /// One more document looked at: the totals so far.
+    /// One more batch done: the totals so far.
     Progress(&'a RewrapReport),
     /// A document that could not be decoded was skipped.
     Undecodable {

@@ -70,6 +70,55 @@ impl UserInfo {
     }
 }
 
+/// Why a device was signed out by someone other than itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// [`revoke`](crate::MongoSessionStore::revoke) or
+    /// [`revoke_others`](crate::MongoSessionStore::revoke_others).
+    Revoked,
+    /// A login past
+    /// [`max_sessions_per_user`](crate::StoreBuilder::max_sessions_per_user)
+    /// ended it ([`OverLimit::EndLeastRecentlyActive`](crate::OverLimit::EndLeastRecentlyActive)).
+    SessionLimit,
+}
+
+impl EndReason {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::SessionLimit => "session-limit",
+        }
+    }
+
+    pub(crate) fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "revoked" => Some(Self::Revoked),
+            "session-limit" => Some(Self::SessionLimit),
+            _ => None,
+        }
+    }
+}
+
+/// A device of a user's that was signed out by someone else within the
+/// last hour, as [`MongoSessionStore::signed_out`](crate::MongoSessionStore::signed_out)
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignedOut {
+    /// The ended session's revocation handle (as
+    /// [`UserSession::handle`] showed it).
+    pub handle: String,
+    /// Its client's `User-Agent`, if recorded.
+    pub user_agent: Option<String>,
+    /// Its client's address, if recorded.
+    pub ip: Option<String>,
+    /// When it was signed out.
+    pub at: SystemTime,
+    /// Why.
+    pub reason: EndReason,
+}
+
 fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;

@@ -102,12 +102,13 @@ pub(crate) fn per_key_update(
         &mut unset,
     );
     set.extend(layout.stamps(clock.expires, clock.now));
+    let mut update = Document::new();
     match &changes.user {
         Some(Some(user)) => set.extend(user_fields(user)),
         Some(None) => unset.extend(unset_user_fields()),
         None => {}
     }
-    let mut update = doc! { "$set": set };
+    update.insert("$set", set);
     if !unset.is_empty() {
         update.insert("$unset", unset);
     }

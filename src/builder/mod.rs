@@ -6,6 +6,7 @@ mod client;
 mod deploy;
 mod lifetimes;
 mod source;
+pub(crate) mod text;
 mod validate;
 
 use client::Service;
@@ -173,6 +174,18 @@ impl StoreBuilder {
         self
     }
 
+    /// [`timestamp_fields`](Self::timestamp_fields)' first name alone.
+    pub(crate) fn created_at_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.created_at = Some(name.into());
+        self
+    }
+
+    /// [`timestamp_fields`](Self::timestamp_fields)' second name alone.
+    pub(crate) fn last_modified_field(mut self, name: impl Into<String>) -> Self {
+        self.layout.fields.last_modified = Some(name.into());
+        self
+    }
+
     /// The field holding the session id (default `_id`).
     /// connect-mongodb-session's `idField`. Any other field gets a unique
     /// index, so `create` stays collision-safe.
@@ -335,6 +348,18 @@ impl StoreBuilder {
     /// Changes to different keys always all persist.
     pub fn on_conflict(mut self, policy: ConflictPolicy) -> Self {
         self.config.conflicts = policy;
+        self
+    }
+
+    /// At most `max` live sessions per user (a session counts once it has
+    /// an owner: the adapters' `set_user`, or [`UserInfo`](crate::UserInfo)
+    /// in the map). Checked whenever a write gives a session an owner,
+    /// with one query on the owner index; `policy` says what gives way.
+    /// Concurrent logins of one user on any number of instances leave
+    /// exactly `max` of them (or all, if fewer) once they have returned.
+    /// `build` rejects `max` zero.
+    pub fn max_sessions_per_user(mut self, max: u32, policy: crate::OverLimit) -> Self {
+        self.config.session_limit = Some(crate::options::SessionLimit { max, policy });
         self
     }
 

@@ -74,6 +74,11 @@ impl StoreBuilder {
             return Err(Error::config("max_lifetime must be longer than zero"));
         }
         self.validate_lifetimes()?;
+        if config.session_limit.is_some_and(|limit| limit.max == 0) {
+            return Err(Error::config(
+                "max_sessions_per_user must be at least 1 (leave it unset for no limit)",
+            ));
+        }
         if config.max_session_bytes == 0 {
             return Err(Error::config("max_session_bytes must be above zero"));
         }

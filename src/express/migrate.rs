@@ -10,7 +10,8 @@
 //! - **Into another collection** (the source stays): safe while the apps
 //!   keep serving from the source. A rerun copies again only the sessions
 //!   that changed at the source since; run it once more at cut-over, and
-//!   when nothing changed it writes nothing. A ledger beside the target
+//!   when nothing changed it writes no session (it marks the ledger's
+//!   entries as seen, one update a batch). A ledger beside the target
 //!   (`<target>.migration`, see below) records each copy, so that a rerun
 //!   also carries over what happened in between:
 //!   - a session gone from the source (an Express logout, or its expiry)
@@ -25,9 +26,11 @@
 //!     cut-over the source is authoritative.
 //!
 //!   Drop the ledger once the Express app is retired and the last run is
-//!   done; a run after that treats every copy as new. A run keeps the
-//!   native ids of the source's sessions in memory (under 100 bytes each)
-//!   to tell which sources are gone.
+//!   done; a run after that treats every copy as new. A run keeps nothing
+//!   per session in memory: it marks the ledger entries of the sources it
+//!   saw with its run id and, once the whole source is read, takes the
+//!   unmarked ones for gone. (A dry run writes no marks: it keeps 8 bytes
+//!   per source session instead.)
 //! - **In place** (same collection): each source document is deleted only
 //!   if it is still exactly as copied. One that changed or vanished (a
 //!   logout) meanwhile has its copy undone at once (the native document is
@@ -47,19 +50,33 @@
 //! stored expiry is capped to it as for any session. (A session can be older
 //! than anything the source records; then it gets that much extra.)
 //!
-//! Every database operation runs under the target's (or, for the source's,
-//! the source's) [`operation_timeout`](crate::StoreBuilder::operation_timeout).
+//! A copy never moves a session's `version` backwards: a re-copy over a
+//! native document continues from its version (one atomic update), so a
+//! request that loaded the earlier copy finds a version it did not expect
+//! (`ConflictPolicy::Fail` and the write-through cache see the change).
+//!
+//! The work goes in batches of [`batch_size`](MigrateOptions::batch_size)
+//! source documents: each is read in one round trip, the target's
+//! documents and the ledger's entries for the whole batch are read in one
+//! `$in` query each, new copies (and ledger entries) are written in one
+//! unordered insert each, and only what needs an answer per document goes
+//! one at a time, [`concurrency`](MigrateOptions::concurrency) at once
+//! (re-copies over a native document, in place the source deletes). Every
+//! database operation runs under the target's (or, for the source's, the
+//! source's) [`operation_timeout`](crate::StoreBuilder::operation_timeout).
+//! A run that fails part way returns [`Incomplete`] with what the completed
+//! batches did; running it again carries on.
 
+mod batch;
 mod ledger;
-mod steps;
-
-use std::collections::HashSet;
+mod writes;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
-use self::ledger::{fingerprint, Ledger};
+use self::ledger::{DrySeen, Ledger};
+pub use crate::batch::Incomplete;
 use crate::{
     error::{Error, Result},
     id::RedactedId,
@@ -91,14 +108,29 @@ pub struct MigrationReport {
     pub failures: Vec<String>,
 }
 
+impl MigrationReport {
+    fn add(&mut self, batch: Self) {
+        self.examined += batch.examined;
+        self.converted += batch.converted;
+        self.unchanged += batch.unchanged;
+        self.deferred += batch.deferred;
+        self.removed += batch.removed;
+        self.kept_native += batch.kept_native;
+        self.failures.extend(batch.failures);
+    }
+}
+
 /// How to migrate.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct MigrateOptions {
     /// Report only; write nothing.
     pub dry_run: bool,
-    /// Sessions migrated at once (default 32; at least 1): the load a
-    /// migration puts on the server.
+    /// Source documents per batch (default 1,000; at least 1): what one
+    /// round trip reads or writes.
+    pub batch_size: usize,
+    /// Per-document writes in flight at once (default 32; at least 1):
+    /// re-copies over a native document, in place the source deletes.
     pub concurrency: usize,
 }
 
@@ -106,6 +138,7 @@ impl Default for MigrateOptions {
     fn default() -> Self {
         Self {
             dry_run: false,
+            batch_size: 1_000,
             concurrency: 32,
         }
     }
@@ -118,32 +151,30 @@ impl MigrateOptions {
         self
     }
 
-    /// At most `sessions` migrated at once (0 counts as 1).
-    pub fn concurrency(mut self, sessions: usize) -> Self {
-        self.concurrency = sessions.max(1);
+    /// At most `documents` source documents per batch (0 counts as 1).
+    pub fn batch_size(mut self, documents: usize) -> Self {
+        self.batch_size = documents.max(1);
         self
     }
-}
 
-/// The native copy of one source session, and what the target held under
-/// its id before.
-struct Candidate {
-    key: String,
-    native: Document,
-    existing: Option<Document>,
+    /// At most `writes` per-document writes at once (0 counts as 1).
+    pub fn concurrency(mut self, writes: usize) -> Self {
+        self.concurrency = writes.max(1);
+        self
+    }
 }
 
 impl MongoSessionStore {
     /// Migrates every live session of `source` (a store built with
     /// [`express_layout`](crate::StoreBuilder::express_layout)) into this
-    /// store's native layout, [`concurrency`](MigrateOptions::concurrency)
-    /// sessions at a time; `progress` is called after each source document
-    /// with the report so far. Into another collection, copies
-    /// whose source is gone are then removed. See the
-    /// [module docs](crate::migrate).
+    /// store's native layout, a [batch](MigrateOptions::batch_size) at a
+    /// time; `progress` is called after each batch with the report so far.
+    /// Into another collection, copies whose source is gone are then
+    /// removed. See the [module docs](crate::migrate).
     ///
     /// # Errors
     ///
+    /// [`Incomplete`] with what the completed batches did, and the error:
     /// [`Error::is_config`] if this store is not native or `source` is not
     /// an Express layout; server errors and timeouts. Documents that cannot
     /// be converted are reported, not errors.
@@ -151,8 +182,22 @@ impl MongoSessionStore {
         &self,
         source: &MongoSessionStore,
         options: MigrateOptions,
+        progress: impl FnMut(&MigrationReport),
+    ) -> Result<MigrationReport, Incomplete<MigrationReport>> {
+        let mut report = MigrationReport::default();
+        match self.migrate(source, options, progress, &mut report).await {
+            Ok(()) => Ok(report),
+            Err(error) => Err(Incomplete::new(report, error)),
+        }
+    }
+
+    async fn migrate(
+        &self,
+        source: &MongoSessionStore,
+        options: MigrateOptions,
         mut progress: impl FnMut(&MigrationReport),
-    ) -> Result<MigrationReport> {
+        report: &mut MigrationReport,
+    ) -> Result<()> {
         let (from, to) = (source.layout(), self.layout());
         if from.value_rules.is_none() || to.value_rules.is_some() {
             return Err(Error::config(
@@ -160,15 +205,20 @@ impl MongoSessionStore {
             ));
         }
         let in_place = source.collection().namespace() == self.collection().namespace();
-        let ledger = (!in_place).then(|| Ledger::new(self, source));
+        let ledger = match in_place {
+            true => None,
+            false => Some(Ledger::open(self, source).await?),
+        };
+        let mut dry = (options.dry_run && !in_place).then(DrySeen::default);
+        let size = options.batch_size.max(1);
         let filter = doc! { &from.fields.data: { "$exists": true } };
-        let mut cursor = source.run("find", source.collection().find(filter)).await?;
-        let mut report = MigrationReport::default();
-        let mut seen = HashSet::new();
+        let find = source
+            .collection()
+            .find(filter)
+            .batch_size(u32::try_from(size).unwrap_or(u32::MAX));
+        let mut cursor = source.run("find", find).await?;
         loop {
-            // Sessions are independent: a batch at a time, concurrently, so
-            // a large collection is not a round trip after a round trip.
-            let size = options.concurrency.max(1);
+            // A batch is one round trip to the source (the cursor's batch).
             let mut batch = Vec::with_capacity(size);
             while batch.len() < size {
                 match source.run("find", cursor.try_next()).await? {
@@ -179,73 +229,38 @@ impl MongoSessionStore {
             if batch.is_empty() {
                 break;
             }
-            let steps = futures_util::future::join_all(
-                batch
-                    .iter()
-                    .map(|document| self.migrate_one(source, document, ledger.as_ref(), options)),
-            )
-            .await;
-            for (document, step) in batch.iter().zip(steps) {
-                report.examined += 1;
-                if let (Some(_), Ok(id)) = (&ledger, document.get_str(&from.fields.id)) {
-                    // Even an undecodable source still exists: keep its copy.
-                    seen.insert(to.stored_id(id));
+            let mut tally = MigrationReport {
+                examined: batch.len() as u64,
+                ..MigrationReport::default()
+            };
+            match &ledger {
+                Some(ledger) => {
+                    self.copy_batch(source, ledger, &batch, options, &mut tally, dry.as_mut())
+                        .await?
                 }
-                match step {
-                    Ok(step) => step.count(&mut report),
-                    Err(e) if e.is_decode() => report.failures.push(describe(from, document, &e)),
-                    Err(e) => return Err(e),
-                }
-                progress(&report);
+                None => self.move_batch(source, &batch, options, &mut tally).await?,
             }
+            report.add(tally);
+            progress(report);
         }
         if let Some(ledger) = &ledger {
-            self.remove_orphans(ledger, &seen, options, &mut report)
+            if let Some(dry) = &mut dry {
+                dry.sort();
+            }
+            self.remove_orphans(ledger, options, dry.as_ref(), report)
                 .await?;
+            progress(report);
         }
-        Ok(report)
+        Ok(())
     }
 
-    async fn migrate_one(
-        &self,
-        source: &MongoSessionStore,
-        document: &Document,
-        ledger: Option<&Ledger<'_>>,
-        options: MigrateOptions,
-    ) -> Result<Step> {
-        let to = self.layout();
-        let decoded = source.layout().decode(document)?;
-        let key = to.stored_id(&decoded.stored_id);
-        let existing = self
-            .run(
-                "find",
-                self.collection().find_one(doc! { &to.fields.id: &key }),
-            )
-            .await?;
-        let native = self.native_copy(&key, decoded, existing.as_ref())?;
-        let candidate = Candidate {
-            key,
-            native,
-            existing,
-        };
-        match ledger {
-            Some(ledger) => {
-                let from = fingerprint(document, None);
-                self.copy(ledger, candidate, &from, options).await
-            }
-            None => {
-                self.move_in_place(source, document, candidate, options)
-                    .await
-            }
-        }
-    }
-
-    /// The native document for a decoded source session.
+    /// The native document for a decoded source session, at `version`.
     fn native_copy(
         &self,
         key: &str,
         mut decoded: Decoded,
         existing: Option<&Document>,
+        version: i64,
     ) -> Result<Document> {
         let to = self.layout();
         let cookie = decoded.data.remove("cookie");
@@ -261,14 +276,18 @@ impl MongoSessionStore {
         let modified = decoded.last_modified.unwrap_or(created).max(created);
         let expires = to.cap_expiry(decoded.expires, Some(created.timestamp_millis()));
         let values = to.encode_values(key, &decoded.data)?;
-        Ok(to.new_document(
+        let mut document = to.new_document(
             key,
             values,
             expires,
             created,
             modified,
             decoded.user.as_ref(),
-        ))
+        );
+        if let Some(field) = &to.fields.version {
+            document.insert(field, version);
+        }
+        Ok(document)
     }
 }
 
@@ -317,6 +336,7 @@ fn exactly(document: &Document) -> Document {
         .collect()
 }
 
+/// What became of one session.
 enum Step {
     Converted,
     Unchanged,

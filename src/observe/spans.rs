@@ -23,6 +23,7 @@ pub(crate) enum Op {
     Delete,
     DeleteExpired,
     UserSessions,
+    SignedOut,
     Revoke,
     RevokeOthers,
     Rewrap,
@@ -72,6 +73,7 @@ op_spans! {
     Delete => "mongodb_session_store.delete", "delete";
     DeleteExpired => "mongodb_session_store.delete_expired", "delete_expired";
     UserSessions => "mongodb_session_store.user_sessions", "user_sessions";
+    SignedOut => "mongodb_session_store.signed_out", "signed_out";
     Revoke => "mongodb_session_store.revoke", "revoke";
     RevokeOthers => "mongodb_session_store.revoke_others", "revoke_others";
     Rewrap => "mongodb_session_store.rewrap", "rewrap";
@@ -233,6 +235,7 @@ macro_rules! ok_outcome {
 ok_outcome!(
     u64,
     Vec<UserSession>,
+    Vec<crate::SignedOut>,
     RewrapReport,
     crate::SessionStats,
     crate::IndexPlan,

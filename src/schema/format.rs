@@ -4,9 +4,8 @@
 //!
 //! A document says its format in a top-level `format` field; one without it
 //! is format 1, everything this crate wrote before the field existed.
-//! Format 2 adds a session's own lifetime (`lifetime`) and the time it got
-//! its owner (`ownedAt`): fields a format-1 reader would ignore, extending
-//! a 12-hour session to the store's 14 days. Every write of this release
+//! Format 2 adds a session's own lifetime (`lifetime`): a field a format-1
+//! reader would ignore, extending a 12-hour session to the store's 14 days. Every write of this release
 //! sets the format it writes (see [`DocumentFormat`]), and no write matches
 //! a document of a newer format than it reads ([`Layout::newer_excluded`]).
 
@@ -46,8 +45,8 @@ pub enum DocumentFormat {
     /// it): such a write fails with
     /// [`Error::is_config`](crate::Error::is_config).
     V1,
-    /// Format 2 (the default): `format: 2`, a session's own lifetime, the
-    /// owner's `ownedAt`. A write upgrades the document it writes.
+    /// Format 2 (the default): `format: 2` and a session's own lifetime. A
+    /// write upgrades the document it writes.
     #[default]
     V2,
 }

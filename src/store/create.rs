@@ -120,6 +120,9 @@ impl MongoSessionStore {
                     document.insert(FORMAT_FIELD, i32::try_from(format).unwrap_or(i32::MAX));
                 }
             }
+            if let Some(user) = &user {
+                self.admit_session(&user.user, &stored_id).await?;
+            }
             let ticket = self.inner.cache.as_ref().map(|cache| cache.write_ticket());
             match self
                 .run("insert", self.inner.collection.insert_one(document))
@@ -142,11 +145,14 @@ impl MongoSessionStore {
                             format: format.max(i64::from(layout.format.number())),
                         };
                         let session = LoadedSession::written(values.clone(), stamps, layout);
-                        self.cache_written(stored_id, session, ticket);
+                        self.cache_written(stored_id.clone(), session, ticket);
                     }
                     self.inner
                         .events
                         .emit(&id, &[EventKind::Create, EventKind::Set]);
+                    if let Some(user) = &user {
+                        self.enforce_session_limit(&user.user).await?;
+                    }
                     return Ok(id);
                 }
                 Err(e) if is_duplicate_key(&e) => {

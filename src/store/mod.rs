@@ -5,7 +5,9 @@ mod admin;
 mod create;
 mod delete;
 mod expire;
+mod expiry;
 mod indexes;
+mod limit;
 mod load;
 mod missed;
 mod regenerate;
@@ -40,6 +42,7 @@ use tokio::{
 };
 
 use crate::{
+    batch::{BatchOptions, Incomplete},
     cache::{spawn_watcher, CacheMode, SessionCache},
     endings::Pending,
     error::{Error, Result},
@@ -185,7 +188,8 @@ impl MongoSessionStore {
     }
 
     /// Deletes expired sessions every `period` until the store is closed or
-    /// dropped. Failures are logged and retried on the next tick.
+    /// dropped, in bounded batches. Failures are logged with what was
+    /// deleted before them, and retried on the next tick.
     pub(crate) fn spawn_interval_removal(&self, period: Duration) {
         let store = Arc::downgrade(&self.inner);
         let mut stop = self.inner.stop.subscribe();
@@ -199,11 +203,20 @@ impl MongoSessionStore {
                 }
                 let Some(inner) = store.upgrade() else { return };
                 let store = MongoSessionStore { inner };
-                match store.delete_expired().await {
+                // In batches, each bounded by the operation timeout; closing
+                // the store stops it between two round trips.
+                let purge = store.delete_expired_with(BatchOptions::default(), |_| {});
+                let outcome = tokio::select! {
+                    outcome = purge => outcome,
+                    _ = stop.changed() => return,
+                };
+                match outcome {
                     Ok(n) => tracing::debug!(removed = n, "expired sessions removed"),
-                    Err(error) => {
-                        tracing::warn!(%error, "removing expired sessions failed; retrying next period")
-                    }
+                    Err(Incomplete { done, error, .. }) => tracing::warn!(
+                        removed = done,
+                        %error,
+                        "removing expired sessions stopped part way; retrying next period"
+                    ),
                 }
             }
         });

@@ -16,7 +16,7 @@ use crate::{
     error::{Error, Result},
     events::EventKind,
     id::is_plausible,
-    lifetime::{AsLoaded, Rules, SessionLifetime},
+    lifetime::{AsLoaded, SessionLifetime},
     observe::{observed, Op},
     options::ConflictPolicy,
     outcome::{LoadedSession, SaveOutcome, Written},
@@ -79,6 +79,33 @@ impl MongoSessionStore {
         if !is_plausible(id) {
             return Ok(SaveOutcome::Missing);
         }
+        // Looked at only under a per-user limit: whether this save gives
+        // the session an owner (a login).
+        let new_owner = self.inner.config.session_limit.and_then(|_| {
+            let entry = entries.user_entry()?;
+            let changed = snapshot
+                .as_ref()
+                .is_none_or(|s| s.user_changed(Some(entry)));
+            changed.then(|| UserInfo::from_value(entry)).flatten()
+        });
+        if let Some(owner) = &new_owner {
+            let stored_id = self.inner.layout.stored_id(id);
+            self.admit_session(&owner.user, &stored_id).await?;
+        }
+        let outcome = self.save_planned(id, entries, snapshot, expires).await?;
+        if let (Some(owner), SaveOutcome::Updated) = (new_owner, outcome) {
+            self.enforce_session_limit(&owner.user).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn save_planned(
+        &self,
+        id: &str,
+        entries: UserEntries<'_>,
+        snapshot: Option<Snapshot>,
+        expires: Option<SystemTime>,
+    ) -> Result<SaveOutcome> {
         let layout = &self.inner.layout;
         let stored_id = layout.stored_id(id);
         let mut ruled = None;
@@ -166,37 +193,6 @@ impl MongoSessionStore {
                     relifed = Some(AsLoaded(lifetime));
                 }
             }
-        }
-    }
-
-    /// The store's settings a session's own lifetime combines with.
-    pub(super) fn rules(&self) -> Rules {
-        Rules {
-            ttl: self.inner.config.ttl,
-            max_lifetime: self.inner.layout.max_lifetime,
-            limit: self.inner.layout.lifetime_limit,
-            touch_after: self.inner.config.touch_after,
-        }
-    }
-
-    /// The expiry rules of a write at this moment for a session with `own`
-    /// lifetime: `expires` (or now + ttl), or its own idle window, capped at
-    /// the absolute lifetime from `created_at` (ms) — or by the server, when
-    /// the creation time is not known here.
-    pub(super) fn clock(
-        &self,
-        expires: Option<SystemTime>,
-        created_at: Option<i64>,
-        own: Option<SessionLifetime>,
-    ) -> Clock {
-        let now = DateTime::now();
-        let expiry = self.rules().expiry(now, expires, created_at, own);
-        Clock {
-            now,
-            expires: expiry.expires,
-            touch_after: expiry.window,
-            cap_on_server: expiry.cap_on_server,
-            stored: None,
         }
     }
 

@@ -1,17 +1,22 @@
 //! Figures about the whole collection, for operators: how many sessions,
-//! whose, how big, and under which encryption keys.
+//! whose, how big, and under which encryption keys — all from one walk of
+//! the collection in bounded batches, no count or aggregation over all of it.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashSet},
+    hash::{DefaultHasher, Hash, Hasher},
+};
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, DateTime, RawBsonRef, RawDocumentBuf};
+use mongodb::bson::{doc, DateTime, RawBsonRef, RawDocument, RawDocumentBuf};
 
 use super::MongoSessionStore;
 use crate::{
+    batch::BatchOptions,
     crypto::sealed_key_id,
     error::Result,
     observe::{observed, Op},
-    schema::USER_FIELD,
+    schema::{Layout, USER_FIELD},
 };
 
 /// What [`MongoSessionStore::stats`] found.
@@ -54,28 +59,41 @@ pub struct SizeDistribution {
 }
 
 impl SizeDistribution {
-    fn of(mut sizes: Vec<u64>) -> Self {
-        sizes.sort_unstable();
+    /// From how many documents have each size.
+    fn of(sizes: &BTreeMap<u64, u64>) -> Self {
+        let total: u64 = sizes.values().sum();
         let rank = |q: f64| -> u64 {
-            if sizes.is_empty() {
+            if total == 0 {
                 return 0;
             }
+            // Nearest rank: the smallest size with at least ceil(q·n) at or below it.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let index = ((q * sizes.len() as f64).ceil() as usize).clamp(1, sizes.len()) - 1;
-            sizes[index]
+            let wanted = ((q * total as f64).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            for (size, count) in sizes {
+                seen += count;
+                if seen >= wanted {
+                    return *size;
+                }
+            }
+            0
         };
         Self {
             p50: rank(0.5),
             p99: rank(0.99),
-            max: sizes.last().copied().unwrap_or(0),
+            max: sizes.keys().next_back().copied().unwrap_or(0),
         }
     }
 }
 
 impl MongoSessionStore {
-    /// Counts and measures the collection: the counts are computed by the
-    /// server; sizes and key ids by reading every document once (a
-    /// collection scan, 8 bytes of memory per document).
+    /// Counts and measures the collection by reading every document once,
+    /// a bounded batch (1,000 documents) per round trip, so no round trip
+    /// takes longer as the collection grows. Memory: a counter per distinct
+    /// document size and 8 bytes per distinct owner (owners are counted by
+    /// a 64-bit hash; two colliding would count once, odds below one in ten
+    /// million at a million owners). The counts apply the store's live and
+    /// expired filters to each document, as the server would.
     ///
     /// # Errors
     ///
@@ -97,56 +115,78 @@ impl MongoSessionStore {
 
     async fn stats_unobserved(&self, mut progress: impl FnMut(u64)) -> Result<SessionStats> {
         let layout = &self.inner.layout;
-        let collection = &self.inner.collection;
         let now = DateTime::now();
-        let mut live = doc! {};
-        layout.restrict_to_live(&mut live, now);
-        let mut owned = live.clone();
-        owned.insert(USER_FIELD, doc! { "$type": "string" });
-        let mut stats = SessionStats {
-            live: self.run("count", collection.count_documents(live)).await?,
-            expired: self
-                .run(
-                    "count",
-                    collection.count_documents(layout.expired_filter(now)),
-                )
-                .await?,
-            with_owner: self
-                .run("count", collection.count_documents(owned.clone()))
-                .await?,
-            owners: self.count_owners(owned).await?,
-            ..SessionStats::default()
-        };
-        let raw = collection.clone_with_type::<RawDocumentBuf>();
-        let mut cursor = self.run("find", raw.find(doc! {})).await?;
-        let mut sizes = Vec::new();
+        let find = self
+            .inner
+            .raw
+            .find(doc! {})
+            .batch_size(BatchOptions::default().cursor_batch());
+        let mut cursor = self.run("find", find).await?;
+        let mut stats = SessionStats::default();
+        let (mut sizes, mut owners) = (BTreeMap::new(), HashSet::new());
         while let Some(document) = self.run("find", cursor.try_next()).await? {
-            sizes.push(document.as_bytes().len() as u64);
+            *sizes.entry(document.as_bytes().len() as u64).or_insert(0) += 1;
             for id in key_ids(&document, &layout.fields.data) {
                 *stats.key_ids.entry(id).or_default() += 1;
+            }
+            match liveness(layout, &document, now) {
+                Liveness::Live => {
+                    stats.live += 1;
+                    if let Ok(Some(RawBsonRef::String(user))) = document.get(USER_FIELD) {
+                        stats.with_owner += 1;
+                        let mut hasher = DefaultHasher::new();
+                        user.hash(&mut hasher);
+                        owners.insert(hasher.finish());
+                    }
+                }
+                Liveness::Expired => stats.expired += 1,
+                Liveness::Neither => {}
             }
             stats.documents += 1;
             progress(stats.documents);
         }
-        stats.size = SizeDistribution::of(sizes);
+        stats.owners = owners.len() as u64;
+        stats.size = SizeDistribution::of(&sizes);
         Ok(stats)
     }
+}
 
-    async fn count_owners(&self, owned: mongodb::bson::Document) -> Result<u64> {
-        let pipeline = [
-            doc! { "$match": owned },
-            doc! { "$group": { "_id": format!("${USER_FIELD}") } },
-            doc! { "$count": "owners" },
-        ];
-        let aggregate = self.inner.collection.aggregate(pipeline);
-        let mut cursor = self.run("aggregate", aggregate).await?;
-        let counted = self.run("aggregate", cursor.try_next()).await?;
-        let owners = counted.and_then(|d| match d.get("owners") {
-            Some(mongodb::bson::Bson::Int32(n)) => u64::try_from(*n).ok(),
-            Some(mongodb::bson::Bson::Int64(n)) => u64::try_from(*n).ok(),
-            _ => None,
-        });
-        Ok(owners.unwrap_or(0))
+/// Which of the store's filters a document matches.
+#[derive(Debug, PartialEq, Eq)]
+enum Liveness {
+    /// `restrict_to_live`.
+    Live,
+    /// `expired_filter`.
+    Expired,
+    /// Neither: an expiry that is not a date (the server compares dates
+    /// with dates only).
+    Neither,
+}
+
+/// What `Layout::restrict_to_live` and `Layout::expired_filter` decide for
+/// `document` at `now`, decided here.
+fn liveness(layout: &Layout, document: &RawDocument, now: DateTime) -> Liveness {
+    let date = |field: &str| match document.get(field) {
+        Ok(Some(RawBsonRef::DateTime(date))) => Some(date),
+        _ => None,
+    };
+    let expires = date(&layout.fields.expires);
+    let within_lifetime = match (layout.max_lifetime, &layout.fields.created_at) {
+        (Some(max), Some(field)) => {
+            let born_after = DateTime::from_system_time(
+                now.to_system_time()
+                    .checked_sub(max)
+                    .unwrap_or(std::time::UNIX_EPOCH),
+            );
+            date(field).is_some_and(|created| created > born_after)
+        }
+        _ => true,
+    };
+    match expires {
+        Some(expires) if expires > now && within_lifetime => Liveness::Live,
+        Some(expires) if expires <= now => Liveness::Expired,
+        _ if !within_lifetime => Liveness::Expired,
+        _ => Liveness::Neither,
     }
 }
 
@@ -173,10 +213,54 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        let sizes = SizeDistribution::of((1..=200).rev().collect());
+        let of = |sizes: &[u64]| {
+            let mut counts = BTreeMap::new();
+            for size in sizes {
+                *counts.entry(*size).or_insert(0) += 1;
+            }
+            SizeDistribution::of(&counts)
+        };
+        let sizes = of(&(1..=200).rev().collect::<Vec<_>>());
         assert_eq!((sizes.p50, sizes.p99, sizes.max), (100, 198, 200));
-        assert_eq!(SizeDistribution::of(vec![]), SizeDistribution::default());
-        let one = SizeDistribution::of(vec![7]);
+        assert_eq!(of(&[]), SizeDistribution::default());
+        let one = of(&[7]);
         assert_eq!((one.p50, one.p99, one.max), (7, 7, 7));
+        let repeated = of(&[5, 5, 5, 9]);
+        assert_eq!((repeated.p50, repeated.p99, repeated.max), (5, 9, 9));
+    }
+
+    #[test]
+    fn liveness_is_the_filters_decision() {
+        let now = DateTime::from_millis(1_000_000);
+        let at = |ms: i64| DateTime::from_millis(ms);
+        let plain = Layout::default();
+        let decide = |layout: &Layout, document: mongodb::bson::Document| {
+            let raw = RawDocumentBuf::from_document(&document).unwrap();
+            liveness(layout, &raw, now)
+        };
+        assert_eq!(
+            decide(&plain, doc! { "expires": at(1_000_001) }),
+            Liveness::Live
+        );
+        assert_eq!(decide(&plain, doc! { "expires": now }), Liveness::Expired);
+        assert_eq!(
+            decide(&plain, doc! { "expires": "soon" }),
+            Liveness::Neither
+        );
+        assert_eq!(decide(&plain, doc! {}), Liveness::Neither);
+        let lifetime = Layout {
+            max_lifetime: Some(std::time::Duration::from_secs(100)),
+            ..Layout::default()
+        };
+        let young = doc! { "expires": at(2_000_000), "createdAt": at(950_000) };
+        assert_eq!(decide(&lifetime, young), Liveness::Live);
+        let old = doc! { "expires": at(2_000_000), "createdAt": at(900_000) };
+        assert_eq!(decide(&lifetime, old), Liveness::Expired);
+        let unborn = doc! { "expires": "soon" };
+        assert_eq!(
+            decide(&lifetime, unborn),
+            Liveness::Expired,
+            "$not matches a missing field"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     id::RedactedId,
     observe::{observed, Op},
     schema::{optional_date, Layout, LINEAGE_FIELD, USER_FIELD},
-    user::UserSession,
+    user::{EndReason, UserSession},
 };
 
 impl MongoSessionStore {
@@ -96,7 +96,7 @@ impl MongoSessionStore {
     async fn revoke_where(&self, user: &str, pick: Pick<'_>) -> Result<(u64, usize)> {
         let layout = &self.inner.layout;
         let deadline = self.deadline();
-        let mut targets: Vec<(String, Option<String>)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut kept = None;
         // Live sessions first, then endings: a session that ends in between
         // has its ending recorded before it is deleted, so it is in one list
@@ -107,7 +107,12 @@ impl MongoSessionStore {
             };
             let lineage = layout.lineage(key, document.get_str(LINEAGE_FIELD).ok());
             if pick.picks(&layout.handle(key)) {
-                targets.push((lineage, Some(key.to_string())));
+                let note = signed_out_note(layout, &document, EndReason::Revoked);
+                targets.push(Target {
+                    lineage,
+                    key: Some(key.to_string()),
+                    note: Some(note),
+                });
             } else if matches!(pick, Pick::AllBut(_)) {
                 kept = Some(lineage);
             }
@@ -135,31 +140,51 @@ impl MongoSessionStore {
                 .any(|id| pick.picks(&layout.handle(id)));
             let whole_user = matches!(pick, Pick::AllBut(_));
             if named || whole_user {
-                targets.push((lineage.to_string(), None));
+                targets.push(Target {
+                    lineage: lineage.to_string(),
+                    key: None,
+                    note: None,
+                });
             }
         }
         // The lineage of the session kept: never its own older ids.
-        targets.retain(|(lineage, _)| kept.as_ref() != Some(lineage));
-        targets.sort_unstable();
-        targets.dedup();
+        targets.retain(|target| kept.as_ref() != Some(&target.lineage));
+        let ended = targets.len();
+        let deleted = self.end_lineages(user, targets, deadline).await?;
+        Ok((deleted, ended))
+    }
+
+    /// Ends each target's lineage: an ending appended to its record (with
+    /// the target's note), then its session and every session the record
+    /// names as a regeneration's successor deleted. How many sessions went.
+    pub(super) async fn end_lineages(
+        &self,
+        user: &str,
+        mut targets: Vec<Target>,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64> {
+        targets.sort_unstable_by(|a, b| (&a.lineage, &a.key).cmp(&(&b.lineage, &b.key)));
+        targets.dedup_by(|a, b| a.lineage == b.lineage && a.key == b.key);
         let token = crate::endings::token();
         let now = DateTime::now();
-        let endings = targets.iter().map(|(lineage, key)| {
-            let update = crate::endings::append(&token, key.as_deref(), Some(user), now);
-            self.record_ending(doc! { "_id": lineage }, update, true, deadline)
+        let endings = targets.iter().map(|target| {
+            let mut update = crate::endings::append(&token, target.key.as_deref(), Some(user), now);
+            if let (Some(note), Ok(set)) = (&target.note, update.get_document_mut("$set")) {
+                set.insert("signedOut", note.clone());
+            }
+            self.record_ending(doc! { "_id": &target.lineage }, update, true, deadline)
         });
         let mut victims = Vec::new();
-        for ((_, key), record) in targets.iter().zip(join_all(endings).await) {
-            victims.extend(key.clone());
+        for (target, record) in targets.iter().zip(join_all(endings).await) {
+            victims.extend(target.key.clone());
             if let Some(record) = record? {
                 victims.extend(record.successors().map(str::to_string));
             }
         }
-        let deleted = self.delete_sessions(victims, deadline).await?;
-        Ok((deleted, targets.len()))
+        self.delete_sessions(victims, deadline).await
     }
 
-    async fn user_documents(&self, user: &str) -> Result<Vec<RawDocumentBuf>> {
+    pub(super) async fn user_documents(&self, user: &str) -> Result<Vec<RawDocumentBuf>> {
         let mut filter = doc! { USER_FIELD: user };
         self.inner
             .layout
@@ -205,5 +230,32 @@ impl Pick<'_> {
             Self::Handle(wanted) => handle == wanted,
             Self::AllBut(keep) => handle != keep,
         }
+    }
+}
+
+/// A lineage to end: the live session of it to delete, if any, and what to
+/// note about the device in its record.
+#[derive(Debug)]
+pub(super) struct Target {
+    pub(super) lineage: String,
+    pub(super) key: Option<String>,
+    pub(super) note: Option<Document>,
+}
+
+/// What the endings record keeps of a device signed out by someone else
+/// (a revocation, the session limit), for [`MongoSessionStore::signed_out`].
+pub(super) fn signed_out_note(
+    layout: &Layout,
+    document: &RawDocument,
+    reason: EndReason,
+) -> Document {
+    let key = document.get_str(&layout.fields.id).unwrap_or_default();
+    let text = |name: &str| document.get_str(name).ok().map_or(Bson::Null, Bson::from);
+    doc! {
+        "at": DateTime::now(),
+        "reason": reason.label(),
+        "handle": layout.handle(key),
+        "userAgent": text("userAgent"),
+        "ip": text("ip"),
     }
 }

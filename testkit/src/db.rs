@@ -12,13 +12,45 @@ pub fn mongodb_uri() -> String {
     })
 }
 
-/// A database of its own for one test.
+/// A database of its own for one test, dropped when the last clone of it
+/// goes (a test that panics cleans up too).
 #[derive(Debug, Clone)]
 pub struct TestDb {
     /// A client on the test server.
     pub client: Client,
     /// The database's name, unique to this test and run.
     pub name: String,
+    _dropped_with: std::sync::Arc<DropGuard>,
+}
+
+/// Drops the database when the test is done with it. `Drop` cannot wait
+/// for the server on the test's runtime (it may be shutting down, and a
+/// drop inside it would block it), so a thread of its own does, with a
+/// client of its own, and the test waits for it.
+#[derive(Debug)]
+struct DropGuard {
+    name: String,
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(client) = Client::with_uri_str(mongodb_uri()).await {
+                    let _ = client.database(&name).drop().await;
+                    client.shutdown().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
 }
 
 impl TestDb {
@@ -39,7 +71,12 @@ impl TestDb {
             .take(40)
             .collect();
         let name = format!("t_{prefix}_{unique}");
-        let db = Self { client, name };
+        let guard = DropGuard { name: name.clone() };
+        let db = Self {
+            client,
+            name,
+            _dropped_with: std::sync::Arc::new(guard),
+        };
         db.database()
             .drop()
             .await
@@ -74,8 +111,8 @@ impl TestDb {
         with_database(&mongodb_uri(), &self.name)
     }
 
-    /// Drops the database; call at the end of a test so real servers do not
-    /// collect leftovers.
+    /// Drops the database now (it is also dropped when the last clone of
+    /// this goes, so this is only for a test that wants it gone earlier).
     pub async fn cleanup(self) {
         let _ = self.database().drop().await;
     }

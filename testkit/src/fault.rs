@@ -33,6 +33,10 @@ pub enum Times {
     Next(u32),
     /// Every matching command fails until [`FailPoint::off`].
     Always,
+    /// The first `n` matching commands pass; every later one fails until
+    /// [`FailPoint::off`] (`mongod`'s `{skip: n}`): a failure part way
+    /// through a batched operation, even in another process.
+    Skip(u32),
 }
 
 impl Times {
@@ -40,6 +44,7 @@ impl Times {
         match self {
             Self::Next(n) => Bson::Document(doc! { "times": i64::from(n) }),
             Self::Always => Bson::String("alwaysOn".into()),
+            Self::Skip(n) => Bson::Document(doc! { "skip": i64::from(n) }),
         }
     }
 }

@@ -110,7 +110,7 @@ fn lookup(vars: &Arc<Vec<(String, String)>>) -> Settings {
 #[macro_export]
 macro_rules! acceptance_suite {
     ($spawn:expr) => {
-        $crate::acceptance_suite!($spawn, contract, lost_updates, at_rest, cache, hostile);
+        $crate::acceptance_suite!($spawn, contract, lost_updates, at_rest, cache, hostile, limit);
     };
     ($spawn:expr, $($group:ident),+ $(,)?) => {
         $( $crate::acceptance_suite!(@group $group $spawn); )+
@@ -151,6 +151,14 @@ macro_rules! acceptance_suite {
             stored_dates_at_the_ends_of_bson_never_break_a_page,
             malformed_documents_are_a_fresh_session_never_another_ones,
             hostile_cookies_get_a_fresh_session,
+        );
+    };
+    (@group limit $spawn:expr) => {
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_MAX_PER_USER", "2")];
+            a_login_past_the_device_limit_signs_out_the_least_recent_device,
+        );
+        $crate::acceptance_suite!(@tests $spawn, [("SESSION_MAX_PER_USER", "2"), ("SESSION_LIMIT_POLICY", "refuse")];
+            a_login_past_a_refusing_device_limit_is_409_and_changes_nothing,
         );
     };
     (@group at_rest $spawn:expr) => {
@@ -584,6 +592,75 @@ pub async fn users_list_and_revoke_their_own_sessions(app: &App) {
     assert_eq!(mine[0]["current"], true);
     let page = laptop.get("/").await.body;
     assert!(page.as_str().unwrap().contains("Your devices"));
+}
+
+/// `SESSION_MAX_PER_USER=2`: a third device's login signs out the least
+/// recently active one, and the devices list and page say which.
+pub async fn a_login_past_the_device_limit_signs_out_the_least_recent_device(app: &App) {
+    let devices = [
+        app.browser.fresh(),
+        app.browser.fresh(),
+        app.browser.fresh(),
+    ];
+    for device in &devices {
+        let login = device
+            .post("/api/login", Some(json!({"user": "ada"})))
+            .await;
+        assert_eq!(login.status, 200);
+        // Later logins are the more recently active.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let [first, second, third] = &devices;
+    assert_eq!(
+        first.get("/api/session").await.body,
+        json!({"data": {}}),
+        "signed out"
+    );
+    assert_eq!(second.get("/api/session").await.body["data"]["user"], "ada");
+    let listed = third.get("/api/sessions").await.body;
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 2, "{listed}");
+    let gone = listed["signedOut"].as_array().expect("signedOut");
+    assert_eq!(gone.len(), 1, "{listed}");
+    assert_eq!(gone[0]["reason"], "session-limit");
+    assert!(gone[0]["at"].is_string());
+    let page = third.get("/").await.body;
+    assert!(page
+        .as_str()
+        .unwrap()
+        .contains("signed out by the device limit"));
+}
+
+/// `SESSION_LIMIT_POLICY=refuse`: a third device's login is answered 409,
+/// the two signed in stay, and the third keeps its (anonymous) session.
+pub async fn a_login_past_a_refusing_device_limit_is_409_and_changes_nothing(app: &App) {
+    let devices = [
+        app.browser.fresh(),
+        app.browser.fresh(),
+        app.browser.fresh(),
+    ];
+    let [first, second, third] = &devices;
+    for device in [first, second] {
+        let login = device
+            .post("/api/login", Some(json!({"user": "ada"})))
+            .await;
+        assert_eq!(login.status, 200);
+    }
+    assert_eq!(third.put("/api/session/cart", json!(3)).await.status, 200);
+    let refused = third.post("/api/login", Some(json!({"user": "ada"}))).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert!(refused.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("too many devices"));
+    assert_eq!(
+        third.get("/api/session").await.body,
+        json!({"data": {"cart": 3}})
+    );
+    for device in [first, second] {
+        assert_eq!(device.get("/api/session").await.body["data"]["user"], "ada");
+    }
+    let listed = first.get("/api/sessions").await.body;
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 2, "{listed}");
 }
 
 /// Every key of the store's reserved namespace is answered 400, so no

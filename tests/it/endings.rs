@@ -403,3 +403,33 @@ async fn a_removal_after_a_concurrent_rewrap_removes_the_key_for_good() {
     assert_eq!(data.len(), 1, "one name per key: {data:?}");
     db.cleanup().await;
 }
+
+/// Without a TTL index (`AutoRemove::Disabled`), `delete_expired` removes
+/// endings records past their retention, and only those.
+#[tokio::test]
+async fn delete_expired_reaps_old_endings_records_without_a_ttl_index() {
+    let db = TestDb::new("endreap").await;
+    let store = MongoSessionStore::from_uri(db.uri())
+        .auto_remove(mongodb_session_store::AutoRemove::Disabled)
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let id = tower_session(&store, 1).await;
+        Tower::delete(&store, &id).await.unwrap();
+    }
+    let endings = db.collection("sessions.endings");
+    assert_eq!(endings.count_documents(doc! {}).await.unwrap(), 3);
+    let past = mongodb::bson::DateTime::from_millis(1_000);
+    let one = endings.find_one(doc! {}).await.unwrap().unwrap();
+    endings
+        .update_one(
+            doc! { "_id": one.get("_id").unwrap().clone() },
+            doc! { "$set": { "expires": past } },
+        )
+        .await
+        .unwrap();
+    store.delete_expired().await.unwrap();
+    assert_eq!(endings.count_documents(doc! {}).await.unwrap(), 2);
+    db.cleanup().await;
+}

@@ -22,6 +22,8 @@ mod fault;
 mod format;
 mod indexes;
 mod lifetimes;
+#[cfg(all(feature = "tower-sessions", feature = "actix-session"))]
+mod limit;
 #[cfg(feature = "express")]
 mod migrate;
 mod observe;
@@ -29,6 +31,8 @@ mod operations;
 mod options;
 #[cfg(feature = "tower-sessions")]
 mod robustness;
+#[cfg(feature = "express")]
+mod scale;
 #[cfg(feature = "tower-sessions")]
 mod security;
 mod slow_faults;

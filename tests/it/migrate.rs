@@ -7,7 +7,7 @@ use mongodb::bson::{doc, DateTime, Document};
 use mongodb_session_store::{
     express::ExpressLayout,
     migrate::{MigrateOptions, MigrationReport},
-    AutoRemove, MongoSessionStore,
+    AutoRemove, ConflictPolicy, MongoSessionStore, ReadCache,
 };
 use serde_json::json;
 use testkit::{CommandLog, TestDb};
@@ -88,13 +88,19 @@ async fn ten_thousand_sessions_migrate_stay_valid_and_a_rerun_is_a_no_op() {
     );
     assert_eq!(target.length().await.unwrap(), 0);
 
-    let mut ticks = 0;
+    let mut ticks = Vec::new();
     let report = target
-        .migrate_from(&source, MigrateOptions::default(), |_| ticks += 1)
+        .migrate_from(&source, MigrateOptions::default(), |r| {
+            ticks.push(r.examined)
+        })
         .await
         .unwrap();
     assert_eq!(report.converted, SESSIONS as u64);
-    assert_eq!(ticks, SESSIONS + 2, "progress after every document");
+    let batches: Vec<u64> = (1..=10)
+        .map(|b| b * 1_000)
+        .chain([10_002, 10_002])
+        .collect();
+    assert_eq!(ticks, batches, "progress after each batch, and the orphans");
 
     // Every session is still valid for its user, under its old cookie id.
     for i in 0..SESSIONS {
@@ -114,14 +120,15 @@ async fn ten_thousand_sessions_migrate_stay_valid_and_a_rerun_is_a_no_op() {
         "the source is kept"
     );
 
-    // A rerun writes nothing.
+    // A rerun writes no session; it marks the ledger, once a batch.
     log.clear();
     let rerun = target
         .migrate_from(&source, MigrateOptions::default(), |_| {})
         .await
         .unwrap();
     assert_eq!((rerun.converted, rerun.unchanged), (0, SESSIONS as u64));
-    assert_eq!(log.writes(), 0);
+    assert_eq!(session_writes(&log, "sessions_native"), 0);
+    assert!(log.writes() <= 11, "at most one ledger update a batch");
 
     // A session changed at the source since is copied again, alone.
     let changed =
@@ -202,6 +209,15 @@ async fn migrate(target: &MongoSessionStore, source: &MongoSessionStore) -> Migr
         .migrate_from(source, MigrateOptions::default(), |_| {})
         .await
         .unwrap()
+}
+
+/// The write commands `log` recorded on `collection`.
+fn session_writes(log: &CommandLog, collection: &str) -> usize {
+    ["insert", "update", "delete", "findAndModify"]
+        .iter()
+        .flat_map(|name| log.commands(name))
+        .filter(|command| command.iter().next().and_then(|(_, v)| v.as_str()) == Some(collection))
+        .count()
 }
 
 /// Runs `change` against the database from inside the (synchronous)
@@ -289,7 +305,7 @@ async fn in_place_a_source_changed_or_logged_out_while_moving_leaves_no_native_c
     let sessions = db.collection("sessions");
     let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "changed"}).to_string();
     // One at a time, so the change lands between two sessions' moves.
-    let one_by_one = MigrateOptions::default().concurrency(1);
+    let one_by_one = MigrateOptions::default().batch_size(1);
     let report = target
         .migrate_from(&source, one_by_one, |report| {
             if report.examined == 1 {
@@ -424,7 +440,8 @@ async fn every_migration_operation_is_bounded_by_the_operation_timeout() {
     let err = target
         .migrate_from(&source, MigrateOptions::default(), |_| {})
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .error;
     assert!(err.is_timeout() || err.is_unreachable(), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -454,7 +471,7 @@ async fn with_encryption_a_rerun_rewrites_only_what_changed_at_the_source() {
     let rerun = migrate(&target, &source).await;
     assert_eq!((rerun.converted, rerun.unchanged), (0, 5));
     assert_eq!(
-        log.writes(),
+        session_writes(&log, "native"),
         0,
         "ciphertexts differ, yet nothing is rewritten"
     );
@@ -494,5 +511,120 @@ async fn a_copy_interrupted_before_it_was_written_is_made_by_the_next_run() {
     let rerun = migrate(&target, &source).await;
     assert_eq!((rerun.converted, rerun.kept_native), (1, 0), "{rerun:?}");
     assert!(target.load(&sid(1)).await.unwrap().is_some());
+    db.cleanup().await;
+}
+
+/// Issue #20, case 5: a re-copy continues the stored version, so requests
+/// on two other instances that loaded the earlier copy see the change.
+#[tokio::test]
+async fn a_re_copy_moves_the_version_on_for_requests_holding_the_earlier_copy() {
+    let db = TestDb::new("migrateversion").await;
+    seed(&db, "sessions", 2).await;
+    let source = express_store(&db, "sessions").await;
+    let target = native_store(&db, "native").await;
+    assert_eq!(migrate(&target, &source).await.converted, 2);
+    // Two app instances: a write-through cache (no change stream, so only
+    // versions tell it), and a store that must not lose an update.
+    let instance = |client: mongodb::Client| {
+        MongoSessionStore::from_client(client)
+            .database(&db.name)
+            .collection("native")
+    };
+    let other = || mongodb::Client::with_uri_str(db.uri());
+    let cached = instance(other().await.unwrap())
+        .cache(ReadCache::new().change_streams(false))
+        .build()
+        .await
+        .unwrap();
+    let strict = instance(other().await.unwrap())
+        .on_conflict(ConflictPolicy::Fail)
+        .build()
+        .await
+        .unwrap();
+    let on_cached = cached.load(&sid(0)).await.unwrap().unwrap();
+    let on_strict = strict.load(&sid(1)).await.unwrap().unwrap();
+
+    for i in [0, 1] {
+        let changed = json!({"cookie": {"originalMaxAge": 1}, "user": "u", "n": "changed"});
+        db.collection("sessions")
+            .update_one(
+                doc! {"_id": sid(i)},
+                doc! {"$set": {"session": changed.to_string()}},
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(migrate(&target, &source).await.converted, 2);
+    let key = target.stored_id(&sid(0));
+    let stored = db
+        .collection("native")
+        .find_one(doc! {"_id": &key})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.get_i64("version").unwrap(),
+        1,
+        "continued, not reset to 0"
+    );
+
+    // The cached instance's request adds a key: its cache must not keep
+    // the map it loaded before the re-copy as if it were stored.
+    let mut data = on_cached.into_tracked_data();
+    data.insert("m".into(), json!(1));
+    cached.save(&sid(0), &data, None).await.unwrap();
+    let served = cached.load(&sid(0)).await.unwrap().unwrap();
+    assert_eq!(served.data["n"], "changed", "a map that was never stored");
+    assert_eq!(
+        served.data,
+        target.load(&sid(0)).await.unwrap().unwrap().data
+    );
+
+    // The strict instance's request loaded n = 1 and changes n: a conflict,
+    // not a silent overwrite of the re-copy.
+    let mut data = on_strict.into_tracked_data();
+    data.insert("n".into(), json!(2));
+    let lost = strict.save(&sid(1), &data, None).await;
+    assert!(
+        lost.is_err_and(|e| e.is_conflict()),
+        "the re-copy would be lost"
+    );
+    cached.close().await;
+    strict.close().await;
+    db.cleanup().await;
+}
+
+/// A copy the native side deleted and the migration makes again (its
+/// source changed) gets a version past any the deleted one reached.
+#[tokio::test]
+async fn a_copy_made_again_after_a_native_logout_does_not_reuse_a_version() {
+    let db = TestDb::new("migrateversionagain").await;
+    seed(&db, "sessions", 1).await;
+    let source = express_store(&db, "sessions").await;
+    let target = native_store(&db, "native").await;
+    migrate(&target, &source).await;
+    let mut data = target
+        .load(&sid(0))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_tracked_data();
+    for n in 0..3 {
+        data.insert("k".into(), json!(n));
+        target.save(&sid(0), &data, None).await.unwrap();
+    }
+    let key = target.stored_id(&sid(0));
+    let native = db.collection("native");
+    let reached = native.find_one(doc! {"_id": &key}).await.unwrap().unwrap();
+    let reached = reached.get_i64("version").unwrap();
+    assert!(target.delete(&sid(0)).await.unwrap());
+    let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "again"}).to_string();
+    db.collection("sessions")
+        .update_one(doc! {"_id": sid(0)}, doc! {"$set": {"session": changed}})
+        .await
+        .unwrap();
+    assert_eq!(migrate(&target, &source).await.converted, 1);
+    let again = native.find_one(doc! {"_id": &key}).await.unwrap().unwrap();
+    assert!(again.get_i64("version").unwrap() > reached, "{again}");
     db.cleanup().await;
 }

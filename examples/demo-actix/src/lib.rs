@@ -251,9 +251,14 @@ async fn counter(session: Session) -> Reply {
     reply(handlers::counter(&Actix(session)).await)
 }
 
-async fn login(session: Session, request: HttpRequest, payload: web::Payload) -> Reply {
+async fn login(
+    session: Session,
+    store: web::Data<MongoSessionStore>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Reply {
     let body = read_body(payload).await?;
-    reply(handlers::login(&Actix(session), &client(&request), &body).await)
+    reply(handlers::login(&Actix(session), &store, &client(&request), &body).await)
 }
 
 async fn logout(session: Session) -> Reply {

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use mongodb_session_store::{MongoSessionStore, UserInfo, UserSession, RESERVED_KEY};
+use mongodb_session_store::{MongoSessionStore, SignedOut, UserInfo, UserSession, RESERVED_KEY};
 use serde_json::{json, Map, Value};
 
 use crate::ApiError;
@@ -110,8 +110,19 @@ pub async fn counter(session: &impl SessionApi) -> Answer {
 
 /// `POST /api/login`: a new id on every privilege change, the old one
 /// deleted.
-pub async fn login(session: &impl SessionApi, client: &Client, body: &[u8]) -> Answer {
+pub async fn login(
+    session: &impl SessionApi,
+    store: &MongoSessionStore,
+    client: &Client,
+    body: &[u8],
+) -> Answer {
     let user = crate::login_user(&crate::parse_body(body)?)?;
+    // Under a refusing device limit, say so before anything changes (the
+    // save checks again, for logins racing this one).
+    store
+        .check_session_limit(&user)
+        .await
+        .map_err(|e| crate::store_refused(&e))?;
     session.renew().await?;
     session.insert("user", json!(user)).await?;
     session.set_owner(&client.owner(&user)).await?;
@@ -126,7 +137,9 @@ pub async fn logout(session: &impl SessionApi) -> Answer {
 
 /// `GET /api/sessions`.
 pub async fn list_sessions(session: &impl SessionApi, store: &MongoSessionStore) -> Answer {
-    Ok(crate::sessions_body(&own_sessions(session, store).await?))
+    let sessions = own_sessions(session, store).await?;
+    let signed_out = signed_out(session, store).await?;
+    Ok(crate::sessions_body(&sessions, &signed_out))
 }
 
 /// `DELETE /api/sessions/{handle}`.
@@ -156,7 +169,8 @@ pub async fn page(
 ) -> Result<String, ApiError> {
     let data = session.data().await?;
     let sessions = own_sessions(session, store).await.unwrap_or_default();
-    Ok(crate::render_page(&data, &sessions))
+    let signed_out = signed_out(session, store).await.unwrap_or_default();
+    Ok(crate::render_page(&data, &sessions, &signed_out))
 }
 
 async fn logged_in(session: &impl SessionApi) -> Result<String, ApiError> {
@@ -178,6 +192,16 @@ async fn own_sessions(
         .user_sessions(&user, current.as_deref())
         .await
         .map_err(store_failed)
+}
+
+/// The logged-in user's devices that were signed out by someone else (a
+/// revocation, the device limit) in the last hour.
+async fn signed_out(
+    session: &impl SessionApi,
+    store: &MongoSessionStore,
+) -> Result<Vec<SignedOut>, ApiError> {
+    let user = logged_in(session).await?;
+    store.signed_out(&user).await.map_err(store_failed)
 }
 
 fn store_failed(error: mongodb_session_store::Error) -> ApiError {

@@ -10,7 +10,7 @@ mod page;
 mod settings;
 
 pub use device::describe_device;
-use mongodb_session_store::UserSession;
+use mongodb_session_store::{EndReason, SignedOut, UserSession};
 pub use page::render_page;
 use serde_json::{json, Map, Value};
 pub use settings::{CacheSetting, CodecName, Settings};
@@ -90,7 +90,12 @@ pub fn validate_key(key: &str, reserved: &str) -> Result<(), ApiError> {
 /// The answer to the store refusing what a request would save: 400 for a
 /// reserved key, 413 for a session over the size limit, 500 otherwise.
 pub fn store_refused(error: &mongodb_session_store::Error) -> ApiError {
-    if error.is_reserved_key() {
+    if error.is_session_limit() {
+        ApiError::new(
+            409,
+            "this account is signed in on too many devices: sign one out first",
+        )
+    } else if error.is_reserved_key() {
         ApiError::new(400, error.to_string())
     } else if error.is_encode() {
         ApiError::new(413, error.to_string())
@@ -139,8 +144,22 @@ pub fn next_counter(current: Option<&Value>) -> Result<i64, ApiError> {
 }
 
 /// `{"sessions": [...]}`: a user's sessions, the current one flagged.
-pub fn sessions_body(sessions: &[UserSession]) -> Value {
+pub fn sessions_body(sessions: &[UserSession], signed_out: &[SignedOut]) -> Value {
     let when = |t: Option<std::time::SystemTime>| t.and_then(rfc3339);
+    let gone: Vec<Value> = signed_out
+        .iter()
+        .map(|d| {
+            let reason = match d.reason {
+                EndReason::SessionLimit => "session-limit",
+                _ => "revoked",
+            };
+            json!({
+                "handle": d.handle, "at": rfc3339(d.at), "reason": reason,
+                "userAgent": d.user_agent, "ip": d.ip,
+                "device": describe_device(d.user_agent.as_deref()),
+            })
+        })
+        .collect();
     let list: Vec<Value> = sessions
         .iter()
         .map(|s| {
@@ -152,7 +171,7 @@ pub fn sessions_body(sessions: &[UserSession]) -> Value {
             })
         })
         .collect();
-    json!({ "sessions": list })
+    json!({ "sessions": list, "signedOut": gone })
 }
 
 /// `at` as RFC 3339, or `None` where it is outside what the format (and the

@@ -2,14 +2,18 @@
 //! the JSON API answers with, so it shows the state at once; its script only
 //! calls the API, turns times into "3 minutes ago", and shows errors.
 
-use mongodb_session_store::UserSession;
+use mongodb_session_store::{SignedOut, UserSession};
 use serde_json::{Map, Value};
 
 /// The demo's HTML page: who is signed in, their devices (readable names,
 /// where and when, revoke buttons), the session's data sorted by key, and
 /// forms that call the JSON API.
-pub fn render_page(data: &Map<String, Value>, sessions: &[UserSession]) -> String {
-    render(data, &crate::sessions_body(sessions))
+pub fn render_page(
+    data: &Map<String, Value>,
+    sessions: &[UserSession],
+    signed_out: &[SignedOut],
+) -> String {
+    render(data, &crate::sessions_body(sessions, signed_out))
 }
 
 /// The page from the session's data and the `GET /api/sessions` body.
@@ -81,7 +85,34 @@ fn devices(body: &Value) -> String {
     } else {
         "<p class=\"muted\">This is your only signed-in device.</p>"
     };
-    format!("<ul class=\"devices\">{items}</ul>{revoke_others}")
+    format!(
+        "<ul class=\"devices\">{items}</ul>{revoke_others}{}",
+        signed_out(body)
+    )
+}
+
+/// The devices signed out by someone else in the last hour, and why.
+fn signed_out(body: &Value) -> String {
+    let gone: Vec<&Value> = body["signedOut"].as_array().into_iter().flatten().collect();
+    if gone.is_empty() {
+        return String::new();
+    }
+    let items: String = gone
+        .into_iter()
+        .map(|device| {
+            let name = escape(device["device"].as_str().unwrap_or("Unknown device"));
+            let why = match device["reason"].as_str() {
+                Some("session-limit") => "signed out by the device limit",
+                _ => "signed out from another device",
+            };
+            let at = escape(device["at"].as_str().unwrap_or(""));
+            format!(
+                "<li class=\"signed-out\"><strong>{name}</strong> — {why} \
+                 <time datetime=\"{at}\">{at}</time></li>"
+            )
+        })
+        .collect();
+    format!("<h3>Recently signed out</h3><ul class=\"devices signed-out\">{items}</ul>")
 }
 
 fn device_item(session: &Value) -> String {
@@ -169,7 +200,7 @@ mod tests {
     #[test]
     fn values_are_escaped() {
         let data = json!({"<k>": "<script>"}).as_object().unwrap().clone();
-        let page = render_page(&data, &[]);
+        let page = render_page(&data, &[], &[]);
         assert!(page.contains("&lt;k&gt;") && page.contains("&quot;&lt;script&gt;&quot;"));
         assert!(!page.contains("<script>\""));
     }
@@ -180,7 +211,7 @@ mod tests {
             .as_object()
             .unwrap()
             .clone();
-        let page = render_page(&data, &[]);
+        let page = render_page(&data, &[], &[]);
         assert!(page.contains("<code>{{status}}</code>"), "{page}");
         assert!(page.contains("&quot;{{rows}}&quot;"), "{page}");
     }
@@ -212,7 +243,7 @@ mod tests {
     #[test]
     fn a_user_key_without_a_listed_session_is_not_signed_in() {
         let data = json!({"user": "mallory"}).as_object().unwrap().clone();
-        let page = render_page(&data, &[]);
+        let page = render_page(&data, &[], &[]);
         assert!(page.contains("Not signed in"), "{page}");
         assert!(page.contains("id=\"logout\" hidden"), "{page}");
         assert!(!page.contains("Signed in as"), "{page}");

@@ -38,6 +38,12 @@ pub struct Settings {
     /// `SESSION_MAX_BYTES`: the largest session stored (default: the
     /// store's, 1 MiB); a write past it is answered 413.
     pub max_session_bytes: Option<usize>,
+    /// `SESSION_MAX_PER_USER`: at most this many signed-in devices per user
+    /// (default: no limit).
+    pub max_sessions_per_user: Option<u32>,
+    /// `SESSION_LIMIT_POLICY`: past the limit, `end` the least recently
+    /// active device (default) or `refuse` the new login (409).
+    pub over_limit: mongodb_session_store::OverLimit,
 }
 
 /// `SESSION_CACHE`'s values.
@@ -88,6 +94,9 @@ impl Settings {
         }
         if let Some(limit) = self.max_session_bytes {
             builder = builder.max_session_bytes(limit);
+        }
+        if let Some(max) = self.max_sessions_per_user {
+            builder = builder.max_sessions_per_user(max, self.over_limit);
         }
         if self.cache != CacheSetting::Off {
             let cache = mongodb_session_store::ReadCache::new()
@@ -149,6 +158,21 @@ impl Settings {
             max_session_bytes: match lookup("SESSION_MAX_BYTES") {
                 None => None,
                 Some(_) => Some(parse(&lookup, "SESSION_MAX_BYTES", 0)?),
+            },
+            max_sessions_per_user: match lookup("SESSION_MAX_PER_USER") {
+                None => None,
+                Some(_) => Some(parse(&lookup, "SESSION_MAX_PER_USER", 0)?),
+            },
+            over_limit: match lookup("SESSION_LIMIT_POLICY").as_deref().map(str::trim) {
+                None | Some("") | Some("end") => {
+                    mongodb_session_store::OverLimit::EndLeastRecentlyActive
+                }
+                Some("refuse") => mongodb_session_store::OverLimit::RefuseNewLogin,
+                Some(other) => {
+                    return Err(format!(
+                        "SESSION_LIMIT_POLICY={other:?} must be end or refuse"
+                    ))
+                }
             },
         })
     }

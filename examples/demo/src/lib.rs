@@ -226,8 +226,13 @@ async fn counter(session: Session) -> Reply {
     reply(handlers::counter(&Tower::new(session)).await)
 }
 
-async fn login(session: Session, client: ClientInfo, body: Result<Bytes, BytesRejection>) -> Reply {
-    reply(handlers::login(&Tower::new(session), &client.0, &body?).await)
+async fn login(
+    session: Session,
+    Extension(store): Extension<MongoSessionStore>,
+    client: ClientInfo,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    reply(handlers::login(&Tower::new(session), &store, &client.0, &body?).await)
 }
 
 async fn logout(session: Session) -> Reply {

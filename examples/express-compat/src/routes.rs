@@ -155,6 +155,7 @@ async fn counter(session: Session) -> Reply {
 
 async fn login(
     session: Session,
+    State(config): State<Config>,
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Bytes, BytesRejection>,
@@ -166,7 +167,7 @@ async fn login(
             .map(str::to_string),
         ip: peer.map(|Extension(ConnectInfo(address))| address.ip().to_string()),
     };
-    reply(handlers::login(&session, &client, &body?).await)
+    reply(handlers::login(&session, &config.store, &client, &body?).await)
 }
 
 async fn logout(session: Session) -> Reply {

@@ -1,106 +1,127 @@
 //! The options every command shares: the connection, and every store option
-//! that changes how documents are read. Each is named after the
-//! `StoreBuilder` method it mirrors (the environment variables are those of
-//! the former `mss-migrate`): give the tool the service's values, or it will
-//! not find the service's sessions.
+//! that changes how documents are read — the flags are made from the
+//! library's one table of them (`mongodb_session_store::config`), named
+//! after the `StoreBuilder` methods they call (the environment variables
+//! are those of the former `mss-migrate`): give the tool the service's
+//! values, or it will not find the service's sessions.
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use mongodb_session_store::{
-    express::ExpressLayout, Codec, KeyRing, MongoSessionStore, StoreBuilder,
+    config::{parse_key_ring, StoreOption, STORE_OPTIONS},
+    express::ExpressLayout,
+    KeyRing, MongoSessionStore, StoreBuilder,
 };
 
-/// How the service's store is built.
-#[derive(Debug, Clone, Args)]
+pub(crate) use mongodb_session_store::config::parse_duration;
+
+/// How the service's store is built: the library's store options as given
+/// (in the table's order), the URI, and the key ring's other forms.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct StoreOptions {
-    /// The MongoDB server (and, in its path, the database).
-    #[arg(long, env = "MONGODB_URI", hide_env_values = true, global = true)]
-    pub(crate) uri: Option<String>,
-    /// The database, if not in the URI (`database`).
-    #[arg(long, global = true)]
-    pub(crate) database: Option<String>,
-    /// The sessions collection (`collection`).
-    #[arg(long, default_value = "sessions", global = true)]
-    pub(crate) collection: String,
-    /// The document layout: native, or a Node store's (`express_layout`):
-    /// connect-mongo, connect-mongo-object, connect-mongodb-session.
-    #[arg(long, global = true)]
-    pub(crate) layout: Option<StoreLayout>,
-    /// The secret for the keyed hashes of session ids and handles
-    /// (`id_hash_key`; its UTF-8 bytes). Without it, the built-in public key.
-    #[arg(
-        long,
-        env = "SESSION_ID_HASH_KEY",
-        hide_env_values = true,
-        global = true
-    )]
-    pub(crate) id_hash_key: Option<String>,
-    /// Whether the id field holds a keyed hash of the session id (`hash_ids`).
-    #[arg(long, global = true)]
-    pub(crate) hash_ids: Option<bool>,
-    /// One encryption key (`encryption`: base64 of 32 bytes). For a key
-    /// ring, use --encryption-keys or --encryption-keys-file.
-    #[arg(
-        long,
-        env = "SESSION_ENCRYPTION_KEY",
-        hide_env_values = true,
-        global = true
-    )]
-    pub(crate) encryption_key: Option<String>,
-    /// The id of that key in the service's key ring [default: 1].
-    #[arg(long, global = true)]
-    pub(crate) encryption_key_id: Option<u32>,
-    /// The key ring (`encryption`): `id:base64` pairs separated by commas,
-    /// the primary first (it encrypts; every key decrypts).
-    #[arg(
-        long,
-        env = "SESSION_ENCRYPTION_KEYS",
-        hide_env_values = true,
-        global = true
-    )]
-    pub(crate) encryption_keys: Option<String>,
-    /// A file holding the key ring: one `id:base64` per line, the primary
-    /// first; blank lines and lines starting with # are skipped.
-    #[arg(
-        long,
-        env = "SESSION_ENCRYPTION_KEYS_FILE",
-        hide_env_values = true,
-        global = true
-    )]
-    pub(crate) encryption_keys_file: Option<PathBuf>,
-    /// How the data field is stored (`codec`): bson or json-string.
-    #[arg(long, global = true)]
-    pub(crate) codec: Option<CodecName>,
-    /// The id field (`id_field`) [default: _id].
-    #[arg(long, global = true)]
-    pub(crate) id_field: Option<String>,
-    /// The data field (`data_field`) [default: data].
-    #[arg(long, global = true)]
-    pub(crate) data_field: Option<String>,
-    /// The expiry field (`expires_field`) [default: expires].
-    #[arg(long, global = true)]
-    pub(crate) expires_field: Option<String>,
-    /// The creation time field (`timestamp_fields`) [default: createdAt].
-    #[arg(long, global = true)]
-    pub(crate) created_at_field: Option<String>,
-    /// The modification time field (`timestamp_fields`) [default: lastModified].
-    #[arg(long, global = true)]
-    pub(crate) last_modified_field: Option<String>,
-    /// The service writes no timestamps (`timestamps(false)`).
-    #[arg(long, global = true)]
-    pub(crate) no_timestamps: bool,
-    /// The service's absolute lifetime (`max_lifetime`, e.g. `12h`): a
-    /// session older than that is no longer live.
-    #[arg(long, value_parser = parse_duration, global = true)]
-    pub(crate) max_lifetime: Option<Duration>,
-    /// Bound on each database operation (`operation_timeout`, e.g. `10s`, `500ms`).
-    #[arg(long, value_parser = parse_duration, default_value = "10s", global = true)]
-    pub(crate) operation_timeout: Duration,
-    /// How long to wait for the server at start (`connect_timeout`).
-    #[arg(long, value_parser = parse_duration, default_value = "10s", global = true)]
-    pub(crate) connect_timeout: Duration,
+    uri: Option<String>,
+    given: Vec<(&'static str, String)>,
+    encryption_key: Option<String>,
+    encryption_key_id: Option<u32>,
+    encryption_keys_file: Option<PathBuf>,
+}
+
+/// The options that shape the connection rather than the documents.
+const CONNECTION: &[&str] = &["database", "operation-timeout", "connect-timeout"];
+
+impl Args for StoreOptions {
+    fn augment_args(command: Command) -> Command {
+        let uri = Arg::new("uri")
+            .long("uri")
+            .env("MONGODB_URI")
+            .hide_env_values(true)
+            .global(true)
+            .help("The MongoDB server (and, in its path, the database)");
+        let command = STORE_OPTIONS
+            .iter()
+            .fold(command.arg(uri), |command, option| {
+                command.arg(flag(option))
+            });
+        command
+            .arg(
+                Arg::new("encryption-key")
+                    .long("encryption-key")
+                    .env("SESSION_ENCRYPTION_KEY")
+                    .hide_env_values(true)
+                    .global(true)
+                    .help(
+                        "One encryption key (`encryption`: base64 of 32 bytes); for a key ring, \
+                         --encryption-keys or --encryption-keys-file",
+                    ),
+            )
+            .arg(
+                Arg::new("encryption-key-id")
+                    .long("encryption-key-id")
+                    .value_parser(clap::value_parser!(u32))
+                    .global(true)
+                    .help("The id of that key in the service's key ring [default: 1]"),
+            )
+            .arg(
+                Arg::new("encryption-keys-file")
+                    .long("encryption-keys-file")
+                    .env("SESSION_ENCRYPTION_KEYS_FILE")
+                    .hide_env_values(true)
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .global(true)
+                    .help(
+                        "A file holding the key ring: one `id:base64` per line, the primary \
+                         first; blank lines and lines starting with # are skipped",
+                    ),
+            )
+    }
+
+    fn augment_args_for_update(command: Command) -> Command {
+        Self::augment_args(command)
+    }
+}
+
+/// The flag of one store option.
+fn flag(option: &'static StoreOption) -> Arg {
+    let mut arg = Arg::new(option.name)
+        .long(option.name)
+        .global(true)
+        .help(option.help);
+    arg = match option.value {
+        Some(value) => arg.value_name(value),
+        None => arg.action(ArgAction::SetTrue),
+    };
+    if let Some(env) = option.env {
+        arg = arg.env(env).hide_env_values(option.secret);
+    }
+    arg
+}
+
+impl FromArgMatches for StoreOptions {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut options = Self::default();
+        options.update_from_arg_matches(matches)?;
+        Ok(options)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.uri = matches.get_one::<String>("uri").cloned();
+        self.given = STORE_OPTIONS
+            .iter()
+            .filter_map(|option| {
+                let value = match option.value {
+                    Some(_) => matches.get_one::<String>(option.name)?.clone(),
+                    None => matches.get_flag(option.name).then(|| "true".to_string())?,
+                };
+                Some((option.name, value))
+            })
+            .collect();
+        self.encryption_key = matches.get_one::<String>("encryption-key").cloned();
+        self.encryption_key_id = matches.get_one::<u32>("encryption-key-id").copied();
+        self.encryption_keys_file = matches.get_one::<PathBuf>("encryption-keys-file").cloned();
+        Ok(())
+    }
 }
 
 /// The store's document layout.
@@ -141,77 +162,88 @@ impl StoreOptions {
             .context("no server: give --uri or set MONGODB_URI")
     }
 
+    fn value(&self, name: &str) -> Option<&str> {
+        self.given
+            .iter()
+            .find(|(given, _)| *given == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// `--layout`: native unless a Node store's is named.
+    pub(crate) fn layout(&self) -> Result<StoreLayout> {
+        self.value("layout")
+            .map_or(Ok(StoreLayout::Native), |name| {
+                name.parse().map_err(anyhow::Error::msg)
+            })
+    }
+
+    /// `--collection` [default: sessions].
+    pub(crate) fn collection(&self) -> &str {
+        self.value("collection").unwrap_or("sessions")
+    }
+
+    /// `--operation-timeout` [default: 10s].
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.value("operation-timeout")
+            .and_then(|text| parse_duration(text).ok())
+            .unwrap_or(Duration::from_secs(10))
+    }
+
+    /// `builder` with the given options named by `pick` set.
+    fn apply(&self, builder: StoreBuilder, pick: impl Fn(&str) -> bool) -> Result<StoreBuilder> {
+        self.given.iter().filter(|(name, _)| pick(name)).try_fold(
+            builder,
+            |builder, (name, value)| {
+                builder
+                    .set(name, value)
+                    .with_context(|| format!("--{name}"))
+            },
+        )
+    }
+
     /// A builder on the server with the connection options only; it writes
     /// nothing at build (no index, no removal task).
     pub(crate) fn connection(&self) -> Result<StoreBuilder> {
-        let builder = MongoSessionStore::from_uri(self.uri()?)
-            .manage_collection(false)
-            .operation_timeout(self.operation_timeout)
-            .connect_timeout(self.connect_timeout);
-        Ok(match &self.database {
-            Some(database) => builder.database(database),
-            None => builder,
-        })
+        let builder = MongoSessionStore::from_uri(self.uri()?).manage_collection(false);
+        self.apply(builder, |name| CONNECTION.contains(&name))
     }
 
     /// The service's store, as it builds it.
     pub(crate) fn store(&self) -> Result<StoreBuilder> {
-        let builder = self.connection()?.collection(&self.collection);
-        let builder = match self.layout {
-            Some(StoreLayout::Express(layout)) => builder.express_layout(layout),
-            _ => builder,
-        };
+        let builder = self.connection()?.collection(self.collection());
+        let builder = self.apply(builder, |name| name == "layout")?;
         self.native_options(builder)
     }
 
     /// The options that shape the native layout (and, for the Node layouts,
     /// override their defaults).
-    pub(crate) fn native_options(&self, mut builder: StoreBuilder) -> Result<StoreBuilder> {
-        if let Some(secret) = &self.id_hash_key {
-            builder = builder.id_hash_key(secret);
-        }
-        if let Some(on) = self.hash_ids {
-            builder = builder.hash_ids(on);
-        }
-        if let Some(ring) = self.key_ring()? {
-            builder = builder.encryption(ring);
-        }
-        builder = match self.codec {
-            Some(CodecName::Bson) => builder.codec(Codec::Bson),
-            Some(CodecName::JsonString) => builder.codec(Codec::JsonString),
+    pub(crate) fn native_options(&self, builder: StoreBuilder) -> Result<StoreBuilder> {
+        let shaping =
+            |name: &str| !CONNECTION.contains(&name) && !["layout", "collection"].contains(&name);
+        let builder = self.apply(builder, shaping)?;
+        Ok(match self.other_key_ring()? {
+            Some(ring) => builder.encryption(ring),
             None => builder,
-        };
-        if let Some(name) = &self.id_field {
-            builder = builder.id_field(name);
-        }
-        if let Some(name) = &self.data_field {
-            builder = builder.data_field(name);
-        }
-        if let Some(name) = &self.expires_field {
-            builder = builder.expires_field(name);
-        }
-        if self.created_at_field.is_some() || self.last_modified_field.is_some() {
-            let created = self.created_at_field.as_deref().unwrap_or("createdAt");
-            let modified = self
-                .last_modified_field
-                .as_deref()
-                .unwrap_or("lastModified");
-            builder = builder.timestamp_fields(created, modified);
-        }
-        if self.no_timestamps {
-            builder = builder.timestamps(false);
-        }
-        if let Some(lifetime) = self.max_lifetime {
-            builder = builder.max_lifetime(lifetime);
-        }
-        Ok(builder)
+        })
     }
 
-    /// The key ring from whichever of the three forms was given.
+    /// The key ring from whichever form was given.
     pub(crate) fn key_ring(&self) -> Result<Option<KeyRing>> {
+        if let Some(list) = self.value("encryption-keys") {
+            self.other_key_ring()?;
+            return parse_key_ring(list.split(','))
+                .map(Some)
+                .context("--encryption-keys");
+        }
+        self.other_key_ring()
+    }
+
+    /// The key ring from `--encryption-key` or `--encryption-keys-file`,
+    /// checking that only one form was given.
+    fn other_key_ring(&self) -> Result<Option<KeyRing>> {
         let given = [
             self.encryption_key.is_some(),
-            self.encryption_keys.is_some(),
+            self.value("encryption-keys").is_some(),
             self.encryption_keys_file.is_some(),
         ];
         if given.iter().filter(|g| **g).count() > 1 {
@@ -229,11 +261,6 @@ impl StoreOptions {
                 KeyRing::from_base64(id, key).context("--encryption-key")?,
             ));
         }
-        if let Some(list) = &self.encryption_keys {
-            return parse_key_ring(list.split(','))
-                .map(Some)
-                .context("--encryption-keys");
-        }
         if let Some(path) = &self.encryption_keys_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -249,88 +276,50 @@ impl StoreOptions {
     }
 }
 
-/// `id:base64` entries, the primary first.
-fn parse_key_ring<'a>(entries: impl Iterator<Item = &'a str>) -> Result<KeyRing> {
-    let mut keys = Vec::new();
-    for entry in entries {
-        let (id, key) = entry
-            .trim()
-            .split_once(':')
-            .context("each key is `id:base64`")?;
-        let id: u32 = id.trim().parse().context("a key id is a number")?;
-        keys.push((id, key.trim()));
-    }
-    // Built from the last: each earlier key becomes the primary in turn, so
-    // the first given ends up encrypting and all of them decrypt.
-    let mut keys = keys.into_iter().rev();
-    let (id, key) = keys.next().context("the key ring is empty")?;
-    let mut ring = KeyRing::from_base64(id, key)?;
-    for (id, key) in keys {
-        ring = ring.with_primary_base64(id, key)?;
-    }
-    Ok(ring)
-}
-
-/// `10s`, `500ms`, `2m`, `12h`, or a bare number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms, 2m or 12h"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}: ms, s, m or h")),
-    };
-    if duration.is_zero() {
-        return Err("a duration must be above zero".into());
-    }
-    Ok(duration)
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    #[test]
-    fn durations_take_a_unit_or_mean_seconds() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
-        for bad in ["", "0s", "ten", "5d", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        store: StoreOptions,
     }
 
+    /// Every store option of the library is a flag here, and reaches the
+    /// builder by its name.
     #[test]
-    fn a_key_ring_lists_the_primary_first() {
-        let a = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-        let b = "S2V5IG51bWJlciB0d286IDMyIGJ5dGVzIGxvbmcuLi4=";
-        let ring = parse_key_ring(
-            [format!("2:{b}"), format!(" 1 : {a}")]
-                .iter()
-                .map(|s| s.as_str()),
-        )
+    fn every_store_option_of_the_library_is_a_flag() {
+        let command = <Cli as clap::CommandFactory>::command();
+        for option in STORE_OPTIONS {
+            let arg = command.get_arguments().find(|a| a.get_id() == option.name);
+            assert!(arg.is_some(), "--{} is missing", option.name);
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--uri",
+            "mongodb://h/db",
+            "--collection",
+            "c",
+            "--ttl",
+            "2h",
+            "--no-timestamps",
+            "--layout",
+            "connect-mongo",
+        ])
         .unwrap();
-        assert_eq!(ring.primary_id(), 2);
-        assert!(parse_key_ring(["2:x"].into_iter()).is_err());
-        assert!(
-            parse_key_ring(
-                [format!("1:{a}"), format!("1:{b}")]
-                    .iter()
-                    .map(|s| s.as_str())
-            )
-            .is_err(),
-            "a duplicate id"
+        assert_eq!(cli.store.collection(), "c");
+        assert_eq!(
+            cli.store.layout().unwrap(),
+            StoreLayout::Express(ExpressLayout::ConnectMongo)
         );
-        assert!(parse_key_ring(std::iter::empty()).is_err());
+        assert!(cli.store.store().is_ok());
+        let bad = Cli::try_parse_from(["x", "--uri", "mongodb://h/db", "--ttl", "soon"]).unwrap();
+        assert!(
+            bad.store.store().is_err(),
+            "the builder refuses what does not parse"
+        );
     }
 }

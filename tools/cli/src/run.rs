@@ -21,8 +21,9 @@ pub(crate) mod code {
     pub(crate) const NEEDS_YES: u8 = 3;
     /// Asked, and the answer was not yes: nothing was changed.
     pub(crate) const DECLINED: u8 = 4;
-    /// Done, but some documents were skipped (the report lists them): run
-    /// the command again (after fixing what it names).
+    /// Done, but some documents were skipped (the report lists them), or a
+    /// later batch failed after earlier ones were done (the report counts
+    /// them): run the command again (after fixing what it names).
     pub(crate) const INCOMPLETE: u8 = 5;
 }
 
@@ -34,7 +35,8 @@ Exit codes:
   2  bad command line
   3  refused: a destructive command needs --yes when there is no terminal to ask on
   4  declined at the prompt: nothing was changed
-  5  incomplete: some documents were skipped (listed); run again after fixing them";
+  5  incomplete: some documents were skipped (listed), or a batch failed after others were
+     done (what was done is counted); run again (after fixing what it names)";
 
 /// A command's outcome: shown as text, or as one JSON document with --json.
 #[derive(Debug)]
@@ -50,6 +52,22 @@ impl Report {
             json,
             text,
             code: code::OK,
+        }
+    }
+
+    /// A batched command that stopped part way: what the completed batches
+    /// did, the error that stopped it, exit code [`code::INCOMPLETE`].
+    pub(crate) fn stopped(mut json: Value, text: &str, error: &dyn fmt::Display) -> Self {
+        json["incomplete"] = Value::Bool(true);
+        json["error"] = Value::String(error.to_string());
+        Self {
+            json,
+            text: format!(
+                "{}\nstopped part way: {error}\nwhat was done stays done: run the command again \
+                 to finish",
+                text.trim_end()
+            ),
+            code: code::INCOMPLETE,
         }
     }
 
@@ -95,6 +113,17 @@ impl Ui {
             ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}")
                 .expect("a valid template"),
         )
+    }
+
+    /// A counter on stderr for work whose total is not known beforehand,
+    /// hidden as [`progress`](Self::progress) is.
+    pub(crate) fn counter(&self, unit: &str) -> ProgressBar {
+        if self.json || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let template = format!("{{spinner}} {{pos}} {unit} {{per_sec}} {{msg}}");
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(ProgressStyle::with_template(&template).expect("a valid template"))
     }
 
     /// Goes on only if the user agrees to `change`: with --yes at once; on

@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use mongodb_session_store::{migrate::MigrateOptions, AutoRemove};
+use mongodb_session_store::{migrate::MigrateOptions, AutoRemove, Incomplete};
 use serde_json::json;
 
 use crate::{
@@ -34,19 +34,23 @@ pub(crate) struct MigrateArgs {
     /// converted; write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Sessions migrated at once: the load the migration puts on the server.
+    /// Source sessions per batch: what one round trip reads or writes.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Per-session writes in flight at once (re-copies over a native
+    /// session, in place the source deletes): the load on the server.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
 }
 
 pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> Result<Report> {
-    let Some(StoreLayout::Express(layout)) = options.layout else {
+    let StoreLayout::Express(layout) = options.layout()? else {
         bail!(
             "say which Node layout to migrate from: --layout connect-mongo, \
              connect-mongo-object or connect-mongodb-session"
         );
     };
-    let from = args.from.as_deref().unwrap_or(&options.collection);
+    let from = args.from.as_deref().unwrap_or(options.collection());
     let into = match (&args.into, args.in_place) {
         (Some(name), false) => name.as_str(),
         (None, true) => from,
@@ -78,6 +82,7 @@ pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> R
     let bar = ui.progress(total);
     let migrate = MigrateOptions::default()
         .dry_run(args.dry_run)
+        .batch_size(args.batch_size)
         .concurrency(args.concurrency);
     let report = target
         .migrate_from(&source, migrate, |report| {
@@ -92,7 +97,11 @@ pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> R
     bar.finish_and_clear();
     source.close().await;
     target.close().await;
-    let report = report?;
+    let (report, stopped) = match report {
+        Ok(report) => (report, None),
+        Err(stopped) if stopped.done.examined == 0 => return Err(stopped.error.into()),
+        Err(Incomplete { done, error, .. }) => (done, Some(error)),
+    };
 
     let (verb, removed) = if args.dry_run {
         ("would convert", "would remove")
@@ -124,5 +133,8 @@ pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> R
         "kept_native": report.kept_native,
         "failures": failures,
     });
+    if let Some(error) = stopped {
+        return Ok(Report::stopped(json, &text, &error));
+    }
     Ok(Report::new(json, text).incomplete_if(!failures.is_empty() || report.deferred > 0))
 }

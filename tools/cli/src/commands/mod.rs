@@ -4,13 +4,13 @@ mod indexes;
 mod inspect;
 pub(crate) mod migrate;
 mod revoke;
-mod rewrap;
+pub(crate) mod rewrap;
 
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use mongodb_session_store::MongoSessionStore;
+use mongodb_session_store::{BatchOptions, MongoSessionStore};
 use serde_json::Value;
 
 use crate::{
@@ -35,8 +35,13 @@ pub(crate) enum Command {
     Revoke(revoke::RevokeArgs),
     /// Delete every expired session now (what `delete_expired` does; for
     /// deployments without the TTL index, `AutoRemove::Disabled`).
+    ///
+    /// In batches: each round trip finds or deletes at most --batch-size
+    /// sessions, so each stays within --operation-timeout however large the
+    /// backlog. It counts what it deleted; if a batch fails after others
+    /// were done, it says how many and exits 5: run it again to finish.
     #[command(after_help = EXIT_CODES)]
-    PurgeExpired,
+    PurgeExpired(BatchArgs),
     /// Create the indexes the store relies on; --dry-run shows what would
     /// change. Replacing a disagreeing index asks first.
     #[command(after_help = EXIT_CODES)]
@@ -51,9 +56,11 @@ pub(crate) enum Command {
     /// idempotent, so after an interruption (Ctrl-C, a lost connection, exit
     /// code 1 or 5) run the same command again; sessions already under the
     /// primary key are only read. When it exits 0 and `stats` shows no
-    /// document under the old key id, the old key can go.
+    /// document under the old key id, the old key can go. In batches: each
+    /// round trip reads at most --batch-size sessions; a failure after some
+    /// batches were done exits 5 with their counts.
     #[command(after_help = EXIT_CODES)]
-    Rewrap,
+    Rewrap(rewrap::RewrapArgs),
     /// Move connect-mongo / connect-mongodb-session sessions to the native
     /// layout without logging anyone out (formerly `mss-migrate`). --layout
     /// names the Node layout; the other store options describe the native
@@ -62,14 +69,28 @@ pub(crate) enum Command {
     Migrate(migrate::MigrateArgs),
 }
 
+/// How a command over the whole collection splits its work.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct BatchArgs {
+    /// Sessions per batch: what one round trip reads or deletes.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+}
+
+impl BatchArgs {
+    fn options(self) -> BatchOptions {
+        BatchOptions::default().size(self.batch_size)
+    }
+}
+
 pub(crate) async fn run(options: &StoreOptions, command: Command, ui: Ui) -> Result<Report> {
     match command {
         Command::Stats => inspect::stats(options, ui).await,
         Command::List { user } => inspect::list(options, &user).await,
         Command::Revoke(args) => revoke::revoke(options, &args, ui).await,
-        Command::PurgeExpired => revoke::purge_expired(options, ui).await,
+        Command::PurgeExpired(args) => revoke::purge_expired(options, &args, ui).await,
         Command::EnsureIndexes(args) => indexes::ensure(options, &args, ui).await,
-        Command::Rewrap => rewrap::rewrap(options, ui).await,
+        Command::Rewrap(args) => rewrap::rewrap(options, &args, ui).await,
         Command::Migrate(args) => migrate::run(options, &args, ui).await,
     }
 }
@@ -91,7 +112,7 @@ fn namespace(store: &MongoSessionStore) -> String {
 /// The collection's size for a progress bar: an estimate, or zero.
 async fn estimate(store: &MongoSessionStore, options: &StoreOptions) -> u64 {
     let estimate = store.collection().estimated_document_count();
-    match tokio::time::timeout(options.operation_timeout, estimate).await {
+    match tokio::time::timeout(options.operation_timeout(), estimate).await {
         Ok(Ok(count)) => count,
         _ => 0,
     }

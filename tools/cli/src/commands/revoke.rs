@@ -2,10 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
-use mongodb_session_store::express::{decode_cookie_value, unsign};
+use mongodb_session_store::{
+    express::{decode_cookie_value, unsign},
+    Incomplete,
+};
 use serde_json::json;
 
-use super::{namespace, open};
+use super::{namespace, open, BatchArgs};
 use crate::{
     options::StoreOptions,
     run::{Report, Ui},
@@ -97,19 +100,33 @@ fn session_id(cookie: &str, secrets: Option<&str>) -> Result<String> {
     unsign(&value, &secrets).context("the cookie's signature does not verify with --cookie-secret")
 }
 
-pub(super) async fn purge_expired(options: &StoreOptions, ui: Ui) -> Result<Report> {
+pub(super) async fn purge_expired(
+    options: &StoreOptions,
+    args: &BatchArgs,
+    ui: Ui,
+) -> Result<Report> {
     let store = open(options).await?;
     ui.confirm(&format!(
         "delete every expired session in {}",
         namespace(&store)
     ))?;
-    let deleted = store.delete_expired().await;
+    let bar = ui.counter("deleted");
+    let deleted = store
+        .delete_expired_with(args.options(), |n| bar.set_position(n))
+        .await;
+    bar.finish_and_clear();
     store.close().await;
-    let deleted = deleted?;
-    Ok(Report::new(
-        json!({ "deleted": deleted }),
-        format!("deleted {deleted} expired sessions"),
-    ))
+    let text = |n: u64| format!("deleted {n} expired sessions");
+    match deleted {
+        Ok(n) => Ok(Report::new(json!({ "deleted": n }), text(n))),
+        // Nothing was done: a plain failure.
+        Err(stopped) if stopped.done == 0 => Err(stopped.error.into()),
+        Err(Incomplete { done, error, .. }) => Ok(Report::stopped(
+            json!({ "deleted": done }),
+            &text(done),
+            &error,
+        )),
+    }
 }
 
 #[cfg(test)]

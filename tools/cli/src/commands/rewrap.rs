@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use mongodb_session_store::RewrapEvent;
+use clap::Args;
+use mongodb_session_store::{BatchOptions, Incomplete, RewrapEvent};
 use serde_json::json;
 
 use super::{estimate, namespace, open};
@@ -12,7 +13,27 @@ use crate::{
     run::{Report, Ui},
 };
 
-pub(super) async fn rewrap(options: &StoreOptions, ui: Ui) -> Result<Report> {
+/// How `rewrap` splits its work.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct RewrapArgs {
+    /// Sessions per batch: what one round trip reads.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Sessions written back at once (each a compare-and-swap): the load
+    /// on the server.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+impl RewrapArgs {
+    fn options(self) -> BatchOptions {
+        BatchOptions::default()
+            .size(self.batch_size)
+            .concurrency(self.concurrency)
+    }
+}
+
+pub(super) async fn rewrap(options: &StoreOptions, args: &RewrapArgs, ui: Ui) -> Result<Report> {
     let ring = options
         .key_ring()?
         .context("rewrap needs the key ring: --encryption-keys or --encryption-keys-file")?;
@@ -25,7 +46,7 @@ pub(super) async fn rewrap(options: &StoreOptions, ui: Ui) -> Result<Report> {
     let bar = ui.progress(estimate(&store, options).await);
     let mut undecodable = Vec::new();
     let report = store
-        .rewrap_with(|event| match event {
+        .rewrap_with(args.options(), |event| match event {
             RewrapEvent::Progress(report) => bar.set_position(report.examined),
             RewrapEvent::Undecodable { session, error } => {
                 undecodable
@@ -36,7 +57,11 @@ pub(super) async fn rewrap(options: &StoreOptions, ui: Ui) -> Result<Report> {
         .await;
     bar.finish_and_clear();
     store.close().await;
-    let report = report?;
+    let (report, stopped) = match report {
+        Ok(report) => (report, None),
+        Err(stopped) if stopped.done.examined == 0 => return Err(stopped.error.into()),
+        Err(Incomplete { done, error, .. }) => (done, Some(error)),
+    };
     let mut text = format!(
         "examined {}, rewrapped {} under key {}, changed meanwhile (run again) {}, \
          undecodable (skipped) {}\n",
@@ -63,5 +88,8 @@ pub(super) async fn rewrap(options: &StoreOptions, ui: Ui) -> Result<Report> {
         "undecodable": report.undecodable,
         "undecodable_sessions": undecodable,
     });
+    if let Some(error) = stopped {
+        return Ok(Report::stopped(json, &text, &error));
+    }
     Ok(Report::new(json, text).incomplete_if(report.skipped + report.undecodable > 0))
 }

@@ -2,6 +2,7 @@
 //! operator would, against the test server: exit codes, `--json` output,
 //! and what changed in the collection. Each test has its own database.
 
+mod batches;
 mod common;
 mod confirm;
 mod indexes;
