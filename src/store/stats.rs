@@ -171,17 +171,13 @@ fn liveness(layout: &Layout, document: &RawDocument, now: DateTime) -> Liveness 
         _ => None,
     };
     let expires = date(&layout.fields.expires);
-    let within_lifetime = match (layout.max_lifetime, &layout.fields.created_at) {
-        (Some(max), Some(field)) => {
-            let born_after = DateTime::from_system_time(
-                now.to_system_time()
-                    .checked_sub(max)
-                    .unwrap_or(std::time::UNIX_EPOCH),
-            );
-            date(field).is_some_and(|created| created > born_after)
-        }
-        _ => true,
-    };
+    let created_at = layout.fields.created_at.as_deref().and_then(date);
+    // The session's own absolute lifetime, where it has one (as the live
+    // filter judges it); a malformed one counts as none.
+    let own = crate::lifetime::decode_stored(document).ok().flatten();
+    // Expiry aside: the absolute lifetime alone decides.
+    let far = DateTime::MAX;
+    let within_lifetime = layout.is_live_at(now, far, created_at, own);
     match expires {
         Some(expires) if expires > now && within_lifetime => Liveness::Live,
         Some(expires) if expires <= now => Liveness::Expired,
@@ -256,6 +252,12 @@ mod tests {
         assert_eq!(decide(&lifetime, young), Liveness::Live);
         let old = doc! { "expires": at(2_000_000), "createdAt": at(900_000) };
         assert_eq!(decide(&lifetime, old), Liveness::Expired);
+        // A session's own, shorter absolute lifetime (in ms) ends it first.
+        let own = doc! {
+            "expires": at(2_000_000), "createdAt": at(950_000),
+            "lifetime": { "maxLifetime": 10_000_i64 },
+        };
+        assert_eq!(decide(&lifetime, own), Liveness::Expired);
         let unborn = doc! { "expires": "soon" };
         assert_eq!(
             decide(&lifetime, unborn),
