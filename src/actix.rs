@@ -20,7 +20,7 @@
 //!
 //! Values are stored as BSON (parsed from actix-session's JSON strings), so
 //! `data` stays queryable. The state map carries one reserved entry,
-//! [`RESERVED_KEY`], which
+//! [`TRACKING_KEY`], which
 //! [`Session::entries`](actix_session::Session::entries) shows; skip it.
 //!
 //! ```no_run
@@ -59,8 +59,9 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use serde_json::{Map, Value};
 
 use crate::{
-    adapter::handle_in, store::Touches, Error, MongoSessionStore, RedactedId, SaveOutcome,
-    SessionLifetime, UserInfo, LIFETIME_KEY, RESERVED_KEY, USER_KEY,
+    adapter::handle_in, id::RedactedId, session::SaveOutcome, session::LIFETIME_KEY,
+    session::TRACKING_KEY, session::USER_KEY, store::Touches, Error, MongoSessionStore,
+    SessionLifetime, UserInfo,
 };
 
 type SessionState = HashMap<String, String>;
@@ -69,7 +70,7 @@ impl SessionStore for MongoSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         let id = session_key.as_ref();
         match self.load_or_fresh(id, Touches::ById).await {
-            Ok(found) => Ok(found.map(|loaded| to_state(loaded.into_tracked_data()))),
+            Ok(found) => Ok(found.map(|loaded| to_state(loaded.into_map()))),
             Err(e) => Err(LoadError::Other(e.into())),
         }
     }
@@ -87,7 +88,7 @@ impl SessionStore for MongoSessionStore {
             // points at nothing, so the next request starts a fresh session.
             Err(e) if e.is_ended() => {
                 tracing::debug!("id regeneration of a session ended meanwhile: not stored");
-                crate::generate_id()
+                crate::id::generate_id()
             }
             Err(e) => return Err(save_error(e, SaveError::Serialization, SaveError::Other)),
         };
@@ -103,7 +104,7 @@ impl SessionStore for MongoSessionStore {
         let data: HashMap<String, Value> =
             parse(session_state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let outcome = self
-            .save_hashed(session_key.as_ref(), &data, Some(expiry(ttl)))
+            .save_map(session_key.as_ref(), &data, Some(expiry(ttl)))
             .await
             .map_err(|e| save_error(e, UpdateError::Serialization, UpdateError::Other))?;
         if outcome == SaveOutcome::Missing {
@@ -125,6 +126,19 @@ impl SessionStore for MongoSessionStore {
         self.delete(session_key.as_ref()).await?;
         Ok(())
     }
+}
+
+/// The session's entries as actix-session holds them (JSON text), without
+/// the store's own ([`session::is_reserved`](crate::session::is_reserved)):
+/// what [`Session::entries`](actix_session::Session::entries) shows an
+/// application that does not know about them.
+pub fn entries(session: &actix_session::Session) -> HashMap<String, String> {
+    session
+        .entries()
+        .iter()
+        .filter(|(key, _)| !crate::session::is_reserved(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// Records who owns the session, and optionally the client (stored in
@@ -183,7 +197,7 @@ pub fn lifetime(session: &actix_session::Session) -> Option<SessionLifetime> {
 /// (actix-extras #306), so this is how an application finds "this session"
 /// among [`MongoSessionStore::user_sessions`].
 pub fn current_handle(session: &actix_session::Session) -> Option<String> {
-    let value: Value = session.get(RESERVED_KEY).ok().flatten()?;
+    let value: Value = session.get(TRACKING_KEY).ok().flatten()?;
     handle_in(&value)
 }
 

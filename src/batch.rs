@@ -65,7 +65,7 @@ impl BatchOptions {
 ///
 /// ```no_run
 /// # async fn f(store: mongodb_session_store::MongoSessionStore) {
-/// use mongodb_session_store::{BatchOptions, Incomplete};
+/// use mongodb_session_store::{admin::BatchOptions, admin::Incomplete};
 ///
 /// match store.delete_expired_with(BatchOptions::default(), |_| {}).await {
 ///     Ok(deleted) => println!("deleted {deleted}"),

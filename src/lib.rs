@@ -10,12 +10,12 @@ mod batch;
 mod builder;
 mod cache;
 mod changes;
-mod codec;
+pub mod codec;
 mod crypto;
 mod endings;
 mod error;
-mod events;
-mod id;
+pub mod events;
+pub mod id;
 mod index;
 mod lifetime;
 mod observe;
@@ -35,38 +35,60 @@ pub mod actix;
 #[cfg(feature = "express")]
 #[cfg_attr(docsrs, doc(cfg(feature = "express")))]
 pub mod express;
-#[cfg(feature = "express")]
-#[cfg_attr(docsrs, doc(cfg(feature = "express")))]
-pub use express::migrate;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower;
 
-pub use batch::{BatchOptions, Incomplete};
+// The crate root: what an application needs to build and use a store.
 pub use builder::StoreBuilder;
+pub use cache::ReadCache;
+pub use codec::Codec;
+pub use crypto::KeyRing;
+pub use error::{Error, Result};
+pub use index::IndexRepair;
+pub use lifetime::SessionLifetime;
+pub use options::{AutoRemove, ConflictPolicy, OverLimit};
+pub use schema::DocumentFormat;
+pub use store::MongoSessionStore;
+pub use user::UserInfo;
+
+/// What the core API (`load`, `save`, `create`, `all`) takes and returns,
+/// for an application or adapter that calls it rather than going through
+/// the `tower` or `actix` module.
+pub mod session {
+    pub use crate::lifetime::LIFETIME_KEY;
+    pub use crate::outcome::{LoadedSession, SaveOutcome, StoredSession};
+    pub use crate::snapshot::{is_reserved, RESERVED_PREFIX, TRACKING_KEY};
+    pub use crate::user::USER_KEY;
+}
+
+/// A user's sessions: what a "your devices" page lists.
+pub mod users {
+    pub use crate::user::{EndReason, SignedOut, UserSession};
+}
+
+/// Operations on the whole collection, for operators and tools: figures,
+/// indexes, key rotation, batches.
+pub mod admin {
+    pub use crate::batch::{BatchOptions, Incomplete};
+    pub use crate::cache::CacheMode;
+    pub use crate::index::{IndexAction, IndexPlan, IndexPurpose, PlannedIndex};
+    pub use crate::outcome::{RewrapEvent, RewrapReport};
+    pub use crate::store::{SessionStats, SizeDistribution};
+}
 
 /// The store's options by name, set from text ([`StoreBuilder::set`]): the
 /// one definition the operations CLI derives its flags from.
 pub mod config {
     pub use crate::builder::text::{parse_duration, parse_key_ring, StoreOption, STORE_OPTIONS};
 }
-pub use cache::{CacheMode, ReadCache};
-pub use codec::{BoxError, Codec, SessionCodec};
-pub use crypto::KeyRing;
-pub use error::{Error, Result};
-pub use events::{EventKind, EventReceiver, SessionEvent};
-pub use id::{generate_id, RedactedId, SessionId};
-pub use index::{IndexAction, IndexPlan, IndexPurpose, IndexRepair, PlannedIndex};
-pub use lifetime::{SessionLifetime, LIFETIME_KEY};
+
+/// The `metrics` facade's descriptions of the store's metrics.
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub use observe::describe_metrics;
-pub use options::{AutoRemove, ConflictPolicy, OverLimit};
-pub use outcome::{LoadedSession, RewrapEvent, RewrapReport, SaveOutcome, StoredSession};
-pub use schema::DocumentFormat;
-pub use snapshot::RESERVED_KEY;
-pub use store::{MongoSessionStore, SessionStats, SizeDistribution};
-pub use user::{EndReason, SignedOut, UserInfo, UserSession, USER_KEY};
+pub mod metrics {
+    pub use crate::observe::describe_metrics;
+}
 
 /// The deployment guide's examples, compiled with the doc tests.
 #[cfg(doctest)]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::{
     lifetime::{SessionLifetime, LIFETIME_KEY},
     schema::{Decoded, Layout},
-    snapshot::{fingerprint, Snapshot, RESERVED_KEY},
+    snapshot::{fingerprint, Snapshot, TRACKING_KEY},
     user::{UserInfo, USER_KEY},
 };
 
@@ -97,9 +97,9 @@ impl LoadedSession {
     /// The values plus the reserved entry that lets a later
     /// [`save`](crate::MongoSessionStore::save) write only what changed. Adapters
     /// hand this map to the framework.
-    pub fn into_tracked_data(self) -> Map<String, Value> {
+    pub fn into_map(self) -> Map<String, Value> {
         let mut data = self.data;
-        data.insert(RESERVED_KEY.to_string(), self.snapshot.to_value());
+        data.insert(TRACKING_KEY.to_string(), self.snapshot.to_value());
         if let Some(user) = &self.user {
             data.insert(USER_KEY.to_string(), user.to_value());
         }
@@ -160,7 +160,7 @@ pub enum RewrapEvent<'a> {
     /// A document that could not be decoded was skipped.
     Undecodable {
         /// Its id, redacted.
-        session: crate::RedactedId,
+        session: crate::id::RedactedId,
         /// Why it could not be decoded.
         error: &'a crate::Error,
     },

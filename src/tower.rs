@@ -16,7 +16,7 @@
 //!   the visitor gets a fresh one; the decode error is logged (without the
 //!   id).
 //!
-//! A loaded record carries one reserved entry, [`RESERVED_KEY`], which the
+//! A loaded record carries one reserved entry, [`TRACKING_KEY`], which the
 //! store uses to tell what changed. Do not read or write it; use
 //! [`stored_keys`] to list the session's keys.
 
@@ -32,8 +32,9 @@ use tower_sessions_core::{
 };
 
 use crate::{
-    adapter::handle_in, snapshot::Snapshot, store::Touches, Error, MongoSessionStore, RedactedId,
-    SaveOutcome, SessionLifetime, UserInfo, LIFETIME_KEY, RESERVED_KEY, USER_KEY,
+    adapter::handle_in, id::RedactedId, session::SaveOutcome, session::LIFETIME_KEY,
+    session::TRACKING_KEY, session::USER_KEY, snapshot::Snapshot, store::Touches, Error,
+    MongoSessionStore, SessionLifetime, UserInfo,
 };
 
 #[async_trait]
@@ -50,7 +51,7 @@ impl SessionStore for MongoSessionStore {
             id.to_string()
         };
         match self
-            .create_with(next_id, &data, Some(record.expiry_date.into()))
+            .create_with_ids(next_id, &data, Some(record.expiry_date.into()))
             .await
         {
             // `cycle_id` of a session ended meanwhile: the new id stays
@@ -69,7 +70,7 @@ impl SessionStore for MongoSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let id = record.id.to_string();
         let outcome = self
-            .save_hashed(&id, &record.data, Some(record.expiry_date.into()))
+            .save_map(&id, &record.data, Some(record.expiry_date.into()))
             .await?;
         if outcome == SaveOutcome::Missing {
             tracing::debug!(session = %RedactedId::new(&id), "save of a deleted or expired session ignored");
@@ -83,7 +84,7 @@ impl SessionStore for MongoSessionStore {
         Ok(found.map(|loaded| Record {
             id: *session_id,
             expiry_date: offset_date_time(loaded.expires),
-            data: loaded.into_tracked_data().into_iter().collect(),
+            data: loaded.into_map().into_iter().collect(),
         }))
     }
 
@@ -154,7 +155,7 @@ fn to_map(record: &Record) -> Map<String, Value> {
 pub async fn stored_keys(
     session: &Session,
 ) -> Result<Vec<String>, tower_sessions_core::session::Error> {
-    let entry = session.get_value(RESERVED_KEY).await?;
+    let entry = session.get_value(TRACKING_KEY).await?;
     let mut keys: Vec<String> = entry
         .as_ref()
         .and_then(Snapshot::from_value)
@@ -285,7 +286,7 @@ pub async fn current_handle(
     session: &Session,
 ) -> Result<Option<String>, tower_sessions_core::session::Error> {
     Ok(session
-        .get_value(RESERVED_KEY)
+        .get_value(TRACKING_KEY)
         .await?
         .as_ref()
         .and_then(handle_in))

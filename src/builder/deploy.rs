@@ -44,7 +44,7 @@ impl StoreBuilder {
     /// this configuration (default [`IndexRepair::InPlace`]: another
     /// `expireAfterSeconds` is changed with `collMod`, anything else is an
     /// error naming the fix; [`IndexRepair::Refuse`] with
-    /// [`express_layout`](Self::express_layout), whose Node store sets the
+    /// `express_layout` (feature `express`), whose Node store sets the
     /// same index up). Every change is logged. The `mongodb-sessions
     /// ensure-indexes --dry-run` command shows what would be done.
     ///

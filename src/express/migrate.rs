@@ -170,7 +170,7 @@ impl MongoSessionStore {
     /// store's native layout, a [batch](MigrateOptions::batch_size) at a
     /// time; `progress` is called after each batch with the report so far.
     /// Into another collection, copies whose source is gone are then
-    /// removed. See the [module docs](crate::migrate).
+    /// removed. See the [module docs](crate::express::migrate).
     ///
     /// # Errors
     ///

@@ -235,9 +235,9 @@ macro_rules! ok_outcome {
 ok_outcome!(
     u64,
     Vec<UserSession>,
-    Vec<crate::SignedOut>,
+    Vec<crate::users::SignedOut>,
     RewrapReport,
-    crate::SessionStats,
-    crate::IndexPlan,
+    crate::admin::SessionStats,
+    crate::admin::IndexPlan,
     BoxStream<'static, Result<StoredSession>>
 );

@@ -6,7 +6,7 @@ use std::{collections::HashMap, io};
 
 use serde_json::{Map, Value};
 
-use super::{is_reserved, Snapshot, RESERVED_KEY};
+use super::{is_reserved, Snapshot, TRACKING_KEY};
 use crate::codec::{escape_key, too_deep, MAX_VALUE_DEPTH};
 
 /// Splits a framework session map into the user's entries and the snapshot.
@@ -20,12 +20,12 @@ pub(crate) fn split(data: &Map<String, Value>) -> (UserEntries<'_>, Option<Snaps
     not(any(feature = "tower-sessions", feature = "actix-session")),
     allow(dead_code)
 )]
-pub(crate) fn split_hashed(data: &HashMap<String, Value>) -> (UserEntries<'_>, Option<Snapshot>) {
+pub(crate) fn split_map(data: &HashMap<String, Value>) -> (UserEntries<'_>, Option<Snapshot>) {
     split_any(SessionMap::Hashed(data))
 }
 
 fn split_any(data: SessionMap<'_>) -> (UserEntries<'_>, Option<Snapshot>) {
-    let snapshot = data.get(RESERVED_KEY).and_then(Snapshot::from_value);
+    let snapshot = data.get(TRACKING_KEY).and_then(Snapshot::from_value);
     (UserEntries(data), snapshot)
 }
 
@@ -91,9 +91,9 @@ impl<'a> UserEntries<'a> {
     pub(crate) fn check_reserved(self) -> crate::Result<()> {
         for (key, value) in self.0.iter() {
             let legitimate = match key.as_str() {
-                RESERVED_KEY => true,
+                TRACKING_KEY => true,
                 crate::user::USER_KEY => crate::UserInfo::from_value(value).is_some(),
-                crate::LIFETIME_KEY => crate::SessionLifetime::from_value(value).is_some(),
+                crate::session::LIFETIME_KEY => crate::SessionLifetime::from_value(value).is_some(),
                 other => !is_reserved(other),
             };
             if !legitimate {
@@ -103,16 +103,16 @@ impl<'a> UserEntries<'a> {
         Ok(())
     }
 
-    /// The owner entry ([`USER_KEY`](crate::USER_KEY)), if any.
+    /// The owner entry ([`USER_KEY`](crate::session::USER_KEY)), if any.
     pub(crate) fn user_entry(self) -> Option<&'a Value> {
         self.0.get(crate::user::USER_KEY)
     }
 
-    /// The session's own lifetime ([`LIFETIME_KEY`](crate::LIFETIME_KEY)),
+    /// The session's own lifetime ([`LIFETIME_KEY`](crate::session::LIFETIME_KEY)),
     /// if the map gives it one.
     pub(crate) fn lifetime(self) -> Option<crate::SessionLifetime> {
         self.0
-            .get(crate::LIFETIME_KEY)
+            .get(crate::session::LIFETIME_KEY)
             .and_then(crate::SessionLifetime::from_value)
             .filter(|lifetime| !lifetime.is_empty())
     }

@@ -4,7 +4,7 @@
 //! is what keeps two overlapping requests from erasing each other's changes.
 //! To know what changed, `save` needs the state `load` returned. The
 //! frameworks hand a store nothing but the session map between the two
-//! calls, so `load` adds one reserved entry ([`RESERVED_KEY`]) holding a
+//! calls, so `load` adds one reserved entry ([`TRACKING_KEY`]) holding a
 //! fingerprint of each key's loaded value plus the loaded timestamps, and
 //! `save` reads it back. The entry is never written to the database.
 //!
@@ -25,18 +25,24 @@ use crate::lifetime::SessionLifetime;
 
 mod entries;
 
-pub(crate) use entries::{split, split_hashed, UserEntries};
+pub(crate) use entries::{split, split_map, UserEntries};
 
-/// Name of the entry the store adds to a loaded session map.
-///
-/// Applications must not use this key, nor any other key starting with it
-/// (such as [`USER_KEY`](crate::USER_KEY)): they are the store's, never
-/// stored among the session's values.
-pub const RESERVED_KEY: &str = "__mongodb_session_store";
+/// The key of the *tracking entry*: the entry a loaded session map carries
+/// from [`load`](crate::MongoSessionStore::load) to its save, so the save
+/// writes only what changed. It is never stored. The adapters hide it
+/// (`tower::stored_keys`, `actix::entries`).
+pub const TRACKING_KEY: &str = RESERVED_PREFIX;
 
-/// Whether a session-map key belongs to the store.
-pub(crate) fn is_reserved(key: &str) -> bool {
-    key.starts_with(RESERVED_KEY)
+/// The store's namespace in a session map: the tracking entry, the owner
+/// entry ([`USER_KEY`](crate::session::USER_KEY)) and the lifetime entry
+/// ([`LIFETIME_KEY`](crate::session::LIFETIME_KEY)) start with it, and an
+/// application's own keys must not (a save refuses them with
+/// [`Error::is_reserved_key`](crate::Error::is_reserved_key)).
+pub const RESERVED_PREFIX: &str = "__mongodb_session_store";
+
+/// Whether `key` is in the store's namespace ([`RESERVED_PREFIX`]).
+pub fn is_reserved(key: &str) -> bool {
+    key.starts_with(RESERVED_PREFIX)
 }
 
 const FORMAT: u64 = 1;
@@ -330,10 +336,10 @@ mod tests {
 
     #[test]
     fn user_entries_hide_the_reserved_key() {
-        let map = json!({"a": 1, RESERVED_KEY: {}, crate::user::USER_KEY: {}});
+        let map = json!({"a": 1, TRACKING_KEY: {}, crate::user::USER_KEY: {}});
         let (entries, _) = split(map.as_object().unwrap());
         assert_eq!(entries.iter().count(), 1);
-        assert!(!entries.contains(RESERVED_KEY));
+        assert!(!entries.contains(TRACKING_KEY));
         let stored = mongodb::bson::to_vec(&doc! {"a": 1}).unwrap().len();
         assert_eq!(entries.stored_size(false), stored);
     }

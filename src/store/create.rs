@@ -32,7 +32,7 @@ impl MongoSessionStore {
         data: &Map<String, Value>,
         expires: Option<SystemTime>,
     ) -> Result<String> {
-        self.create_with(generate_id, data, expires).await
+        self.create_with_ids(generate_id, data, expires).await
     }
 
     /// Stores a new session under the first id `next_id` yields that is not
@@ -44,7 +44,7 @@ impl MongoSessionStore {
     ///
     /// As [`create`](Self::create), plus [`Error::is_id_exhausted`](crate::Error::is_id_exhausted) if every
     /// id drawn was taken.
-    pub async fn create_with(
+    pub async fn create_with_ids(
         &self,
         next_id: impl FnMut() -> String,
         data: &Map<String, Value>,

@@ -143,8 +143,21 @@ impl MongoSessionStore {
         self.inner.cache.as_ref().map(|cache| cache.mode())
     }
 
-    /// The collection sessions are stored in.
-    pub fn collection(&self) -> &Collection<Document> {
+    /// The sessions collection's namespace, `database.collection`.
+    pub fn namespace(&self) -> String {
+        self.inner.collection.namespace().to_string()
+    }
+
+    /// The MongoDB collection itself, for what the store does not do
+    /// (an operator's query, a test). **Everything through it bypasses the
+    /// store**: ids are not hashed, values not encrypted or decrypted,
+    /// endings not recorded, the cache not told. Never write sessions
+    /// through it while the store serves them.
+    pub fn raw_collection(&self) -> &Collection<Document> {
+        &self.inner.collection
+    }
+
+    pub(crate) fn collection(&self) -> &Collection<Document> {
         &self.inner.collection
     }
 
@@ -160,7 +173,7 @@ impl MongoSessionStore {
     /// Subscribes to store events ([`EventKind`]). Events are never waited
     /// for: a listener that falls behind misses the oldest ones.
     ///
-    /// [`EventKind`]: crate::EventKind
+    /// [`EventKind`]: crate::events::EventKind
     pub fn subscribe(&self) -> EventReceiver {
         self.inner.events.subscribe()
     }

@@ -20,7 +20,7 @@ use crate::{
     observe::{observed, Op},
     options::ConflictPolicy,
     outcome::{LoadedSession, SaveOutcome, Written},
-    snapshot::{split, split_hashed, Snapshot, UserEntries},
+    snapshot::{split, split_map, Snapshot, UserEntries},
     user::UserInfo,
     write::Clock,
 };
@@ -28,13 +28,13 @@ use crate::{
 impl MongoSessionStore {
     /// Saves an existing session: only the values that differ from what
     /// [`load`](Self::load) returned are written (if `data` came from
-    /// [`LoadedSession::into_tracked_data`](crate::LoadedSession::into_tracked_data) and the codec is
+    /// [`LoadedSession::into_map`](crate::session::LoadedSession::into_map) and the codec is
     /// [`Codec::Bson`](crate::Codec::Bson); otherwise all of them), and an
     /// unchanged session is only touched, subject to `touch_after`.
     /// `expires: None` means now + [`ttl`](Self::ttl).
     ///
     /// It never creates a session: if the session was deleted or expired
-    /// meanwhile, nothing is written and [`SaveOutcome::Missing`](crate::SaveOutcome::Missing) is returned.
+    /// meanwhile, nothing is written and [`SaveOutcome::Missing`](crate::session::SaveOutcome::Missing) is returned.
     ///
     /// # Errors
     ///
@@ -60,13 +60,13 @@ impl MongoSessionStore {
         not(any(feature = "tower-sessions", feature = "actix-session")),
         allow(dead_code)
     )]
-    pub(crate) async fn save_hashed(
+    pub(crate) async fn save_map(
         &self,
         id: &str,
         data: &HashMap<String, Value>,
         expires: Option<SystemTime>,
     ) -> Result<SaveOutcome> {
-        let map = split_hashed(data);
+        let map = split_map(data);
         observed(Op::Save, Some(id), self.save_split(id, map, expires)).await
     }
 
@@ -270,7 +270,7 @@ impl MongoSessionStore {
     }
 
     /// Writes `write` to the live session `id` (stored as `stored_id`);
-    /// [`SaveOutcome::Missing`](crate::SaveOutcome::Missing) if there is none.
+    /// [`SaveOutcome::Missing`](crate::session::SaveOutcome::Missing) if there is none.
     /// With `through`, the write reads back the version it wrote, in the
     /// same round trip, and the cache keeps the session if that is the
     /// version `through` expects (no other write came between). A write

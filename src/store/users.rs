@@ -16,7 +16,7 @@ use crate::{
 
 impl MongoSessionStore {
     /// The live sessions of `user`, newest activity first. `current` is the
-    /// handle of the session asking (from [`LoadedSession::handle`](crate::LoadedSession::handle) or the
+    /// handle of the session asking (from [`LoadedSession::handle`](crate::session::LoadedSession::handle) or the
     /// adapters' `current_handle`), flagged in the answer.
     ///
     /// A document that cannot be read (a wrongly typed date, say) is left

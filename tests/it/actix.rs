@@ -60,7 +60,7 @@ async fn state_round_trips_and_data_is_queryable_bson() {
         .await
         .unwrap();
     let mut loaded = SessionStore::load(&store, &key).await.unwrap().unwrap();
-    loaded.remove(mongodb_session_store::RESERVED_KEY);
+    loaded.remove(mongodb_session_store::session::TRACKING_KEY);
     assert_eq!(loaded, saved);
     let document = db
         .collection("sessions")
@@ -124,7 +124,7 @@ async fn update_writes_only_changed_keys() {
         .await
         .unwrap();
     let mut merged = SessionStore::load(&store, &key1).await.unwrap().unwrap();
-    merged.remove(mongodb_session_store::RESERVED_KEY);
+    merged.remove(mongodb_session_store::session::TRACKING_KEY);
     assert_eq!(merged, state(&[("a", "1"), ("b", "2")]));
     db.cleanup().await;
 }

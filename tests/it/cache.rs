@@ -16,7 +16,7 @@ use mongodb::{
     options::ClientOptions,
     Client,
 };
-use mongodb_session_store::{CacheMode, MongoSessionStore, ReadCache};
+use mongodb_session_store::{admin::CacheMode, MongoSessionStore, ReadCache};
 use serde_json::{json, Map, Value};
 use testkit::{CommandLog, Proxy, TestDb};
 
@@ -92,11 +92,11 @@ async fn a_cached_modify_costs_one_round_trip_and_its_own_event_evicts_nothing()
     let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
     log.clear();
     for n in 1..=20 {
-        let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = store.load(&id).await.unwrap().unwrap().into_map();
         data.insert("n".into(), json!(n));
         assert_eq!(
             store.save(&id, &data, None).await.unwrap(),
-            mongodb_session_store::SaveOutcome::Updated
+            mongodb_session_store::session::SaveOutcome::Updated
         );
     }
     assert_eq!(log.commands("find").len(), 0, "every load was a hit");
@@ -137,9 +137,9 @@ async fn overlapping_saves_on_one_instance_never_cache_a_partial_view() {
             .await
             .unwrap();
         let loaded = store.load(&id).await.unwrap().unwrap();
-        let mut first = loaded.clone().into_tracked_data();
+        let mut first = loaded.clone().into_map();
         first.insert("a".into(), json!(round + 1));
-        let mut second = loaded.into_tracked_data();
+        let mut second = loaded.into_map();
         second.insert("b".into(), json!(round + 1));
         let (x, y) = tokio::join!(
             store.save(&id, &first, None),
@@ -168,7 +168,7 @@ async fn written_through_entries_stay_coherent_across_instances() {
     for n in 1..=20 {
         let writer = if n % 2 == 0 { &a } else { &b };
         let reader = if n % 2 == 0 { &b } else { &a };
-        let mut data = writer.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = writer.load(&id).await.unwrap().unwrap().into_map();
         assert_eq!(data["n"], json!(n - 1), "the writer saw the last write");
         data.insert("n".into(), json!(n));
         writer.save(&id, &data, None).await.unwrap();
@@ -231,7 +231,7 @@ async fn a_write_on_one_instance_is_seen_by_the_other_promptly() {
     for n in 1..=30 {
         let before = b.load(&id).await.unwrap().expect("the session");
         assert_eq!(before.data["n"], json!(n - 1));
-        let mut data = a.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = a.load(&id).await.unwrap().unwrap().into_map();
         data.insert("n".into(), json!(n));
         a.save(&id, &data, None).await.unwrap();
         let start = std::time::Instant::now();
@@ -322,7 +322,7 @@ async fn loads_racing_writes_never_leave_a_stale_copy() {
         })
     };
     for n in 1..=40 {
-        let mut data = a.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = a.load(&id).await.unwrap().unwrap().into_map();
         data.insert("n".into(), json!(n));
         a.save(&id, &data, None).await.unwrap();
     }

@@ -6,7 +6,9 @@ use std::{
 };
 
 use mongodb::bson::doc;
-use mongodb_session_store::{Codec, ConflictPolicy, MongoSessionStore, SaveOutcome, StoreBuilder};
+use mongodb_session_store::{
+    session::SaveOutcome, Codec, ConflictPolicy, MongoSessionStore, StoreBuilder,
+};
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
@@ -31,7 +33,7 @@ async fn hammer(
         let (store, id) = (store.clone(), id.to_string());
         tasks.push(tokio::spawn(async move {
             for round in 0..rounds {
-                let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+                let mut data = store.load(&id).await.unwrap().unwrap().into_map();
                 data.insert(format!("k{writer}"), json!(round));
                 let outcome = store.save(&id, &data, later()).await.unwrap();
                 assert_eq!(outcome, SaveOutcome::Updated);
@@ -82,8 +84,8 @@ async fn same_key_conflicts_are_last_writer_wins_by_default() {
         .create(&Map::from_iter([("k".into(), json!(0))]), later())
         .await
         .unwrap();
-    let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
-    let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut first = store.load(&id).await.unwrap().unwrap().into_map();
+    let mut second = store.load(&id).await.unwrap().unwrap().into_map();
     first.insert("k".into(), json!("first"));
     second.insert("k".into(), json!("second"));
     store.save(&id, &first, later()).await.unwrap();
@@ -104,9 +106,9 @@ async fn with_conflict_policy_fail_a_same_key_conflict_is_an_error_and_writes_no
             .unwrap();
         let start = Map::from_iter([("k".into(), json!(0)), ("other".into(), json!(0))]);
         let id = store.create(&start, later()).await.unwrap();
-        let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
-        let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
-        let mut third = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut first = store.load(&id).await.unwrap().unwrap().into_map();
+        let mut second = store.load(&id).await.unwrap().unwrap().into_map();
+        let mut third = store.load(&id).await.unwrap().unwrap().into_map();
         first.insert("k".into(), json!("first"));
         second.insert("k".into(), json!("second"));
         third.insert("other".into(), json!("third"));
@@ -138,9 +140,9 @@ async fn delete_wins_over_a_late_compare_and_swap_save() {
         .create(&Map::from_iter([("k".into(), json!(0))]), later())
         .await
         .unwrap();
-    let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = store.load(&id).await.unwrap().unwrap().into_map();
     // Someone else writes (so the swap must retry), then the session is deleted.
-    let mut other = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut other = store.load(&id).await.unwrap().unwrap().into_map();
     other.insert("x".into(), json!(1));
     store.save(&id, &other, later()).await.unwrap();
     store.delete(&id).await.unwrap();
@@ -179,7 +181,7 @@ async fn a_delete_racing_many_saves_always_wins() {
             .enumerate()
             .map(|(i, loaded)| {
                 let (store, id) = (store.clone(), id.clone());
-                let mut data = loaded.unwrap().unwrap().into_tracked_data();
+                let mut data = loaded.unwrap().unwrap().into_map();
                 data.insert(format!("k{i}"), json!(i));
                 tokio::spawn(async move { store.save(&id, &data, later()).await.unwrap() })
             })

@@ -10,8 +10,8 @@ use std::{
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb_session_store::{
-    Codec, ConflictPolicy, KeyRing, MongoSessionStore, StoreBuilder, UserInfo, RESERVED_KEY,
-    USER_KEY,
+    session::TRACKING_KEY, session::USER_KEY, Codec, ConflictPolicy, KeyRing, MongoSessionStore,
+    StoreBuilder, UserInfo,
 };
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
@@ -64,7 +64,7 @@ async fn a_removal_after_a_key_rotation_is_saved_under_either_policy() {
     for policy in [ConflictPolicy::LastWriterWins, ConflictPolicy::Fail] {
         let db = TestDb::new("rotremove").await;
         let (store, id) = rotated_session(&db, policy).await;
-        let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = store.load(&id).await.unwrap().unwrap().into_map();
         data.remove("a");
         store.save(&id, &data, hours(1)).await.unwrap();
         let reloaded = store.load(&id).await.unwrap().unwrap();
@@ -78,9 +78,9 @@ async fn after_a_rotation_a_save_neither_overwrites_nor_conflicts_on_keys_it_did
     for policy in [ConflictPolicy::LastWriterWins, ConflictPolicy::Fail] {
         let db = TestDb::new("rotuntouched").await;
         let (store, id) = rotated_session(&db, policy).await;
-        let mut mine = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut mine = store.load(&id).await.unwrap().unwrap().into_map();
         // Another request changes `b` after this one loaded.
-        let mut theirs = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut theirs = store.load(&id).await.unwrap().unwrap().into_map();
         theirs.insert("b".into(), json!("theirs"));
         store.save(&id, &theirs, hours(1)).await.unwrap();
 
@@ -112,7 +112,7 @@ async fn assert_no_owner(store: &MongoSessionStore, id: &str, how: &str) {
         "{how}: still listed as the owner's session"
     );
     let document = store
-        .collection()
+        .raw_collection()
         .find_one(doc! {"_id": store.stored_id(id)})
         .await
         .unwrap()
@@ -182,14 +182,14 @@ async fn removing_the_owner_under_an_opaque_codec_clears_it() {
     let db = TestDb::new("owneropaque").await;
     let store = builder(&db).codec(Codec::JsonString).build().await.unwrap();
     let id = owned_session(&store).await;
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     assert!(data.remove(USER_KEY).is_some());
     store.save(&id, &data, hours(1)).await.unwrap();
     assert_no_owner(&store, &id, "JsonString, owner removed").await;
 
     // And an unrelated change keeps the owner.
     let id = owned_session(&store).await;
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("n".into(), json!(5));
     store.save(&id, &data, hours(1)).await.unwrap();
     let loaded = store.load(&id).await.unwrap().unwrap();
@@ -405,7 +405,7 @@ async fn no_write_moves_the_stored_expiry_past_max_lifetime() {
     assert!(expires <= cap(created), "save without a snapshot");
     assert_eq!(store.load(&id).await.unwrap().unwrap().data["a"], 2);
 
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("a".into(), json!(3));
     store.save(&id, &data, hours(10)).await.unwrap();
     let (expires, created) = stored_expires(&db).await;
@@ -431,7 +431,7 @@ async fn express_layout_saves_respect_max_lifetime() {
         .unwrap();
     let (expires, created) = stored_expires(&db).await;
     assert!(expires <= created + 3_600_000, "create");
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("a".into(), json!(2));
     store.save(&id, &data, None).await.unwrap();
     let (expires, created) = stored_expires(&db).await;
@@ -501,13 +501,13 @@ async fn durations_too_large_to_compute_with_are_refused_at_build() {
         .await
         .unwrap();
     let id = store.create(&map(json!({"a": 1})), None).await.unwrap();
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("a".into(), json!(2));
     store.save(&id, &data, None).await.unwrap();
     store.touch(&id, None).await.unwrap();
     // A framework's expiry far in the future saturates instead of panicking.
     let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000 * 365 * 24 * 3600);
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("a".into(), json!(3));
     store.save(&id, &data, Some(far)).await.unwrap();
     let actix_ttl = time::Duration::MAX;
@@ -547,7 +547,7 @@ async fn a_document_that_would_pass_16_mib_is_an_encode_error_and_nothing_is_los
     let nine_mib = "x".repeat(9 * 1024 * 1024);
     // Two requests each add 9 MiB under their own key: each is under the
     // limit, together they pass MongoDB's 16 MiB document limit.
-    let first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let first = store.load(&id).await.unwrap().unwrap().into_map();
     let mut second = first.clone();
     let mut first = first;
     first.insert("a".into(), json!(nine_mib));
@@ -690,7 +690,7 @@ async fn sessions_with_legacy_field_names_keep_working_and_rewrap_moves_them() {
 
     // A change to one legacy key and the removal of another: no key is
     // left twice, none comes back, and the untouched one moves too.
-    let mut tracked = loaded.into_tracked_data();
+    let mut tracked = loaded.into_map();
     tracked.insert("a".into(), json!(10));
     tracked.remove("b");
     store.save(&written, &tracked, hours(1)).await.unwrap();
@@ -732,6 +732,6 @@ async fn the_tracking_entry_is_the_only_addition_a_framework_sees() {
     let loaded = Tower::load(&store, &record.id).await.unwrap().unwrap();
     let mut keys: Vec<&String> = loaded.data.keys().collect();
     keys.sort();
-    assert_eq!(keys, [&RESERVED_KEY.to_string(), &"a".to_string()]);
+    assert_eq!(keys, [&TRACKING_KEY.to_string(), &"a".to_string()]);
     db.cleanup().await;
 }

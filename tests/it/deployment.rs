@@ -16,8 +16,8 @@ use mongodb::{
     Client,
 };
 use mongodb_session_store::{
-    CacheMode, Codec, ConflictPolicy, KeyRing, MongoSessionStore, ReadCache, SaveOutcome,
-    StoreBuilder, UserInfo, USER_KEY,
+    admin::CacheMode, session::SaveOutcome, session::USER_KEY, Codec, ConflictPolicy, KeyRing,
+    MongoSessionStore, ReadCache, StoreBuilder, UserInfo,
 };
 use serde_json::{json, Map, Value};
 use testkit::{Proxy, TestDb};
@@ -89,7 +89,7 @@ async fn one_session_lifecycle(store: &MongoSessionStore) {
         .create(&map(json!({"cart": [1]})), in_an_hour())
         .await
         .unwrap();
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("theme".into(), json!("dark"));
     let saved = store.save(&id, &data, in_an_hour()).await.unwrap();
     assert_eq!(saved, SaveOutcome::Updated);
@@ -188,7 +188,7 @@ async fn a_client_reading_from_secondaries_still_reads_its_own_writes() {
             .create(&map(json!({"n": n})), in_an_hour())
             .await
             .unwrap();
-        let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = store.load(&id).await.unwrap().unwrap().into_map();
         data.insert("n".into(), json!(n + 100));
         store.save(&id, &data, in_an_hour()).await.unwrap();
         let loaded = store.load(&id).await.unwrap().unwrap();
@@ -627,12 +627,7 @@ async fn key_rotation_runbook_retires_the_old_key_without_logging_anyone_out() {
 
     // A session's own next write moves it to the new key.
     let (first, _) = &ids[0];
-    let data = step2
-        .load(first)
-        .await
-        .unwrap()
-        .unwrap()
-        .into_tracked_data();
+    let data = step2.load(first).await.unwrap().unwrap().into_map();
     step2.save(first, &data, in_an_hour()).await.unwrap();
     assert_eq!(
         documents_under(&db, 1).await,
@@ -900,7 +895,7 @@ async fn write_concern_cost_per_save_on_this_server() {
             .await
             .unwrap();
         let id = store.create(&typical(0), in_an_hour()).await.unwrap();
-        let data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let data = store.load(&id).await.unwrap().unwrap().into_map();
         stores.push((label, store, id, data, Vec::new()));
     }
     let rounds = sessions_to_measure() / 2;

@@ -155,7 +155,7 @@ async fn a_flood_of_made_up_logouts_writes_nothing_and_changes_nothing() {
     let flooded = &one;
     stream::iter(0..20_000)
         .for_each_concurrent(64, |_| async move {
-            let made_up = mongodb_session_store::generate_id();
+            let made_up = mongodb_session_store::id::generate_id();
             assert!(!flooded.delete(&made_up).await.unwrap());
         })
         .await;
@@ -253,7 +253,7 @@ async fn owned(store: &MongoSessionStore, user: &str, device: &str) -> Id {
     let owner = UserInfo::new(user).user_agent(device).to_value();
     record
         .data
-        .insert(mongodb_session_store::USER_KEY.to_string(), owner);
+        .insert(mongodb_session_store::session::USER_KEY.to_string(), owner);
     Tower::create(store, &mut record).await.unwrap();
     record.id
 }
@@ -390,7 +390,7 @@ async fn a_removal_after_a_concurrent_rewrap_removes_the_key_for_good() {
         .await
         .unwrap();
     let two = build(&[1, 2]).await.unwrap();
-    let mut loaded = two.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = two.load(&id).await.unwrap().unwrap().into_map();
     let rewrapper = build(&[1, 2]).await.unwrap();
     assert_eq!(rewrapper.rewrap().await.unwrap().rewrapped, 1);
     loaded.remove("a");

@@ -65,7 +65,7 @@ async fn a_session_created_in_express_is_read_by_rust_and_rust_changes_are_seen_
             "{layout}: the cookie object"
         );
 
-        let mut data = loaded.into_tracked_data();
+        let mut data = loaded.into_map();
         data.insert("fromRust".into(), json!({"n": 42}));
         store.save(&id, &data, None).await.unwrap();
 

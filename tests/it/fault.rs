@@ -22,7 +22,7 @@ use mongodb::{
     bson::{doc, Document},
     options::ClientOptions,
 };
-use mongodb_session_store::{Error, MongoSessionStore, ReadCache, SaveOutcome};
+use mongodb_session_store::{session::SaveOutcome, Error, MongoSessionStore, ReadCache};
 use serde_json::{json, Map, Value};
 use testkit::{
     fault::{self, FailPoint, Times, STORE_COMMANDS},
@@ -220,7 +220,7 @@ async fn one_case(db: &TestDb, fault: &Fault, op: Op, case: usize) -> Result<Ans
     let app = format!("fault-{}-{case}", db.name);
     let store = store_named(&db.uri(), &app, &db.name).await;
     let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-    let mut tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
     tracked.insert("n".into(), json!(2));
     // A write concern error is a write's: a read the operation makes first
     // (a logout finds the session before recording its ending) must not
@@ -345,7 +345,7 @@ async fn client_loop(
             n >= acknowledged,
             "read n = {n} after {acknowledged} was acknowledged"
         );
-        let mut data = loaded.into_tracked_data();
+        let mut data = loaded.into_map();
         data.insert("n".into(), json!(n + 1));
         let started = Instant::now();
         let saved = store.save(&id, &data, None).await;
@@ -506,7 +506,7 @@ async fn a_cached_store_serves_nothing_stale_after_the_server_comes_back() {
                 let loaded = other.load(id).await;
                 match loaded {
                     Ok(Some(loaded)) => {
-                        let mut data = loaded.into_tracked_data();
+                        let mut data = loaded.into_map();
                         data.insert("n".into(), json!("changed"));
                         other.save(id, &data, None).await.map(|_| ())
                     }
@@ -564,7 +564,7 @@ async fn until_fresh(
     store: &MongoSessionStore,
     id: &str,
     limit: Duration,
-    check: impl Fn(&Option<mongodb_session_store::LoadedSession>) -> bool,
+    check: impl Fn(&Option<mongodb_session_store::session::LoadedSession>) -> bool,
 ) -> Duration {
     let started = Instant::now();
     loop {
@@ -617,7 +617,7 @@ async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
     .expect("test commands were available a moment ago");
     other.delete(&ids[0]).await.unwrap();
     let loaded = other.load(&ids[1]).await.unwrap().unwrap();
-    let mut data = loaded.into_tracked_data();
+    let mut data = loaded.into_map();
     data.insert("n".into(), json!("changed"));
     other.save(&ids[1], &data, None).await.unwrap();
     let limit = staleness + SLACK;

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb_session_store::{
-    Codec, ConflictPolicy, DocumentFormat, KeyRing, MongoSessionStore, SaveOutcome,
-    SessionLifetime, StoreBuilder, LIFETIME_KEY,
+    session::SaveOutcome, session::LIFETIME_KEY, Codec, ConflictPolicy, DocumentFormat, KeyRing,
+    MongoSessionStore, SessionLifetime, StoreBuilder,
 };
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
@@ -156,7 +156,7 @@ async fn every_earlier_format_loads_and_is_upgraded_by_its_next_writes() {
         assert_eq!(loaded.lifetime, None, "{name}");
 
         // An unchanged save (a touch) upgrades the document...
-        let tracked = loaded.into_tracked_data();
+        let tracked = loaded.into_map();
         let outcome = store.save(id, &tracked, in_hours(2)).await.unwrap();
         assert_eq!(outcome, SaveOutcome::Touched, "{name}");
         let touched = sessions.find_one(doc! {}).await.unwrap().unwrap();
@@ -167,7 +167,7 @@ async fn every_earlier_format_loads_and_is_upgraded_by_its_next_writes() {
         );
 
         // ... and so does a change, written per key (or swapped whole).
-        let mut changed = store.load(id).await.unwrap().unwrap().into_tracked_data();
+        let mut changed = store.load(id).await.unwrap().unwrap().into_map();
         changed.insert("upgraded".into(), json!(true));
         changed.remove("n");
         let outcome = store.save(id, &changed, in_hours(2)).await.unwrap();
@@ -198,7 +198,7 @@ async fn every_earlier_format_loads_and_is_upgraded_by_its_next_writes() {
             );
         }
         // A key removed is removed under every name it had.
-        let mut removed = store.load(id).await.unwrap().unwrap().into_tracked_data();
+        let mut removed = store.load(id).await.unwrap().unwrap().into_map();
         removed.remove("cart");
         store.save(id, &removed, in_hours(2)).await.unwrap();
         let data = store.load(id).await.unwrap().unwrap().data;
@@ -233,7 +233,7 @@ async fn a_newer_format_is_answered_with_a_typed_error_and_never_written() {
         .create(&map(json!({"n": 1, "cart": ["apple"]})), in_hours(1))
         .await
         .unwrap();
-    let tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let tracked = store.load(&id).await.unwrap().unwrap().into_map();
     let sessions = db.collection("sessions");
     let filter = doc! { "_id": store.stored_id(&id) };
     let update = doc! { "$set": { "format": 99, "future": { "meaning": "unknown" } } };
@@ -270,9 +270,9 @@ async fn a_newer_format_is_answered_with_a_typed_error_and_never_written() {
     assert_eq!((report.rewrapped, report.undecodable), (0, 1), "rewrap");
     assert_eq!(store.delete_expired().await.unwrap(), 0);
     let taken = id.clone();
-    let mut ids = [taken, mongodb_session_store::generate_id()].into_iter();
+    let mut ids = [taken, mongodb_session_store::id::generate_id()].into_iter();
     let other = store
-        .create_with(|| ids.next().unwrap(), &plain, in_hours(1))
+        .create_with_ids(|| ids.next().unwrap(), &plain, in_hours(1))
         .await
         .unwrap();
     assert_ne!(other, id, "create never takes the id over");
@@ -338,11 +338,11 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
         .await
         .unwrap();
     assert!(!raw(&old, &a).await.contains_key("format"));
-    let mut loaded = new.load(&a).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = new.load(&a).await.unwrap().unwrap().into_map();
     loaded.insert("by_new".into(), json!(1));
     new.save(&a, &loaded, in_hours(1)).await.unwrap();
     assert_eq!(raw(&old, &a).await.get("format"), Some(&Bson::Int32(2)));
-    let mut loaded = old.load(&a).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = old.load(&a).await.unwrap().unwrap().into_map();
     loaded.insert("by_old".into(), json!(2));
     old.save(&a, &loaded, in_hours(1)).await.unwrap();
     let document = raw(&old, &a).await;
@@ -367,7 +367,7 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
     assert_eq!(loaded.lifetime, Some(remembered));
     let expires_at =
         |document: &Document| document.get_datetime("expires").unwrap().to_system_time();
-    let tracked = loaded.into_tracked_data();
+    let tracked = loaded.into_map();
     assert_eq!(
         old.save(&b, &tracked, in_hours(24 * 14)).await.unwrap(),
         SaveOutcome::Touched
@@ -385,7 +385,7 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
     );
 
     // The format-1 instance keeps it through a regeneration ...
-    let tracked = old.load(&b).await.unwrap().unwrap().into_tracked_data();
+    let tracked = old.load(&b).await.unwrap().unwrap().into_map();
     assert!(old.delete(&b).await.unwrap());
     let c = old.create(&tracked, in_hours(24 * 14)).await.unwrap();
     let document = raw(&old, &c).await;
@@ -399,7 +399,7 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
         .await
         .unwrap();
     let before = raw(&old, &d).await;
-    let mut tracked = old.load(&d).await.unwrap().unwrap().into_tracked_data();
+    let mut tracked = old.load(&d).await.unwrap().unwrap().into_map();
     tracked.insert(LIFETIME_KEY.into(), remembered.to_value());
     tracked.insert("x".into(), json!(2));
     let error = old.save(&d, &tracked, in_hours(1)).await.unwrap_err();
@@ -456,7 +456,7 @@ async fn express_layouts_write_format_1_and_refuse_own_lifetimes() {
         .unwrap()
         .unwrap();
     assert!(!document.contains_key("format"), "{document}");
-    let mut tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
     tracked.insert(
         LIFETIME_KEY.into(),
         SessionLifetime::new().ttl(HOUR).to_value(),

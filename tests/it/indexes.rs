@@ -19,7 +19,7 @@ use mongodb::{
     options::ClientOptions,
 };
 use mongodb_session_store::{
-    IndexAction, IndexPurpose, IndexRepair, MongoSessionStore, StoreBuilder,
+    admin::IndexAction, admin::IndexPurpose, IndexRepair, MongoSessionStore, StoreBuilder,
 };
 use testkit::{
     fault::{FailPoint, Times},

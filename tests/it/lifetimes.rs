@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb_session_store::{
-    MongoSessionStore, SaveOutcome, SessionLifetime, StoreBuilder, LIFETIME_KEY,
+    session::SaveOutcome, session::LIFETIME_KEY, MongoSessionStore, SessionLifetime, StoreBuilder,
 };
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
@@ -90,7 +90,7 @@ async fn an_own_idle_window_replaces_the_asked_expiry_on_every_write_of_every_in
     // A save on the other instance, a change: its own window, not the asked 14 days.
     let loaded = two.load(&id).await.unwrap().unwrap();
     assert_eq!(loaded.lifetime, Some(short));
-    let mut tracked = loaded.into_tracked_data();
+    let mut tracked = loaded.into_map();
     tracked.insert("n".into(), json!(2));
     assert_eq!(
         two.save(&id, &tracked, two_weeks()).await.unwrap(),
@@ -111,7 +111,7 @@ async fn an_own_idle_window_replaces_the_asked_expiry_on_every_write_of_every_in
     assert!(expires_near(&raw(&db, &one, &id).await, HOUR), "touch");
 
     // An unchanged save (tower-sessions' always_save): the same.
-    let tracked = two.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let tracked = two.load(&id).await.unwrap().unwrap().into_map();
     set_dates(
         &db,
         &one,
@@ -127,7 +127,7 @@ async fn an_own_idle_window_replaces_the_asked_expiry_on_every_write_of_every_in
     );
 
     // Removing the entry gives the session back to the store's settings.
-    let mut tracked = two.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut tracked = two.load(&id).await.unwrap().unwrap().into_map();
     tracked.remove(LIFETIME_KEY);
     two.save(&id, &tracked, two_weeks()).await.unwrap();
     let document = raw(&db, &one, &id).await;
@@ -292,8 +292,8 @@ async fn a_lifetime_changed_by_another_request_is_not_overruled_by_a_stale_write
         .unwrap();
     // Two requests load it; one of them (a "forget this device" page)
     // shortens its window; the other then writes, from what it loaded.
-    let stale = one.load(&id).await.unwrap().unwrap().into_tracked_data();
-    let mut shorten = two.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let stale = one.load(&id).await.unwrap().unwrap().into_map();
+    let mut shorten = two.load(&id).await.unwrap().unwrap().into_map();
     shorten.insert(
         LIFETIME_KEY.into(),
         SessionLifetime::new().ttl(HOUR).to_value(),
@@ -343,7 +343,7 @@ async fn touch_after_skips_at_most_half_of_a_sessions_own_window() {
         let dates = doc! { "lastModified": ago(15 * MINUTE), "expires": DateTime::from_system_time(SystemTime::now() + 5 * MINUTE) };
         set_dates(&db, &store, session, dates).await;
     }
-    let tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let tracked = store.load(&id).await.unwrap().unwrap().into_map();
     let outcome = store.save(&id, &tracked, two_weeks()).await.unwrap();
     assert_eq!(outcome, SaveOutcome::Touched, "by save");
     assert!(expires_near(&raw(&db, &store, &id).await, 20 * MINUTE));
@@ -374,7 +374,7 @@ async fn a_lifetime_is_kept_across_id_regeneration_with_the_creation_time() {
         .await
         .unwrap();
     set_dates(&db, &one, &old, doc! { "createdAt": ago(DAY) }).await;
-    let tracked = one.load(&old).await.unwrap().unwrap().into_tracked_data();
+    let tracked = one.load(&old).await.unwrap().unwrap().into_map();
     assert!(one.delete(&old).await.unwrap());
     let new = one.create(&tracked, two_weeks()).await.unwrap();
     let document = raw(&db, &one, &new).await;

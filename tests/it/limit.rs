@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use actix_session::storage::SessionStore as Actix;
-use mongodb_session_store::{EndReason, MongoSessionStore, OverLimit, UserInfo, USER_KEY};
+use mongodb_session_store::{
+    session::USER_KEY, users::EndReason, MongoSessionStore, OverLimit, UserInfo,
+};
 use serde_json::json;
 use testkit::TestDb;
 use tower_sessions_core::{

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb_session_store::{
+    express::migrate::{MigrateOptions, MigrationReport},
     express::ExpressLayout,
-    migrate::{MigrateOptions, MigrationReport},
     AutoRemove, ConflictPolicy, MongoSessionStore, ReadCache,
 };
 use serde_json::json;
@@ -570,7 +570,7 @@ async fn a_re_copy_moves_the_version_on_for_requests_holding_the_earlier_copy() 
 
     // The cached instance's request adds a key: its cache must not keep
     // the map it loaded before the re-copy as if it were stored.
-    let mut data = on_cached.into_tracked_data();
+    let mut data = on_cached.into_map();
     data.insert("m".into(), json!(1));
     cached.save(&sid(0), &data, None).await.unwrap();
     let served = cached.load(&sid(0)).await.unwrap().unwrap();
@@ -582,7 +582,7 @@ async fn a_re_copy_moves_the_version_on_for_requests_holding_the_earlier_copy() 
 
     // The strict instance's request loaded n = 1 and changes n: a conflict,
     // not a silent overwrite of the re-copy.
-    let mut data = on_strict.into_tracked_data();
+    let mut data = on_strict.into_map();
     data.insert("n".into(), json!(2));
     let lost = strict.save(&sid(1), &data, None).await;
     assert!(
@@ -603,12 +603,7 @@ async fn a_copy_made_again_after_a_native_logout_does_not_reuse_a_version() {
     let source = express_store(&db, "sessions").await;
     let target = native_store(&db, "native").await;
     migrate(&target, &source).await;
-    let mut data = target
-        .load(&sid(0))
-        .await
-        .unwrap()
-        .unwrap()
-        .into_tracked_data();
+    let mut data = target.load(&sid(0)).await.unwrap().unwrap().into_map();
     for n in 0..3 {
         data.insert("k".into(), json!(n));
         target.save(&sid(0), &data, None).await.unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::TryStreamExt;
 use mongodb::{bson::doc, options::IndexOptions, IndexModel};
 use mongodb_session_store::{
-    AutoRemove, IndexAction, IndexPurpose, MongoSessionStore, StoreBuilder,
+    admin::IndexAction, admin::IndexPurpose, AutoRemove, MongoSessionStore, StoreBuilder,
 };
 use serde_json::Map;
 use testkit::TestDb;

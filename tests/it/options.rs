@@ -11,8 +11,8 @@ use mongodb::{
     options::{Acknowledgment, ReadConcern, SelectionCriteria, WriteConcern},
 };
 use mongodb_session_store::{
-    AutoRemove, BoxError, Codec, EventKind, MongoSessionStore, SaveOutcome, SessionCodec,
-    StoreBuilder,
+    codec::BoxError, codec::SessionCodec, events::EventKind, session::SaveOutcome, AutoRemove,
+    Codec, MongoSessionStore, StoreBuilder,
 };
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
@@ -149,7 +149,7 @@ async fn touch_after_skips_writes_inside_the_window() {
 
     // Store-level touch and an unchanged save, both inside the window.
     assert!(!store.touch(&id, hours(2)).await.unwrap());
-    let loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let loaded = store.load(&id).await.unwrap().unwrap().into_map();
     assert_eq!(
         store.save(&id, &loaded, hours(2)).await.unwrap(),
         SaveOutcome::Unchanged
@@ -236,7 +236,7 @@ async fn json_string_codec_stores_connect_mongo_strings() {
         r#"{"n":1,"s":"x"}"#
     );
 
-    let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = store.load(&id).await.unwrap().unwrap().into_map();
     loaded.insert("n".into(), json!(2));
     assert_eq!(
         store.save(&id, &loaded, hours(1)).await.unwrap(),
@@ -376,7 +376,7 @@ async fn custom_id_data_and_expires_fields_with_a_unique_id_index() {
         .await
         .unwrap();
     store
-        .create_with(|| "one".into(), &map(json!({"a": 1})), hours(1))
+        .create_with_ids(|| "one".into(), &map(json!({"a": 1})), hours(1))
         .await
         .unwrap();
     let document = only_document(&db).await;
@@ -386,7 +386,7 @@ async fn custom_id_data_and_expires_fields_with_a_unique_id_index() {
     // Collision-safe on the custom id field too.
     let mut ids = ["one", "two"].into_iter();
     let second = store
-        .create_with(
+        .create_with_ids(
             || ids.next().unwrap().into(),
             &map(json!({"a": 2})),
             hours(1),
@@ -520,7 +520,7 @@ async fn concerns_and_read_preference_apply_to_the_collection() {
     let db = TestDb::new("concerns").await;
     let default = builder(&db).build().await.unwrap();
     assert!(matches!(
-        default.collection().selection_criteria(),
+        default.raw_collection().selection_criteria(),
         Some(SelectionCriteria::ReadPreference(
             mongodb::options::ReadPreference::Primary
         ))
@@ -532,9 +532,9 @@ async fn concerns_and_read_preference_apply_to_the_collection() {
         .build()
         .await
         .unwrap();
-    assert_eq!(store.collection().write_concern(), Some(&majority));
+    assert_eq!(store.raw_collection().write_concern(), Some(&majority));
     assert_eq!(
-        store.collection().read_concern(),
+        store.raw_collection().read_concern(),
         Some(&ReadConcern::majority())
     );
     let id = store.create(&map(json!({"a": 1})), hours(1)).await.unwrap();
@@ -566,7 +566,7 @@ async fn every_event_is_delivered_with_a_redacted_id() {
     let mut events = store.subscribe();
 
     let id = store.create(&map(json!({"a": 1})), hours(1)).await.unwrap();
-    let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = store.load(&id).await.unwrap().unwrap().into_map();
     loaded.insert("a".into(), json!(2));
     store.save(&id, &loaded, hours(1)).await.unwrap();
     store.touch(&id, hours(2)).await.unwrap();

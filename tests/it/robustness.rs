@@ -8,7 +8,9 @@ use std::{
 };
 
 use mongodb::bson::{doc, Bson};
-use mongodb_session_store::{MongoSessionStore, StoreBuilder, UserInfo, RESERVED_KEY, USER_KEY};
+use mongodb_session_store::{
+    session::TRACKING_KEY, session::USER_KEY, MongoSessionStore, StoreBuilder, UserInfo,
+};
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
@@ -30,12 +32,12 @@ async fn keys_of_the_reserved_namespace_are_refused_not_dropped() {
     let store = builder(&db).build().await.unwrap();
     let id = store.create(&map(json!({"a": 1})), hour()).await.unwrap();
     let forged = [
-        (format!("{RESERVED_KEY}_x"), json!("anything")),
-        (format!("{RESERVED_KEY}user"), json!({"user": "victim"})),
+        (format!("{TRACKING_KEY}_x"), json!("anything")),
+        (format!("{TRACKING_KEY}user"), json!({"user": "victim"})),
         (USER_KEY.to_string(), json!("not an owner")),
     ];
     for (key, value) in forged {
-        let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+        let mut data = store.load(&id).await.unwrap().unwrap().into_map();
         data.insert(key.clone(), value.clone());
         let err = store.save(&id, &data, hour()).await.unwrap_err();
         assert!(err.is_reserved_key() && err.is_encode(), "{key}: {err}");
@@ -52,7 +54,7 @@ async fn keys_of_the_reserved_namespace_are_refused_not_dropped() {
     );
 
     // What the store's API itself puts there is accepted.
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert(USER_KEY.into(), UserInfo::new("ada").to_value());
     store.check(&data).unwrap();
     store.save(&id, &data, hour()).await.unwrap();
@@ -126,7 +128,7 @@ async fn values_nested_past_what_mongodb_stores_are_refused_and_never_lock_a_ses
     let db = TestDb::new("deepnesting").await;
     let store = builder(&db).build().await.unwrap();
     let id = store.create(&map(json!({"a": 1})), hour()).await.unwrap();
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert("deep".into(), nested(150));
     let err = store.save(&id, &data, hour()).await.unwrap_err();
     assert!(err.is_encode(), "{err}");

@@ -15,7 +15,9 @@ use mongodb::{
     Client,
 };
 use mongodb_session_store::{
-    express::ExpressLayout, migrate::MigrateOptions, AutoRemove, BatchOptions, MongoSessionStore,
+    admin::BatchOptions,
+    express::{migrate::MigrateOptions, ExpressLayout},
+    AutoRemove, MongoSessionStore,
 };
 use testkit::{
     fault::{FailPoint, Times},

@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb_session_store::{KeyRing, MongoSessionStore, StoreBuilder, UserInfo, USER_KEY};
+use mongodb_session_store::{
+    session::USER_KEY, KeyRing, MongoSessionStore, StoreBuilder, UserInfo,
+};
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
@@ -53,7 +55,7 @@ async fn with_encryption_a_stored_marker_appears_nowhere_in_the_collection() {
     let id = store.create(&data, later()).await.unwrap();
     assert_eq!(store.load(&id).await.unwrap().unwrap().data, data);
     // Per-key writes are encrypted too.
-    let mut saved = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut saved = store.load(&id).await.unwrap().unwrap().into_map();
     saved.insert("later".into(), json!(MARKER));
     store.save(&id, &saved, later()).await.unwrap();
 
@@ -112,12 +114,9 @@ async fn after_a_rotation_old_sessions_load_and_are_re_encrypted_on_their_next_w
     let loaded = store.load(&id).await.unwrap().unwrap();
     assert_eq!(loaded.data, map(json!({"a": 1, "b": 2})));
     // The next write — here an unchanged save — re-encrypts every value.
-    store
-        .save(&id, &loaded.into_tracked_data(), later())
-        .await
-        .unwrap();
+    store.save(&id, &loaded.into_map(), later()).await.unwrap();
     let stored = store
-        .collection()
+        .raw_collection()
         .find_one(doc! {"_id": store.stored_id(&id)})
         .await
         .unwrap()
@@ -303,7 +302,7 @@ async fn the_owner_is_saved_with_changes_and_survives_id_regeneration() {
     let db = TestDb::new("owner").await;
     let store = builder(&db).build().await.unwrap();
     let id = store.create(&map(json!({"n": 1})), later()).await.unwrap();
-    let mut data = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
     data.insert(USER_KEY.into(), UserInfo::new("ada").to_value());
     store.save(&id, &data, later()).await.unwrap();
     let loaded = store.load(&id).await.unwrap().unwrap();
@@ -315,10 +314,7 @@ async fn the_owner_is_saved_with_changes_and_survives_id_regeneration() {
 
     // Login-style regeneration: the carried map creates the new session.
     store.delete(&id).await.unwrap();
-    let fresh = store
-        .create(&loaded.into_tracked_data(), later())
-        .await
-        .unwrap();
+    let fresh = store.create(&loaded.into_map(), later()).await.unwrap();
     assert_eq!(store.user_sessions("ada", None).await.unwrap().len(), 1);
     assert!(store.load(&fresh).await.unwrap().unwrap().user.is_some());
     db.cleanup().await;
@@ -330,7 +326,12 @@ async fn a_session_past_max_lifetime_is_gone_even_if_used_a_moment_ago() {
     let lifetime = Duration::from_millis(2000);
     let store = builder(&db).max_lifetime(lifetime).build().await.unwrap();
     let id = store.create(&map(json!({"n": 0})), later()).await.unwrap();
-    let stored = store.collection().find_one(doc! {}).await.unwrap().unwrap();
+    let stored = store
+        .raw_collection()
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
     let (created, expires) = (
         stored.get_datetime("createdAt").unwrap(),
         stored.get_datetime("expires").unwrap(),
@@ -347,7 +348,7 @@ async fn a_session_past_max_lifetime_is_gone_even_if_used_a_moment_ago() {
             .await
             .unwrap()
             .expect("still alive")
-            .into_tracked_data();
+            .into_map();
         data.insert("n".into(), json!(n));
         store.save(&id, &data, later()).await.unwrap();
     }

@@ -41,9 +41,9 @@ async fn a_contended_save_with_slow_round_trips_answers_within_the_bound() {
     let store = json_store(&db, Some(&app)).await;
     let other = json_store(&db, None).await;
     let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
-    let mut tracked = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
     // Another instance writes meanwhile: our save must re-read and retry.
-    let mut theirs = other.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut theirs = other.load(&id).await.unwrap().unwrap().into_map();
     theirs.insert("m".into(), json!(1));
     other.save(&id, &theirs, None).await.unwrap();
 

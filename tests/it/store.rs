@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
-use mongodb_session_store::{AutoRemove, IndexRepair, MongoSessionStore, SaveOutcome};
+use mongodb_session_store::{session::SaveOutcome, AutoRemove, IndexRepair, MongoSessionStore};
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
@@ -36,7 +36,7 @@ async fn forced_id_collision_never_overwrites_the_existing_session() {
     let db = TestDb::new("collision").await;
     let store = store(&db).await;
     let first = store
-        .create_with(
+        .create_with_ids(
             || "taken".into(),
             &map(json!({"owner": "alice"})),
             in_an_hour(),
@@ -47,7 +47,7 @@ async fn forced_id_collision_never_overwrites_the_existing_session() {
 
     let mut ids = ["taken", "taken", "free"].into_iter();
     let second = store
-        .create_with(
+        .create_with_ids(
             || ids.next().unwrap().into(),
             &map(json!({"owner": "mallory"})),
             in_an_hour(),
@@ -68,11 +68,11 @@ async fn collisions_every_time_end_in_a_typed_error() {
     let db = TestDb::new("exhausted").await;
     let store = store(&db).await;
     store
-        .create_with(|| "x".into(), &Map::new(), in_an_hour())
+        .create_with_ids(|| "x".into(), &Map::new(), in_an_hour())
         .await
         .unwrap();
     let err = store
-        .create_with(|| "x".into(), &Map::new(), in_an_hour())
+        .create_with_ids(|| "x".into(), &Map::new(), in_an_hour())
         .await
         .unwrap_err();
     assert!(err.is_id_exhausted(), "{err}");
@@ -87,7 +87,7 @@ async fn a_save_after_delete_does_not_resurrect() {
         .create(&map(json!({"n": 1})), in_an_hour())
         .await
         .unwrap();
-    let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = store.load(&id).await.unwrap().unwrap().into_map();
 
     assert!(store.delete(&id).await.unwrap());
     loaded.insert("n".into(), json!(2));
@@ -298,8 +298,8 @@ async fn saves_write_only_changed_keys_so_concurrent_changes_merge() {
         .create(&map(json!({"a": 0, "b": 0, "gone": 1})), in_an_hour())
         .await
         .unwrap();
-    let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
-    let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut first = store.load(&id).await.unwrap().unwrap().into_map();
+    let mut second = store.load(&id).await.unwrap().unwrap().into_map();
 
     first.insert("a".into(), json!(1));
     second.insert("b".into(), json!(2));
@@ -326,7 +326,7 @@ async fn an_unchanged_save_only_moves_the_expiry() {
         .create(&map(json!({"n": 1})), in_an_hour())
         .await
         .unwrap();
-    let loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let loaded = store.load(&id).await.unwrap().unwrap().into_map();
     db.collection("sessions")
         .update_one(
             doc! {"_id": store.stored_id(&id)},
@@ -447,7 +447,7 @@ async fn an_oversized_session_is_a_typed_error_and_nothing_is_lost() {
         .create(&map(json!({"small": 1})), in_an_hour())
         .await
         .unwrap();
-    let mut loaded = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut loaded = store.load(&id).await.unwrap().unwrap().into_map();
     loaded.insert("blob".into(), big["blob"].clone());
     assert!(store
         .save(&id, &loaded, in_an_hour())

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mongodb_session_store::{__bench::DocumentCodec, generate_id, KeyRing};
+use mongodb_session_store::{__bench::DocumentCodec, id::generate_id, KeyRing};
 use serde_json::{json, Map, Value};
 
 /// A session of about 1 KiB as JSON under 12 top-level keys.

@@ -36,7 +36,7 @@ pub fn cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn new(State(counters): State<Counters>) -> impl IntoResponse {
-    let id = mongodb_session_store::generate_id();
+    let id = mongodb_session_store::id::generate_id();
     lock(&counters).insert(id.clone(), 0);
     (
         [(header::SET_COOKIE, format!("sid={id}; Path=/; HttpOnly"))],

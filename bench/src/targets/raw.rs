@@ -45,7 +45,7 @@ pub fn router(collection: Collection<Document>) -> Router {
 }
 
 async fn new(State(Raw { sessions, .. }): State<Raw>) -> Response {
-    let id = mongodb_session_store::generate_id();
+    let id = mongodb_session_store::id::generate_id();
     let expires = DateTime::from_system_time(std::time::SystemTime::now() + IDLE);
     let document =
         doc! { "_id": &id, "n": 0_i64, "user": "bench", "blob": blob(), "expires": expires };

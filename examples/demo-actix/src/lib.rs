@@ -20,7 +20,7 @@ use demo_contract::{
 use futures_util::StreamExt;
 use mongodb_session_store::{
     actix::{current_handle, set_user},
-    MongoSessionStore, UserInfo, RESERVED_KEY,
+    MongoSessionStore, UserInfo,
 };
 use serde_json::{Map, Value};
 
@@ -155,12 +155,12 @@ struct Actix(Session);
 
 impl SessionApi for Actix {
     async fn data(&self) -> Result<Map<String, Value>, ApiError> {
-        Ok(self
-            .0
-            .entries()
-            .iter()
-            .filter(|(k, _)| !k.starts_with(RESERVED_KEY))
-            .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap_or(Value::Null)))
+        Ok(mongodb_session_store::actix::entries(&self.0)
+            .into_iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(&v).unwrap_or(Value::Null);
+                (k, value)
+            })
             .collect())
     }
 

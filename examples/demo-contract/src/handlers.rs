@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use mongodb_session_store::{MongoSessionStore, SignedOut, UserInfo, UserSession, RESERVED_KEY};
+use mongodb_session_store::{users::SignedOut, users::UserSession, MongoSessionStore, UserInfo};
 use serde_json::{json, Map, Value};
 
 use crate::ApiError;
@@ -75,7 +75,7 @@ pub async fn put_key(
     key: &str,
     body: &[u8],
 ) -> Answer {
-    crate::validate_key(key, RESERVED_KEY)?;
+    crate::validate_key(key)?;
     if session.is_own_key(key) {
         return Err(ApiError::new(
             400,
@@ -94,7 +94,7 @@ pub async fn put_key(
 
 /// `DELETE /api/session/{key}`.
 pub async fn delete_key(session: &impl SessionApi, key: &str) -> Answer {
-    crate::validate_key(key, RESERVED_KEY)?;
+    crate::validate_key(key)?;
     if !session.is_own_key(key) {
         session.remove(key).await?;
     }

@@ -10,7 +10,7 @@ mod page;
 mod settings;
 
 pub use device::describe_device;
-use mongodb_session_store::{EndReason, SignedOut, UserSession};
+use mongodb_session_store::{users::EndReason, users::SignedOut, users::UserSession};
 pub use page::render_page;
 use serde_json::{json, Map, Value};
 pub use settings::{CacheSetting, CodecName, Settings};
@@ -68,7 +68,7 @@ pub async fn main_with(name: &str, run: impl std::future::Future<Output = Result
 }
 
 /// Checks a session key taken from the URL.
-pub fn validate_key(key: &str, reserved: &str) -> Result<(), ApiError> {
+pub fn validate_key(key: &str) -> Result<(), ApiError> {
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::new(
             414,
@@ -78,7 +78,8 @@ pub fn validate_key(key: &str, reserved: &str) -> Result<(), ApiError> {
             ),
         ));
     }
-    if key.starts_with(reserved) {
+    if mongodb_session_store::session::is_reserved(key) {
+        let reserved = mongodb_session_store::session::RESERVED_PREFIX;
         return Err(ApiError::new(
             400,
             format!("keys starting with {reserved:?} are reserved"),
@@ -207,15 +208,14 @@ mod tests {
 
     #[test]
     fn keys_and_bodies_are_checked() {
-        assert!(validate_key("a.b", "r").is_ok());
-        assert!(validate_key("", "r").is_ok());
-        assert_eq!(
-            validate_key(&"k".repeat(1025), "r").unwrap_err().status,
-            414
-        );
-        assert_eq!(validate_key("r", "r").unwrap_err().status, 400);
-        assert_eq!(validate_key("r_user", "r").unwrap_err().status, 400);
-        assert!(validate_key("x_r", "r").is_ok());
+        let reserved = mongodb_session_store::session::RESERVED_PREFIX;
+        assert!(validate_key("a.b").is_ok());
+        assert!(validate_key("").is_ok());
+        assert_eq!(validate_key(&"k".repeat(1025)).unwrap_err().status, 414);
+        assert_eq!(validate_key(reserved).unwrap_err().status, 400);
+        let user = format!("{reserved}_user");
+        assert_eq!(validate_key(&user).unwrap_err().status, 400);
+        assert!(validate_key(&format!("x{reserved}")).is_ok());
         assert_eq!(parse_body(b"{").unwrap_err().status, 400);
         assert_eq!(
             parse_body(&vec![b' '; MAX_BODY_BYTES + 1])

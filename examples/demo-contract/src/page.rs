@@ -2,7 +2,7 @@
 //! the JSON API answers with, so it shows the state at once; its script only
 //! calls the API, turns times into "3 minutes ago", and shows errors.
 
-use mongodb_session_store::{SignedOut, UserSession};
+use mongodb_session_store::{users::SignedOut, users::UserSession};
 use serde_json::{Map, Value};
 
 /// The demo's HTML page: who is signed in, their devices (readable names,

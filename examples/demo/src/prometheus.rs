@@ -27,7 +27,7 @@ fn install() -> Option<PrometheusHandle> {
         .and_then(PrometheusBuilder::install_recorder);
     match installed {
         Ok(handle) => {
-            mongodb_session_store::describe_metrics();
+            mongodb_session_store::metrics::describe_metrics();
             Some(handle)
         }
         Err(error) => {

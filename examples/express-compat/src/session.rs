@@ -14,7 +14,9 @@ use axum::{
 };
 use mongodb_session_store::{
     express::{decode_cookie_value, encode_cookie_value, sign, unsign},
-    MongoSessionStore, UserInfo, RESERVED_KEY, USER_KEY,
+    session::TRACKING_KEY,
+    session::USER_KEY,
+    MongoSessionStore, UserInfo,
 };
 use serde_json::{Map, Value};
 
@@ -50,7 +52,7 @@ impl Session {
         self.lock()
             .data
             .iter()
-            .filter(|(k, _)| !k.starts_with(RESERVED_KEY) && k.as_str() != "cookie")
+            .filter(|(k, _)| !k.starts_with(TRACKING_KEY) && k.as_str() != "cookie")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -92,7 +94,7 @@ impl Session {
     pub fn handle(&self) -> Option<String> {
         self.lock()
             .data
-            .get(RESERVED_KEY)
+            .get(TRACKING_KEY)
             .and_then(|v| v.get("h"))
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -124,7 +126,7 @@ pub async fn layer(State(config): State<Config>, mut request: Request, next: Nex
             Ok(Some(loaded)) => {
                 let mut state = session.lock();
                 state.id = Some(id);
-                state.data = loaded.into_tracked_data();
+                state.data = loaded.into_map();
             }
             Ok(None) => {}
             Err(error) if error.is_decode() => {

@@ -118,14 +118,14 @@ mod enabled {
                 .await
                 .unwrap();
             let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-            let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
-            let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+            let mut first = store.load(&id).await.unwrap().unwrap().into_map();
+            let mut second = store.load(&id).await.unwrap().unwrap().into_map();
             first.insert("n".into(), json!(2));
             second.insert("n".into(), json!(3));
             store.save(&id, &first, None).await.unwrap();
             store.save(&id, &second, None).await.unwrap_err();
             store
-                .load(&mongodb_session_store::generate_id())
+                .load(&mongodb_session_store::id::generate_id())
                 .await
                 .unwrap();
             store.rewrap().await.unwrap_err();
@@ -198,7 +198,7 @@ mod enabled {
             let loaded = store.load(&id).await.unwrap().unwrap();
             store.load(&id).await.unwrap().unwrap();
             store.load(&id).await.unwrap().unwrap();
-            let mut data = loaded.into_tracked_data();
+            let mut data = loaded.into_map();
             data.insert("n".into(), json!(2));
             // Cached as written (a replacement, not an eviction) ...
             store.save(&id, &data, None).await.unwrap();

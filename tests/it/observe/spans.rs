@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mongodb_session_store::{
-    generate_id, ConflictPolicy, MongoSessionStore, RedactedId, UserInfo, USER_KEY,
+    id::generate_id, id::RedactedId, session::USER_KEY, ConflictPolicy, MongoSessionStore, UserInfo,
 };
 use serde_json::json;
 use testkit::TestDb;
@@ -52,7 +52,7 @@ async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
     let id = store.create(&owned, None).await.unwrap();
     let loaded = store.load(&id).await.unwrap().expect("the session");
     let handle = loaded.handle.clone();
-    let mut data = loaded.into_tracked_data();
+    let mut data = loaded.into_map();
     store.save(&id, &data, None).await.unwrap();
     data.insert("n".into(), json!(2));
     store.save(&id, &data, None).await.unwrap();
@@ -72,7 +72,7 @@ async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
     store.delete_expired().await.unwrap();
     // A regeneration: the old id's delete, then the create of what it held.
     let old = store.create(&map(json!({"k": 1})), None).await.unwrap();
-    let carried = store.load(&old).await.unwrap().unwrap().into_tracked_data();
+    let carried = store.load(&old).await.unwrap().unwrap().into_map();
     assert!(store.delete(&old).await.unwrap());
     let new = store.create(&carried, None).await.unwrap();
     assert_eq!(store.clear().await.unwrap(), 1);
@@ -158,8 +158,8 @@ async fn a_save_that_loses_a_strict_race_ends_in_conflict() {
         .await
         .unwrap();
     let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-    let mut first = store.load(&id).await.unwrap().unwrap().into_tracked_data();
-    let mut second = store.load(&id).await.unwrap().unwrap().into_tracked_data();
+    let mut first = store.load(&id).await.unwrap().unwrap().into_map();
+    let mut second = store.load(&id).await.unwrap().unwrap().into_map();
     first.insert("n".into(), json!(2));
     second.insert("n".into(), json!(3));
     store.save(&id, &first, None).await.unwrap();
@@ -191,7 +191,7 @@ async fn the_raw_id_reaches_neither_a_span_nor_an_event() {
     let (capture, _guard) = Capture::install();
     let mut ids = [taken.clone(), fresh.clone()].into_iter();
     let created = store
-        .create_with(|| ids.next().unwrap(), &map(json!({"n": 2})), None)
+        .create_with_ids(|| ids.next().unwrap(), &map(json!({"n": 2})), None)
         .await
         .unwrap();
     assert_eq!(created, fresh);

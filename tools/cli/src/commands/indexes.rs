@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use mongodb_session_store::{AutoRemove, IndexAction, IndexPlan};
+use mongodb_session_store::{admin::IndexAction, admin::IndexPlan, AutoRemove};
 use serde_json::{json, Value};
 
 use super::namespace;

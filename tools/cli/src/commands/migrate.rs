@@ -1,5 +1,5 @@
 //! `migrate` (and `mss-migrate`): Node layout → native layout, resumably
-//! and without logging anyone out (see `mongodb_session_store::migrate`).
+//! and without logging anyone out (see `mongodb_session_store::express::migrate`).
 //!
 //! ```text
 //! mongodb-sessions migrate --uri mongodb://host/app --layout connect-mongo --into sessions_native --dry-run
@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use mongodb_session_store::{migrate::MigrateOptions, AutoRemove, Incomplete};
+use mongodb_session_store::{admin::Incomplete, express::migrate::MigrateOptions, AutoRemove};
 use serde_json::json;
 
 use crate::{
@@ -65,10 +65,10 @@ pub(crate) async fn run(options: &StoreOptions, args: &MigrateArgs, ui: Ui) -> R
     let source = source.build().await.context("connecting to the source")?;
     let target = target.build().await.context("preparing the target")?;
     if !args.dry_run {
-        let namespace = source.collection().namespace();
+        let namespace = source.namespace();
         ui.confirm(&format!(
             "migrate the sessions of {namespace} into {}",
-            target.collection().namespace()
+            target.namespace()
         ))?;
         // The target's indexes, as the service's build would make them;
         // only now, so that a refusal or a dry run writes nothing.

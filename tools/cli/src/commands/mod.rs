@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use mongodb_session_store::{BatchOptions, MongoSessionStore};
+use mongodb_session_store::{admin::BatchOptions, MongoSessionStore};
 use serde_json::Value;
 
 use crate::{
@@ -106,12 +106,12 @@ async fn open(options: &StoreOptions) -> Result<MongoSessionStore> {
 
 /// `db.collection`, for messages.
 fn namespace(store: &MongoSessionStore) -> String {
-    store.collection().namespace().to_string()
+    store.namespace()
 }
 
 /// The collection's size for a progress bar: an estimate, or zero.
 async fn estimate(store: &MongoSessionStore, options: &StoreOptions) -> u64 {
-    let estimate = store.collection().estimated_document_count();
+    let estimate = store.raw_collection().estimated_document_count();
     match tokio::time::timeout(options.operation_timeout(), estimate).await {
         Ok(Ok(count)) => count,
         _ => 0,

@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
 use mongodb_session_store::{
+    admin::Incomplete,
     express::{decode_cookie_value, unsign},
-    Incomplete,
 };
 use serde_json::json;
 

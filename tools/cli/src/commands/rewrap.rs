@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mongodb_session_store::{BatchOptions, Incomplete, RewrapEvent};
+use mongodb_session_store::{admin::BatchOptions, admin::Incomplete, admin::RewrapEvent};
 use serde_json::json;
 
 use super::{estimate, namespace, open};

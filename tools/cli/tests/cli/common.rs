@@ -6,7 +6,7 @@ use std::{
 };
 
 use mongodb_session_store::{
-    AutoRemove, KeyRing, MongoSessionStore, StoreBuilder, UserInfo, USER_KEY,
+    session::USER_KEY, AutoRemove, KeyRing, MongoSessionStore, StoreBuilder, UserInfo,
 };
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
