@@ -47,7 +47,7 @@ pub(crate) struct SessionLimit {
 /// Tunables that do not change the document layout.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub(crate) ttl: Duration,
+    pub(crate) idle_timeout: Duration,
     pub(crate) touch_after: Duration,
     pub(crate) operation_timeout: Duration,
     pub(crate) max_session_bytes: usize,
@@ -58,7 +58,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(14 * 24 * 60 * 60),
+            idle_timeout: Duration::from_secs(14 * 24 * 60 * 60),
             touch_after: Duration::ZERO,
             operation_timeout: Duration::from_secs(10),
             max_session_bytes: 1024 * 1024,

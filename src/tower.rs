@@ -266,7 +266,9 @@ pub async fn apply_lifetime(
 /// Sets the session's expiry to its own idle window, when it has one and
 /// the expiry is not that already (a change marks the session modified).
 fn follow(session: &Session, lifetime: SessionLifetime) {
-    let Some(ttl) = lifetime.ttl else { return };
+    let Some(ttl) = lifetime.idle_timeout else {
+        return;
+    };
     let ttl = time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX);
     let expiry = Expiry::OnInactivity(ttl);
     if session.expiry() != Some(expiry) {

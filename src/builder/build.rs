@@ -136,7 +136,7 @@ impl StoreBuilder {
             let field = self.ttl_index_field.as_deref().unwrap_or(&fields.expires);
             let cosmos = self.ttl_index_field.is_some();
             let delay = self.expire_after.unwrap_or(if cosmos {
-                self.config.ttl
+                self.config.idle_timeout
             } else {
                 Duration::ZERO
             });

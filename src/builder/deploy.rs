@@ -8,7 +8,7 @@ use crate::index::IndexRepair;
 impl StoreBuilder {
     /// The Azure Cosmos DB profile. Cosmos DB's API for MongoDB only honours
     /// a TTL index on its own `_ts` field (the time of the last write), so
-    /// the index goes on `_ts` with `expireAfterSeconds` equal to `ttl`
+    /// the index goes on `_ts` with `expireAfterSeconds` equal to `idle_timeout`
     /// (unless [`expire_after`](Self::expire_after) says otherwise); the
     /// `expires` field is still written and checked on every load, so expiry
     /// is exact even though removal follows the last write.

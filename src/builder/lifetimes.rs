@@ -13,8 +13,8 @@ impl StoreBuilder {
     /// The longest idle window or absolute lifetime a session may be given
     /// of its own ([`SessionLifetime`](crate::SessionLifetime), "remember
     /// me"): a longer one is clamped to it, when stored and again on every
-    /// write. Default: the longer of [`ttl`](Self::ttl) and
-    /// [`max_lifetime`](Self::max_lifetime), so that without this option a
+    /// write. Default: the longer of [`idle_timeout`](Self::idle_timeout) and
+    /// [`absolute_timeout`](Self::absolute_timeout), so that without this option a
     /// session can be given a shorter lifetime than the store's, never a
     /// longer one. At most 100 years.
     pub fn lifetime_limit(mut self, limit: Duration) -> Self {
@@ -55,8 +55,10 @@ impl StoreBuilder {
     pub(super) fn settle_lifetimes(&mut self) {
         let longest = self
             .layout
-            .max_lifetime
-            .map_or(self.config.ttl, |max| max.max(self.config.ttl));
+            .absolute_timeout
+            .map_or(self.config.idle_timeout, |max| {
+                max.max(self.config.idle_timeout)
+            });
         self.layout.lifetime_limit = self.lifetime_limit.unwrap_or(longest);
         self.layout.format = match (self.document_format, self.layout.value_rules.is_some()) {
             (_, true) => DocumentFormat::V1,

@@ -124,12 +124,17 @@ impl StoreBuilder {
         self
     }
 
-    /// Expiry used when the framework gives none (default 14 days, at most
-    /// 100 years).
+    /// **Idle timeout**: a session not used for this long expires (default
+    /// 14 days, at most 100 years) — each use moves its expiry this far
+    /// ahead, subject to [`touch_after`](Self::touch_after). Applies when
+    /// the framework asks for no expiry of its own and the session has no
+    /// own lifetime ([`SessionLifetime`](crate::SessionLifetime)).
     /// connect-mongo's `ttl` (seconds), connect-mongodb-session's `expires`
-    /// (milliseconds) — here a [`Duration`], so there is no unit to get wrong.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.config.ttl = ttl;
+    /// (milliseconds) — here a [`Duration`], so there is no unit to get
+    /// wrong. The four expiry settings and how they combine: README,
+    /// *Expiry*.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
         self
     }
 
@@ -139,7 +144,7 @@ impl StoreBuilder {
     ///
     /// The stored expiry can then lag the cookie's by up to this much, so
     /// keep it well below the session lifetime; `build` rejects a value not
-    /// below `ttl`.
+    /// below `idle_timeout`.
     pub fn touch_after(mut self, window: Duration) -> Self {
         self.config.touch_after = window;
         self
@@ -252,8 +257,8 @@ impl StoreBuilder {
     /// however active (OWASP). Enforced on every load and write, and the
     /// stored expiry never passes it. Id regeneration keeps the creation
     /// time. Requires timestamps.
-    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.layout.max_lifetime = Some(lifetime);
+    pub fn absolute_timeout(mut self, lifetime: Duration) -> Self {
+        self.layout.absolute_timeout = Some(lifetime);
         self
     }
 

@@ -113,19 +113,20 @@ store_options! {
     "no-timestamps", None, None, false,
         "The service writes no timestamps (`timestamps(false)`)" =>
         |b, v| Ok(b.timestamps(!parse_bool("no-timestamps", v)?));
-    "ttl", Some("DURATION"), None, false,
-        "Expiry when the framework gives none (`ttl`) [default: 14d]" =>
-        |b, v| Ok(b.ttl(parse_duration(v).map_err(|e| invalid("ttl", v, &e))?));
+    "idle-timeout", Some("DURATION"), None, false,
+        "A session unused this long expires, when the framework says nothing else \
+         (`idle_timeout`) [default: 14d]" =>
+        |b, v| Ok(b.idle_timeout(parse_duration(v).map_err(|e| invalid("idle-timeout", v, &e))?));
     "touch-after", Some("DURATION"), None, false,
         "An unchanged session is written at most once per window (`touch_after`)" =>
         |b, v| Ok(b.touch_after(parse_duration(v).map_err(|e| invalid("touch-after", v, &e))?));
-    "max-lifetime", Some("DURATION"), None, false,
-        "The absolute lifetime (`max_lifetime`, e.g. `12h`): a session older than that is no \
+    "absolute-timeout", Some("DURATION"), None, false,
+        "The absolute lifetime (`absolute_timeout`, e.g. `12h`): a session older than that is no \
          longer live" =>
-        |b, v| Ok(b.max_lifetime(parse_duration(v).map_err(|e| invalid("max-lifetime", v, &e))?));
+        |b, v| Ok(b.absolute_timeout(parse_duration(v).map_err(|e| invalid("absolute-timeout", v, &e))?));
     "lifetime-limit", Some("DURATION"), None, false,
         "The longest lifetime a session may be given of its own (`lifetime_limit`) \
-         [default: the longer of ttl and max-lifetime]" =>
+         [default: the longer of idle-timeout and absolute-timeout]" =>
         |b, v| Ok(b.lifetime_limit(parse_duration(v).map_err(|e| invalid("lifetime-limit", v, &e))?));
     "document-format", Some("FORMAT"), None, false,
         "The document format written (`document_format`): 1 for the first step of a rolling \
@@ -295,6 +296,6 @@ mod tests {
         let builder = StoreBuilder::from_uri("mongodb://localhost/db");
         assert!(builder.set("no-such-option", "1").unwrap_err().is_config());
         let builder = StoreBuilder::from_uri("mongodb://localhost/db");
-        assert!(builder.set("ttl", "soon").unwrap_err().is_config());
+        assert!(builder.set("idle-timeout", "soon").unwrap_err().is_config());
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     options::AutoRemove,
 };
 
-/// The longest `ttl`, `max_lifetime` or removal period accepted.
+/// The longest `idle_timeout`, `absolute_timeout` or removal period accepted.
 const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// The longest timeout accepted.
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -52,26 +52,28 @@ impl StoreBuilder {
             cache.validate()?;
         }
         let config = &self.config;
-        if config.ttl.is_zero() {
-            return Err(Error::config("ttl must be longer than zero"));
+        if config.idle_timeout.is_zero() {
+            return Err(Error::config("idle_timeout must be longer than zero"));
         }
-        if config.touch_after >= config.ttl {
+        if config.touch_after >= config.idle_timeout {
             return Err(Error::config(format!(
-                "touch_after ({:?}) must be shorter than ttl ({:?}), or sessions could expire \
+                "touch_after ({:?}) must be shorter than idle_timeout ({:?}), or sessions could expire \
                  while their touches are skipped",
-                config.touch_after, config.ttl
+                config.touch_after, config.idle_timeout
             )));
         }
         if self.layout.encryption.is_some() && !self.layout.per_key() {
             return Err(Error::config("encryption works with Codec::Bson only"));
         }
-        if self.layout.max_lifetime.is_some() && (!self.timestamps || fields.created_at.is_none()) {
+        if self.layout.absolute_timeout.is_some()
+            && (!self.timestamps || fields.created_at.is_none())
+        {
             return Err(Error::config(
-                "max_lifetime needs timestamps (the creation time)",
+                "absolute_timeout needs timestamps (the creation time)",
             ));
         }
-        if matches!(self.layout.max_lifetime, Some(d) if d.is_zero()) {
-            return Err(Error::config("max_lifetime must be longer than zero"));
+        if matches!(self.layout.absolute_timeout, Some(d) if d.is_zero()) {
+            return Err(Error::config("absolute_timeout must be longer than zero"));
         }
         self.validate_lifetimes()?;
         if config.session_limit.is_some_and(|limit| limit.max == 0) {
@@ -98,8 +100,8 @@ impl StoreBuilder {
     fn validate_bounds(&self) -> Result<()> {
         let config = &self.config;
         let lifetimes = [
-            ("ttl", Some(config.ttl)),
-            ("max_lifetime", self.layout.max_lifetime),
+            ("idle_timeout", Some(config.idle_timeout)),
+            ("absolute_timeout", self.layout.absolute_timeout),
             ("lifetime_limit", self.lifetime_limit),
             (
                 "AutoRemove::Interval",
@@ -132,7 +134,7 @@ impl StoreBuilder {
             return Err(Error::config(format!(
                 "the TTL index's expireAfterSeconds must be at most {MAX_EXPIRE_AFTER_SECONDS} \
                  (MongoDB's limit, ~68 years), not {seconds}: set a shorter expire_after (with \
-                 cosmos_db(), a shorter ttl)"
+                 cosmos_db(), a shorter idle_timeout)"
             )));
         }
         if config.max_session_bytes > MAX_DOCUMENT_BYTES {

@@ -45,7 +45,7 @@
 //! `originalMaxAge` (when the cookie has one, the expiry was last set that
 //! long before it, so the session existed then), whichever is earliest; a
 //! copy made by an earlier run keeps its older creation time. So a
-//! [`max_lifetime`](crate::StoreBuilder::max_lifetime) on the native store
+//! [`absolute_timeout`](crate::StoreBuilder::absolute_timeout) on the native store
 //! never lets a migrated session outlive it counted from that time, and the
 //! stored expiry is capped to it as for any session. (A session can be older
 //! than anything the source records; then it gets that much extra.)

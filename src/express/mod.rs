@@ -135,7 +135,7 @@ impl ValueRules for CookieRules {
 /// carries a `cookie` object (Express cannot load a session without one);
 /// when it has a `maxAge`, every save moves `cookie.expires` to now +
 /// `originalMaxAge`, as express-session's touch does; and the document's
-/// expiry is `cookie.expires`, or now + `ttl` without one (connect-mongo's
+/// expiry is `cookie.expires`, or now + `idle_timeout` without one (connect-mongo's
 /// rule). Returns the expiry in milliseconds since the epoch.
 fn apply_cookie_rules(data: &mut Map<String, Value>, now_ms: i64, ttl_ms: i64) -> i64 {
     let cookie = data

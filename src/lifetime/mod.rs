@@ -8,7 +8,7 @@
 //! top-level field:
 //!
 //! ```text
-//! lifetime: { ttl: NumberLong(ms), maxLifetime: NumberLong(ms) }   // either may be absent
+//! lifetime: { idleTimeout: NumberLong(ms), absoluteTimeout: NumberLong(ms) }   // either may be absent
 //! ```
 //!
 //! How it combines with the store's settings is decided in `rules.rs`.
@@ -30,12 +30,12 @@ pub const LIFETIME_KEY: &str = "__mongodb_session_store_lifetime";
 
 /// The top-level document field holding a session's own lifetime.
 pub(crate) const LIFETIME_FIELD: &str = "lifetime";
-const TTL: &str = "ttl";
-const MAX_LIFETIME: &str = "maxLifetime";
+const IDLE_TIMEOUT: &str = "idleTimeout";
+const ABSOLUTE_TIMEOUT: &str = "absoluteTimeout";
 
 /// A session's own idle window and absolute lifetime, replacing the store's
-/// [`ttl`](crate::StoreBuilder::ttl) and
-/// [`max_lifetime`](crate::StoreBuilder::max_lifetime) for that session
+/// [`idle_timeout`](crate::StoreBuilder::idle_timeout) and
+/// [`absolute_timeout`](crate::StoreBuilder::absolute_timeout) for that session
 /// ("remember me": one session lives 30 days, another 12 hours).
 ///
 /// Set it from a handler with `tower::set_lifetime` or `actix::set_lifetime`
@@ -51,7 +51,7 @@ const MAX_LIFETIME: &str = "maxLifetime";
 ///
 /// const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// // Remember me: signed out after 30 idle days, and after 90 days whatever.
-/// let remembered = SessionLifetime::new().ttl(30 * DAY).max_lifetime(90 * DAY);
+/// let remembered = SessionLifetime::new().idle_timeout(30 * DAY).absolute_timeout(90 * DAY);
 /// assert_eq!(remembered.ttl, Some(30 * DAY));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,11 +59,11 @@ const MAX_LIFETIME: &str = "maxLifetime";
 pub struct SessionLifetime {
     /// The session's idle window: every write or touch sets its expiry to
     /// now plus this, instead of the expiry the framework asks for (or the
-    /// store's `ttl`). `None`: the framework's, as for any session.
-    pub ttl: Option<Duration>,
+    /// store's `idle_timeout`). `None`: the framework's, as for any session.
+    pub idle_timeout: Option<Duration>,
     /// The session's absolute lifetime, counted from its creation, instead
-    /// of the store's `max_lifetime`. `None`: the store's.
-    pub max_lifetime: Option<Duration>,
+    /// of the store's `absolute_timeout`. `None`: the store's.
+    pub absolute_timeout: Option<Duration>,
 }
 
 impl SessionLifetime {
@@ -74,31 +74,31 @@ impl SessionLifetime {
 
     /// With this idle window.
     #[must_use]
-    pub fn ttl(mut self, window: Duration) -> Self {
-        self.ttl = Some(window);
+    pub fn idle_timeout(mut self, window: Duration) -> Self {
+        self.idle_timeout = Some(window);
         self
     }
 
     /// With this absolute lifetime.
     #[must_use]
-    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.max_lifetime = Some(lifetime);
+    pub fn absolute_timeout(mut self, lifetime: Duration) -> Self {
+        self.absolute_timeout = Some(lifetime);
         self
     }
 
     /// Whether it sets nothing (the store's settings apply).
     pub fn is_empty(&self) -> bool {
-        self.ttl.is_none() && self.max_lifetime.is_none()
+        self.idle_timeout.is_none() && self.absolute_timeout.is_none()
     }
 
     /// The reserved entry's value: milliseconds.
     pub fn to_value(&self) -> Value {
         let mut entry = Map::new();
-        if let Some(ttl) = self.ttl {
-            entry.insert(TTL.into(), json!(millis(ttl)));
+        if let Some(ttl) = self.idle_timeout {
+            entry.insert(IDLE_TIMEOUT.into(), json!(millis(ttl)));
         }
-        if let Some(max) = self.max_lifetime {
-            entry.insert(MAX_LIFETIME.into(), json!(millis(max)));
+        if let Some(max) = self.absolute_timeout {
+            entry.insert(ABSOLUTE_TIMEOUT.into(), json!(millis(max)));
         }
         Value::Object(entry)
     }
@@ -111,8 +111,8 @@ impl SessionLifetime {
             Some(ms) => ms.as_u64().map(|ms| Some(Duration::from_millis(ms))),
         };
         Some(Self {
-            ttl: read(TTL)?,
-            max_lifetime: read(MAX_LIFETIME)?,
+            idle_timeout: read(IDLE_TIMEOUT)?,
+            absolute_timeout: read(ABSOLUTE_TIMEOUT)?,
         })
     }
 
@@ -126,19 +126,19 @@ impl SessionLifetime {
     /// With each value at most `limit`.
     pub(crate) fn clamped(self, limit: Duration) -> Self {
         Self {
-            ttl: self.ttl.map(|d| d.min(limit)),
-            max_lifetime: self.max_lifetime.map(|d| d.min(limit)),
+            idle_timeout: self.idle_timeout.map(|d| d.min(limit)),
+            absolute_timeout: self.absolute_timeout.map(|d| d.min(limit)),
         }
     }
 
     /// The stored field's value.
     pub(crate) fn to_document(self) -> Document {
         let mut stored = Document::new();
-        if let Some(ttl) = self.ttl {
-            stored.insert(TTL, millis(ttl));
+        if let Some(ttl) = self.idle_timeout {
+            stored.insert(IDLE_TIMEOUT, millis(ttl));
         }
-        if let Some(max) = self.max_lifetime {
-            stored.insert(MAX_LIFETIME, millis(max));
+        if let Some(max) = self.absolute_timeout {
+            stored.insert(ABSOLUTE_TIMEOUT, millis(max));
         }
         stored
     }
@@ -149,7 +149,10 @@ impl SessionLifetime {
     /// an expiry computed from the old one.
     pub(crate) fn guard(lifetime: Option<Self>, filter: &mut Document) {
         let lifetime = lifetime.unwrap_or_default();
-        for (name, value) in [(TTL, lifetime.ttl), (MAX_LIFETIME, lifetime.max_lifetime)] {
+        for (name, value) in [
+            (IDLE_TIMEOUT, lifetime.idle_timeout),
+            (ABSOLUTE_TIMEOUT, lifetime.absolute_timeout),
+        ] {
             let path = format!("{LIFETIME_FIELD}.{name}");
             match value {
                 Some(d) => filter.insert(path, millis(d)),
@@ -197,8 +200,8 @@ pub(crate) fn decode_stored(document: &RawDocument) -> Result<Option<SessionLife
             .map_err(|_| Error::decode(path(), "negative"))
     };
     let lifetime = SessionLifetime {
-        ttl: read(TTL)?,
-        max_lifetime: read(MAX_LIFETIME)?,
+        idle_timeout: read(IDLE_TIMEOUT)?,
+        absolute_timeout: read(ABSOLUTE_TIMEOUT)?,
     };
     Ok((!lifetime.is_empty()).then_some(lifetime))
 }
@@ -266,8 +269,8 @@ mod tests {
     #[test]
     fn the_entry_and_the_stored_field_round_trip() {
         let lifetime = SessionLifetime::new()
-            .ttl(Duration::from_secs(60))
-            .max_lifetime(Duration::from_millis(1_500));
+            .idle_timeout(Duration::from_secs(60))
+            .absolute_timeout(Duration::from_millis(1_500));
         assert_eq!(
             SessionLifetime::from_value(&lifetime.to_value()),
             Some(lifetime)
@@ -277,17 +280,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decode_stored(&stored).unwrap(), Some(lifetime));
-        let idle_only = SessionLifetime::new().ttl(Duration::from_secs(1));
-        assert_eq!(idle_only.to_value(), json!({"ttl": 1000}));
+        let idle_only = SessionLifetime::new().idle_timeout(Duration::from_secs(1));
+        assert_eq!(idle_only.to_value(), json!({"idleTimeout": 1000}));
         assert_eq!(
             SessionLifetime::from_value(&json!({})),
             Some(SessionLifetime::new())
         );
         for bad in [
             json!("x"),
-            json!({"ttl": -1}),
-            json!({"ttl": "1"}),
-            json!({"maxLifetime": 1.5}),
+            json!({"idleTimeout": -1}),
+            json!({"idleTimeout": "1"}),
+            json!({"absoluteTimeout": 1.5}),
         ] {
             assert_eq!(SessionLifetime::from_value(&bad), None, "{bad}");
         }
@@ -297,10 +300,13 @@ mod tests {
     fn a_malformed_stored_lifetime_is_a_decode_error_naming_the_field() {
         for (bad, field) in [
             (rawdoc! { "lifetime": 5 }, "lifetime"),
-            (rawdoc! { "lifetime": { "ttl": "x" } }, "lifetime.ttl"),
             (
-                rawdoc! { "lifetime": { "maxLifetime": -5_i64 } },
-                "lifetime.maxLifetime",
+                rawdoc! { "lifetime": { "idleTimeout": "x" } },
+                "lifetime.idleTimeout",
+            ),
+            (
+                rawdoc! { "lifetime": { "absoluteTimeout": -5_i64 } },
+                "lifetime.absoluteTimeout",
             ),
         ] {
             let error = decode_stored(&bad).unwrap_err();
@@ -315,14 +321,14 @@ mod tests {
         let (mut set, mut update) = (Document::new(), doc! { "$unset": { "user": "" } });
         write_change_into(&Some(None), Duration::MAX, &mut set, &mut update);
         assert_eq!(update, doc! { "$unset": { "user": "", "lifetime": "" } });
-        let lifetime = SessionLifetime::new().ttl(Duration::from_secs(2));
+        let lifetime = SessionLifetime::new().idle_timeout(Duration::from_secs(2));
         write_change_into(&Some(Some(lifetime)), Duration::MAX, &mut set, &mut update);
-        assert_eq!(set, doc! { "lifetime": { "ttl": 2000_i64 } });
+        assert_eq!(set, doc! { "lifetime": { "idleTimeout": 2000_i64 } });
         let clamped = Duration::from_secs(1);
         write_change_into(&Some(Some(lifetime)), clamped, &mut set, &mut update);
         assert_eq!(
             set,
-            doc! { "lifetime": { "ttl": 1000_i64 } },
+            doc! { "lifetime": { "idleTimeout": 1000_i64 } },
             "clamped to the limit"
         );
     }

@@ -5,9 +5,9 @@
 //!
 //! | the session has | its expiry on every write is | it ends at the latest |
 //! |---|---|---|
-//! | nothing of its own | what the framework asks (else now + `ttl`) | `createdAt` + `max_lifetime` |
-//! | its own `ttl` | now + its `ttl` | `createdAt` + `max_lifetime` |
-//! | its own `max_lifetime` | what the framework asks | `createdAt` + its `max_lifetime` |
+//! | nothing of its own | what the framework asks (else now + `idle_timeout`) | `createdAt` + `absolute_timeout` |
+//! | its own `idle_timeout` | now + its `idle_timeout` | `createdAt` + `absolute_timeout` |
+//! | its own `absolute_timeout` | what the framework asks | `createdAt` + its `absolute_timeout` |
 //!
 //! A session's own values are clamped to `lifetime_limit`, when stored and
 //! again when applied (so lowering the limit reaches stored sessions).
@@ -16,15 +16,15 @@ use std::time::{Duration, SystemTime};
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 
-use super::{millis, SessionLifetime, LIFETIME_FIELD, MAX_LIFETIME, TTL};
+use super::{millis, SessionLifetime, ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, LIFETIME_FIELD};
 
 /// The store-wide settings a session's own lifetime is combined with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
     /// The store's idle window and fallback expiry.
-    pub(crate) ttl: Duration,
+    pub(crate) idle_timeout: Duration,
     /// The store's absolute lifetime.
-    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) absolute_timeout: Option<Duration>,
     /// The longest a session's own values may be.
     pub(crate) limit: Duration,
     pub(crate) touch_after: Duration,
@@ -48,7 +48,7 @@ pub(crate) struct Expiry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stored {
     limit: Duration,
-    max_lifetime: Option<Duration>,
+    absolute_timeout: Option<Duration>,
 }
 
 impl Rules {
@@ -60,15 +60,15 @@ impl Rules {
     /// The absolute lifetime of a session with `own`: its own, else the
     /// store's.
     pub(crate) fn absolute(&self, own: Option<SessionLifetime>) -> Option<Duration> {
-        own.and_then(|own| self.clamp(own).max_lifetime)
-            .or(self.max_lifetime)
+        own.and_then(|own| self.clamp(own).absolute_timeout)
+            .or(self.absolute_timeout)
     }
 
     /// The write-skipping window of a session with `own`: `touch_after`,
     /// but at most half of its own idle window, so a short window is not
     /// outlived by the touches it skips.
     pub(crate) fn window(&self, own: Option<SessionLifetime>) -> Duration {
-        match own.and_then(|own| self.clamp(own).ttl) {
+        match own.and_then(|own| self.clamp(own).idle_timeout) {
             Some(ttl) => self.touch_after.min(ttl / 2),
             None => self.touch_after,
         }
@@ -78,7 +78,7 @@ impl Rules {
     /// process's memory of its last write: only where the server's filter
     /// applies the whole `touch_after` (see [`touch_due`](Self::touch_due)).
     pub(crate) fn full_window(&self, own: Option<SessionLifetime>) -> bool {
-        own.and_then(|own| self.clamp(own).ttl)
+        own.and_then(|own| self.clamp(own).idle_timeout)
             .is_none_or(|ttl| ttl >= self.touch_after.saturating_mul(2))
     }
 
@@ -92,10 +92,10 @@ impl Rules {
         created_at: Option<i64>,
         own: Option<SessionLifetime>,
     ) -> Expiry {
-        let idle = match own.and_then(|own| self.clamp(own).ttl) {
+        let idle = match own.and_then(|own| self.clamp(own).idle_timeout) {
             Some(ttl) => now.saturating_add_duration(ttl),
             None => asked.map_or_else(
-                || now.saturating_add_duration(self.ttl),
+                || now.saturating_add_duration(self.idle_timeout),
                 DateTime::from_system_time,
             ),
         };
@@ -119,7 +119,7 @@ impl Rules {
     pub(crate) fn stored(&self) -> Stored {
         Stored {
             limit: self.limit,
-            max_lifetime: self.max_lifetime,
+            absolute_timeout: self.absolute_timeout,
         }
     }
 
@@ -141,7 +141,7 @@ impl Rules {
         Some(doc! { "$or": [
             // `$not` also matches documents without the field.
             { last_modified: { "$not": { "$gte": threshold } } },
-            { format!("{LIFETIME_FIELD}.{TTL}"): { "$lt": short } },
+            { format!("{LIFETIME_FIELD}.{IDLE_TIMEOUT}"): { "$lt": short } },
         ] })
     }
 }
@@ -165,20 +165,20 @@ pub(crate) fn expires_expression(
     let has = |name: &str| doc! { "$ne": [{ "$ifNull": [own(name), Bson::Null] }, Bson::Null] };
     let idle = match stored {
         Some(stored) => {
-            let window = doc! { "$min": [own(TTL), millis(stored.limit)] };
+            let window = doc! { "$min": [own(IDLE_TIMEOUT), millis(stored.limit)] };
             let sliding = doc! { "$toDate": { "$add": [now.timestamp_millis(), window] } };
-            Bson::Document(doc! { "$cond": [has(TTL), sliding, asked] })
+            Bson::Document(doc! { "$cond": [has(IDLE_TIMEOUT), sliding, asked] })
         }
         None => asked,
     };
     let absolute = match (stored, cap) {
         (Some(stored), _) => {
             let fallback = stored
-                .max_lifetime
+                .absolute_timeout
                 .map_or(Bson::Null, |d| Bson::Int64(millis(d)));
-            let own_max = doc! { "$min": [own(MAX_LIFETIME), millis(stored.limit)] };
+            let own_max = doc! { "$min": [own(ABSOLUTE_TIMEOUT), millis(stored.limit)] };
             Some(Bson::Document(
-                doc! { "$cond": [has(MAX_LIFETIME), own_max, fallback] },
+                doc! { "$cond": [has(ABSOLUTE_TIMEOUT), own_max, fallback] },
             ))
         }
         (None, Some(cap)) => Some(Bson::Int64(millis(cap))),
@@ -204,8 +204,8 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
-            ttl: 12 * HOUR,
-            max_lifetime: Some(24 * HOUR),
+            idle_timeout: 12 * HOUR,
+            absolute_timeout: Some(24 * HOUR),
             limit: 30 * 24 * HOUR,
             touch_after: HOUR,
         }
@@ -225,7 +225,7 @@ mod tests {
         let expiry = rules().expiry(at(0), Some(asked), Some(0), None);
         assert_eq!(expiry.expires, DateTime::from_system_time(asked));
         assert_eq!(expiry.window, HOUR);
-        // Nothing asked: now + ttl; past the store's absolute lifetime: capped.
+        // Nothing asked: now + idle_timeout; past the store's absolute lifetime: capped.
         let late = rules().expiry(at(ms(20 * HOUR)), None, Some(0), None);
         assert_eq!(late.expires, at(ms(24 * HOUR)));
         let unknown = rules().expiry(at(0), None, None, None);
@@ -235,8 +235,8 @@ mod tests {
     #[test]
     fn an_own_idle_window_replaces_the_asked_expiry_and_an_own_lifetime_the_store_one() {
         let own = SessionLifetime::new()
-            .ttl(7 * 24 * HOUR)
-            .max_lifetime(20 * 24 * HOUR);
+            .idle_timeout(7 * 24 * HOUR)
+            .absolute_timeout(20 * 24 * HOUR);
         let asked = SystemTime::UNIX_EPOCH + HOUR;
         let now = ms(10 * 24 * HOUR);
         let expiry = rules().expiry(at(now), Some(asked), Some(0), Some(own));
@@ -245,7 +245,7 @@ mod tests {
         let later = rules().expiry(at(ms(18 * 24 * HOUR)), Some(asked), Some(0), Some(own));
         assert_eq!(later.expires, at(ms(20 * 24 * HOUR)));
         // A shorter window than the store's: the session ends sooner.
-        let short = SessionLifetime::new().ttl(HOUR);
+        let short = SessionLifetime::new().idle_timeout(HOUR);
         let expiry = rules().expiry(at(0), Some(asked + 10 * HOUR), Some(0), Some(short));
         assert_eq!(expiry.expires, at(ms(HOUR)));
         assert_eq!(expiry.window, HOUR / 2, "at most half its own window");
@@ -256,11 +256,11 @@ mod tests {
     #[test]
     fn own_values_past_the_limit_are_clamped() {
         let huge = SessionLifetime::new()
-            .ttl(365 * 24 * HOUR)
-            .max_lifetime(Duration::MAX);
+            .idle_timeout(365 * 24 * HOUR)
+            .absolute_timeout(Duration::MAX);
         let clamped = rules().clamp(huge);
         assert_eq!(
-            (clamped.ttl, clamped.max_lifetime),
+            (clamped.idle_timeout, clamped.absolute_timeout),
             (Some(30 * 24 * HOUR), Some(30 * 24 * HOUR))
         );
         let expiry = rules().expiry(at(0), None, Some(0), Some(huge));
@@ -282,8 +282,8 @@ mod tests {
         );
         let has = |f: &str| doc! { "$ne": [{ "$ifNull": [format!("$lifetime.{f}"), Bson::Null] }, Bson::Null] };
         let limit = ms(30 * 24 * HOUR);
-        let idle = doc! { "$cond": [has("ttl"), { "$toDate": { "$add": [100_i64, { "$min": ["$lifetime.ttl", limit] }] } }, asked.clone()] };
-        let absolute = doc! { "$cond": [has("maxLifetime"), { "$min": ["$lifetime.maxLifetime", limit] }, ms(24 * HOUR)] };
+        let idle = doc! { "$cond": [has("idleTimeout"), { "$toDate": { "$add": [100_i64, { "$min": ["$lifetime.idleTimeout", limit] }] } }, asked.clone()] };
+        let absolute = doc! { "$cond": [has("absoluteTimeout"), { "$min": ["$lifetime.absoluteTimeout", limit] }, ms(24 * HOUR)] };
         assert_eq!(
             expression,
             Bson::Document(
@@ -302,7 +302,7 @@ mod tests {
             due,
             doc! { "$or": [
                 { "lastModified": { "$not": { "$gte": at(ms(HOUR)) } } },
-                { "lifetime.ttl": { "$lt": ms(2 * HOUR) } },
+                { "lifetime.idleTimeout": { "$lt": ms(2 * HOUR) } },
             ] }
         );
         let no_window = Rules {

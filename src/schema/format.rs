@@ -93,9 +93,9 @@ impl Layout {
         own: SessionLifetime,
         loaded_format: Option<i64>,
     ) -> Result<()> {
-        if own.max_lifetime.is_some() && self.fields.created_at.is_none() {
+        if own.absolute_timeout.is_some() && self.fields.created_at.is_none() {
             return Err(Error::config(
-                "a session's own max_lifetime needs timestamps (the creation time)",
+                "a session's own absolute_timeout needs timestamps (the creation time)",
             ));
         }
         let format_2 = loaded_format.is_some_and(|f| f >= 2);

@@ -11,7 +11,7 @@ use crate::lifetime::{millis, SessionLifetime, LIFETIME_FIELD};
 
 /// Where a session's own absolute lifetime is stored.
 fn own_max_path() -> String {
-    format!("{LIFETIME_FIELD}.maxLifetime")
+    format!("{LIFETIME_FIELD}.absoluteTimeout")
 }
 
 /// `now - lifetime`: a session born after it is within `lifetime`.
@@ -64,9 +64,9 @@ impl Layout {
             &self.fields.id: stored_id,
             &self.fields.expires: { "$gt": now },
         };
-        let own_max = loaded.and_then(|own| own.max_lifetime);
+        let own_max = loaded.and_then(|own| own.absolute_timeout);
         if let (Some(max), Some(field), None) =
-            (self.max_lifetime, &self.fields.created_at, own_max)
+            (self.absolute_timeout, &self.fields.created_at, own_max)
         {
             filter.insert(field, doc! { "$gt": born_after(now, max) });
         }
@@ -93,7 +93,7 @@ impl Layout {
         let field = self.fields.created_at.as_ref()?;
         let own = own_max_path();
         let mut store_wide = doc! { &own: { "$exists": false } };
-        if let Some(max) = self.max_lifetime {
+        if let Some(max) = self.absolute_timeout {
             store_wide.insert(field, doc! { "$gt": born_after(now, max) });
         }
         let own_ends = doc! { "$gt": [self.own_deadline(field), now.timestamp_millis()] };
@@ -126,7 +126,7 @@ impl Layout {
         let mut past = vec![Bson::Document(
             doc! { &own: { "$exists": true }, "$expr": own_ended },
         )];
-        if let Some(max) = self.max_lifetime {
+        if let Some(max) = self.absolute_timeout {
             // `$not` also matches documents without the field.
             past.push(Bson::Document(doc! {
                 &own: { "$exists": false },
@@ -152,9 +152,9 @@ impl Layout {
         own: Option<SessionLifetime>,
     ) -> bool {
         let absolute = own
-            .and_then(|own| own.max_lifetime)
+            .and_then(|own| own.absolute_timeout)
             .map(|max| max.min(self.lifetime_limit))
-            .or(self.max_lifetime);
+            .or(self.absolute_timeout);
         let within_lifetime = match (absolute, &self.fields.created_at) {
             (Some(max), Some(_)) => created_at.is_some_and(|created| {
                 created.timestamp_millis().saturating_add(millis(max)) > now.timestamp_millis()
@@ -168,7 +168,7 @@ impl Layout {
     /// lifetime (for a migration's copies).
     #[cfg_attr(not(feature = "express"), allow(dead_code))]
     pub(crate) fn cap_expiry(&self, expires: DateTime, created_at: Option<i64>) -> DateTime {
-        match (self.max_lifetime, created_at) {
+        match (self.absolute_timeout, created_at) {
             (Some(max), Some(created)) => DateTime::from_millis(
                 expires
                     .timestamp_millis()
@@ -187,7 +187,7 @@ mod tests {
 
     fn layout() -> Layout {
         Layout {
-            max_lifetime: Some(HOUR),
+            absolute_timeout: Some(HOUR),
             lifetime_limit: 10 * HOUR,
             ..Layout::default()
         }
@@ -198,7 +198,7 @@ mod tests {
         let now = DateTime::from_millis(millis(5 * HOUR));
         let later = DateTime::from_millis(millis(6 * HOUR));
         let born = Some(DateTime::from_millis(0));
-        let own = SessionLifetime::new().max_lifetime(8 * HOUR);
+        let own = SessionLifetime::new().absolute_timeout(8 * HOUR);
         assert!(
             !layout().is_live_at(now, later, born, None),
             "past the store's"
@@ -216,7 +216,7 @@ mod tests {
             "no creation time"
         );
         // Clamped to the limit.
-        let huge = SessionLifetime::new().max_lifetime(100 * HOUR);
+        let huge = SessionLifetime::new().absolute_timeout(100 * HOUR);
         let after_limit = DateTime::from_millis(millis(11 * HOUR));
         assert!(!layout().is_live_at(
             after_limit,
@@ -236,17 +236,17 @@ mod tests {
             doc! {
                 "_id": "id", "expires": { "$gt": now }, "createdAt": { "$gt": born_after },
                 "format": { "$not": { "$gt": 2_i64 } },
-                "lifetime.ttl": { "$exists": false }, "lifetime.maxLifetime": { "$exists": false },
+                "lifetime.idleTimeout": { "$exists": false }, "lifetime.absoluteTimeout": { "$exists": false },
             }
         );
-        let own = SessionLifetime::new().max_lifetime(5 * HOUR);
+        let own = SessionLifetime::new().absolute_timeout(5 * HOUR);
         let remembered = layout().write_filter_as_loaded("id", now, Some(own));
         assert!(
             !remembered.contains_key("createdAt"),
             "its own, capped in the expiry"
         );
         assert_eq!(
-            remembered.get_i64("lifetime.maxLifetime"),
+            remembered.get_i64("lifetime.absoluteTimeout"),
             Ok(millis(5 * HOUR))
         );
     }
@@ -258,13 +258,13 @@ mod tests {
         layout().restrict_to_live(&mut live, now);
         let deadline = doc! { "$add": [
             { "$toLong": "$createdAt" },
-            { "$min": ["$lifetime.maxLifetime", millis(10 * HOUR)] },
+            { "$min": ["$lifetime.absoluteTimeout", millis(10 * HOUR)] },
         ] };
         assert_eq!(
             live.get_array("$and").unwrap()[0],
             Bson::Document(doc! { "$or": [
-                { "lifetime.maxLifetime": { "$exists": false }, "createdAt": { "$gt": DateTime::from_millis(millis(19 * HOUR)) } },
-                { "lifetime.maxLifetime": { "$exists": true }, "$expr": { "$gt": [deadline, millis(20 * HOUR)] } },
+                { "lifetime.absoluteTimeout": { "$exists": false }, "createdAt": { "$gt": DateTime::from_millis(millis(19 * HOUR)) } },
+                { "lifetime.absoluteTimeout": { "$exists": true }, "$expr": { "$gt": [deadline, millis(20 * HOUR)] } },
             ] })
         );
         let expired = layout().expired_filter(now);

@@ -94,7 +94,7 @@ pub(crate) struct Layout {
     pub(crate) hash_ids: bool,
     pub(crate) hasher: Hasher,
     pub(crate) encryption: Option<KeyRing>,
-    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) absolute_timeout: Option<Duration>,
     /// The longest a session's own idle window or absolute lifetime may be.
     pub(crate) lifetime_limit: Duration,
     /// The format this store writes.
@@ -139,7 +139,7 @@ impl Default for Layout {
             hash_ids: true,
             hasher: Hasher::default(),
             encryption: None,
-            max_lifetime: None,
+            absolute_timeout: None,
             lifetime_limit: Duration::from_secs(14 * 24 * 60 * 60),
             format: DocumentFormat::default(),
             field_names: FieldNameCache::default(),
@@ -156,7 +156,7 @@ impl fmt::Debug for Layout {
             .field("transform_id", &self.transform_id.is_some())
             .field("hash_ids", &self.hash_ids)
             .field("encryption", &self.encryption)
-            .field("max_lifetime", &self.max_lifetime)
+            .field("absolute_timeout", &self.absolute_timeout)
             .field("lifetime_limit", &self.lifetime_limit)
             .field("format", &self.format)
             .field("value_rules", &self.value_rules.is_some())

@@ -310,7 +310,8 @@ mod tests {
         snapshot.version = Some(3);
         snapshot.handle = Some("h".into());
         snapshot.lineage = Some("l".into());
-        snapshot.lifetime = Some(SessionLifetime::new().ttl(std::time::Duration::from_secs(9)));
+        snapshot.lifetime =
+            Some(SessionLifetime::new().idle_timeout(std::time::Duration::from_secs(9)));
         snapshot.format = 2;
         snapshot.stale.insert("a".into(), "old-name".into());
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();

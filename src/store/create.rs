@@ -22,7 +22,7 @@ const MAX_CREATE_ATTEMPTS: u32 = 8;
 
 impl MongoSessionStore {
     /// Stores a new session under a fresh id from the store's CSPRNG and
-    /// returns that id. `expires: None` means now + [`ttl`](Self::ttl).
+    /// returns that id. `expires: None` means now + [`idle_timeout`](Self::idle_timeout).
     ///
     /// # Errors
     ///

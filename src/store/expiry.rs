@@ -16,8 +16,8 @@ impl MongoSessionStore {
     /// The store's settings a session's own lifetime combines with.
     pub(super) fn rules(&self) -> Rules {
         Rules {
-            ttl: self.inner.config.ttl,
-            max_lifetime: self.inner.layout.max_lifetime,
+            idle_timeout: self.inner.config.idle_timeout,
+            absolute_timeout: self.inner.layout.absolute_timeout,
             limit: self.inner.layout.lifetime_limit,
             touch_after: self.inner.config.touch_after,
         }

@@ -166,8 +166,8 @@ impl MongoSessionStore {
     }
 
     /// The fallback expiry used when a framework gives none.
-    pub fn ttl(&self) -> Duration {
-        self.inner.config.ttl
+    pub fn idle_timeout(&self) -> Duration {
+        self.inner.config.idle_timeout
     }
 
     /// Subscribes to store events ([`EventKind`]). Events are never waited

@@ -31,7 +31,7 @@ impl MongoSessionStore {
     /// [`LoadedSession::into_map`](crate::session::LoadedSession::into_map) and the codec is
     /// [`Codec::Bson`](crate::Codec::Bson); otherwise all of them), and an
     /// unchanged session is only touched, subject to `touch_after`.
-    /// `expires: None` means now + [`ttl`](Self::ttl).
+    /// `expires: None` means now + [`idle_timeout`](Self::idle_timeout).
     ///
     /// It never creates a session: if the session was deleted or expired
     /// meanwhile, nothing is written and [`SaveOutcome::Missing`](crate::session::SaveOutcome::Missing) is returned.
@@ -219,7 +219,7 @@ impl MongoSessionStore {
     /// when the layout has any.
     pub(super) fn ruled_expiry(&self, values: &mut Map<String, Value>) -> Option<SystemTime> {
         let rules = self.inner.layout.value_rules.as_ref()?;
-        let ttl_ms = i64::try_from(self.inner.config.ttl.as_millis()).unwrap_or(i64::MAX);
+        let ttl_ms = i64::try_from(self.inner.config.idle_timeout.as_millis()).unwrap_or(i64::MAX);
         let now = DateTime::now().timestamp_millis();
         let expires = rules.before_write(values, now, ttl_ms);
         Some(DateTime::from_millis(expires).to_system_time())

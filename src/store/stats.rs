@@ -245,7 +245,7 @@ mod tests {
         );
         assert_eq!(decide(&plain, doc! {}), Liveness::Neither);
         let lifetime = Layout {
-            max_lifetime: Some(std::time::Duration::from_secs(100)),
+            absolute_timeout: Some(std::time::Duration::from_secs(100)),
             ..Layout::default()
         };
         let young = doc! { "expires": at(2_000_000), "createdAt": at(950_000) };
@@ -255,7 +255,7 @@ mod tests {
         // A session's own, shorter absolute lifetime (in ms) ends it first.
         let own = doc! {
             "expires": at(2_000_000), "createdAt": at(950_000),
-            "lifetime": { "maxLifetime": 10_000_i64 },
+            "lifetime": { "absoluteTimeout": 10_000_i64 },
         };
         assert_eq!(decide(&lifetime, own), Liveness::Expired);
         let unborn = doc! { "expires": "soon" };

@@ -25,7 +25,7 @@ impl MongoSessionStore {
     /// not by `expires`, and is capped at its own absolute lifetime: the
     /// server applies what the document stores. A session of a newer
     /// document format is never written, and answers `false`.
-    /// `expires: None` means now + [`ttl`](Self::ttl).
+    /// `expires: None` means now + [`idle_timeout`](Self::idle_timeout).
     ///
     /// # Errors
     ///

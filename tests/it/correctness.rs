@@ -385,7 +385,11 @@ async fn stored_expires(db: &TestDb) -> (i64, i64) {
 async fn no_write_moves_the_stored_expiry_past_max_lifetime() {
     let db = TestDb::new("lifetimecap").await;
     let lifetime = Duration::from_secs(3600);
-    let store = builder(&db).max_lifetime(lifetime).build().await.unwrap();
+    let store = builder(&db)
+        .absolute_timeout(lifetime)
+        .build()
+        .await
+        .unwrap();
     let id = store.create(&map(json!({"a": 1})), hours(1)).await.unwrap();
     let cap = |created: i64| created + 3_600_000;
 
@@ -419,8 +423,8 @@ async fn express_layout_saves_respect_max_lifetime() {
     let db = TestDb::new("lifetimeexpress").await;
     let store = builder(&db)
         .express_layout(ExpressLayout::ConnectMongodbSession)
-        .max_lifetime(Duration::from_secs(3600))
-        .ttl(Duration::from_secs(36_000))
+        .absolute_timeout(Duration::from_secs(3600))
+        .idle_timeout(Duration::from_secs(36_000))
         .build()
         .await
         .unwrap();
@@ -443,7 +447,7 @@ async fn express_layout_saves_respect_max_lifetime() {
 async fn delete_expired_removes_sessions_past_max_lifetime() {
     let db = TestDb::new("lifetimepurge").await;
     let store = builder(&db)
-        .max_lifetime(Duration::from_secs(3600))
+        .absolute_timeout(Duration::from_secs(3600))
         .build()
         .await
         .unwrap();
@@ -469,8 +473,11 @@ async fn delete_expired_removes_sessions_past_max_lifetime() {
 async fn durations_too_large_to_compute_with_are_refused_at_build() {
     let db = TestDb::new("hugedurations").await;
     let cases: Vec<(&str, StoreBuilder)> = vec![
-        ("ttl", builder(&db).ttl(Duration::MAX)),
-        ("max_lifetime", builder(&db).max_lifetime(Duration::MAX)),
+        ("idle_timeout", builder(&db).idle_timeout(Duration::MAX)),
+        (
+            "absolute_timeout",
+            builder(&db).absolute_timeout(Duration::MAX),
+        ),
         (
             "operation_timeout",
             builder(&db).operation_timeout(Duration::MAX),
@@ -493,8 +500,8 @@ async fn durations_too_large_to_compute_with_are_refused_at_build() {
     }
     // The largest accepted values work end to end.
     let store = builder(&db)
-        .ttl(Duration::from_secs(100 * 365 * 24 * 3600))
-        .max_lifetime(Duration::from_secs(100 * 365 * 24 * 3600))
+        .idle_timeout(Duration::from_secs(100 * 365 * 24 * 3600))
+        .absolute_timeout(Duration::from_secs(100 * 365 * 24 * 3600))
         .operation_timeout(Duration::from_secs(24 * 3600))
         .on_conflict(ConflictPolicy::Fail)
         .build()

@@ -280,7 +280,7 @@ async fn per_session_operations_select_by_id_equality_and_user_operations_do_not
             .unwrap(),
         builder().codec(Codec::JsonString).build().await.unwrap(),
         builder()
-            .max_lifetime(Duration::from_secs(86_400))
+            .absolute_timeout(Duration::from_secs(86_400))
             .build()
             .await
             .unwrap(),
@@ -398,7 +398,7 @@ async fn the_server_plans_session_operations_on_id_and_owner_lookups_on_the_user
     let (options, log) = Log::options(&db.uri()).await;
     let client = Client::with_options(options).unwrap();
     let store = MongoSessionStore::from_client(client)
-        .max_lifetime(Duration::from_secs(86_400))
+        .absolute_timeout(Duration::from_secs(86_400))
         .build()
         .await
         .unwrap();
@@ -716,7 +716,10 @@ async fn ttl_index_on(db: &TestDb, field: &str) -> Option<i64> {
 #[tokio::test]
 async fn the_cosmos_db_profile_works_without_retryable_writes_or_change_streams() {
     let db = TestDb::new("deploycosmos").await;
-    without_retries_or_streams(&db, |b| b.cosmos_db().ttl(Duration::from_secs(86_400))).await;
+    without_retries_or_streams(&db, |b| {
+        b.cosmos_db().idle_timeout(Duration::from_secs(86_400))
+    })
+    .await;
     assert_eq!(ttl_index_on(&db, "_ts").await, Some(86_400));
     assert_eq!(ttl_index_on(&db, "expires").await, None);
     db.cleanup().await;

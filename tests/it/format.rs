@@ -359,7 +359,7 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
 
     // A session with a lifetime of its own, written by the format-2
     // instance: the format-1 instance honours it (it reads format 2).
-    let remembered = SessionLifetime::new().ttl(2 * HOUR);
+    let remembered = SessionLifetime::new().idle_timeout(2 * HOUR);
     let mut data = map(json!({"who": "new"}));
     data.insert(LIFETIME_KEY.into(), remembered.to_value());
     let b = new.create(&data, in_hours(24 * 14)).await.unwrap();
@@ -459,7 +459,7 @@ async fn express_layouts_write_format_1_and_refuse_own_lifetimes() {
     let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
     tracked.insert(
         LIFETIME_KEY.into(),
-        SessionLifetime::new().ttl(HOUR).to_value(),
+        SessionLifetime::new().idle_timeout(HOUR).to_value(),
     );
     let error = store.save(&id, &tracked, in_hours(1)).await.unwrap_err();
     assert!(

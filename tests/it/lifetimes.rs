@@ -74,7 +74,7 @@ async fn an_own_idle_window_replaces_the_asked_expiry_on_every_write_of_every_in
     let db = TestDb::new("lifeidle").await;
     let one = builder(&db).build().await.unwrap();
     let two = builder(&db).build().await.unwrap();
-    let short = SessionLifetime::new().ttl(HOUR);
+    let short = SessionLifetime::new().idle_timeout(HOUR);
     let id = one
         .create(&with_lifetime(json!({"n": 1}), short), two_weeks())
         .await
@@ -82,7 +82,7 @@ async fn an_own_idle_window_replaces_the_asked_expiry_on_every_write_of_every_in
     let document = raw(&db, &one, &id).await;
     assert_eq!(
         document.get_document("lifetime").unwrap(),
-        &doc! { "ttl": 3_600_000_i64 }
+        &doc! { "idleTimeout": 3_600_000_i64 }
     );
     assert_eq!(document.get("format"), Some(&Bson::Int32(2)));
     assert!(expires_near(&document, HOUR), "create: {document}");
@@ -139,12 +139,12 @@ async fn an_own_idle_window_replaces_the_asked_expiry_on_every_write_of_every_in
 #[tokio::test]
 async fn an_own_absolute_lifetime_outlives_the_stores_and_ends_the_session_at_its_own() {
     let db = TestDb::new("lifeabsolute").await;
-    let store = || builder(&db).max_lifetime(HOUR).lifetime_limit(30 * DAY);
+    let store = || builder(&db).absolute_timeout(HOUR).lifetime_limit(30 * DAY);
     let (one, two) = (
         store().build().await.unwrap(),
         store().build().await.unwrap(),
     );
-    let remembered = SessionLifetime::new().max_lifetime(3 * HOUR);
+    let remembered = SessionLifetime::new().absolute_timeout(3 * HOUR);
     let kept = one
         .create(
             &with_lifetime(json!({"who": "kept"}), remembered),
@@ -198,7 +198,7 @@ async fn an_own_absolute_lifetime_outlives_the_stores_and_ends_the_session_at_it
 
     // Shorter than the store's: born 45 minutes ago, over at 30, though
     // within the store's hour (and its expiry moved past it by hand).
-    let brief = SessionLifetime::new().max_lifetime(30 * 60 * Duration::from_secs(1));
+    let brief = SessionLifetime::new().absolute_timeout(30 * 60 * Duration::from_secs(1));
     let short = one
         .create(&with_lifetime(json!({"who": "brief"}), brief), two_weeks())
         .await
@@ -232,8 +232,8 @@ async fn own_values_above_the_limit_are_clamped_and_the_default_limit_only_short
     let db = TestDb::new("lifelimit").await;
     let limited = builder(&db).lifetime_limit(2 * HOUR).build().await.unwrap();
     let huge = SessionLifetime::new()
-        .ttl(365 * DAY)
-        .max_lifetime(365 * DAY);
+        .idle_timeout(365 * DAY)
+        .absolute_timeout(365 * DAY);
     let id = limited
         .create(&with_lifetime(json!({}), huge), two_weeks())
         .await
@@ -241,19 +241,19 @@ async fn own_values_above_the_limit_are_clamped_and_the_default_limit_only_short
     let document = raw(&db, &limited, &id).await;
     assert_eq!(
         document.get_document("lifetime").unwrap(),
-        &doc! { "ttl": 7_200_000_i64, "maxLifetime": 7_200_000_i64 }
+        &doc! { "idleTimeout": 7_200_000_i64, "absoluteTimeout": 7_200_000_i64 }
     );
     assert!(expires_near(&document, 2 * HOUR));
-    // Without lifetime_limit: the longer of ttl and max_lifetime.
+    // Without lifetime_limit: the longer of ttl and absolute_timeout.
     let default = builder(&db)
         .collection("other")
-        .ttl(HOUR)
+        .idle_timeout(HOUR)
         .build()
         .await
         .unwrap();
     let id = default
         .create(
-            &with_lifetime(json!({}), SessionLifetime::new().ttl(30 * DAY)),
+            &with_lifetime(json!({}), SessionLifetime::new().idle_timeout(30 * DAY)),
             None,
         )
         .await
@@ -282,7 +282,7 @@ async fn a_lifetime_changed_by_another_request_is_not_overruled_by_a_stale_write
         builder(&db).lifetime_limit(30 * DAY).build().await.unwrap(),
         builder(&db).lifetime_limit(30 * DAY).build().await.unwrap(),
     );
-    let remembered = SessionLifetime::new().ttl(30 * DAY);
+    let remembered = SessionLifetime::new().idle_timeout(30 * DAY);
     let id = one
         .create(
             &with_lifetime(json!({"a": 0, "b": 0}), remembered),
@@ -296,7 +296,7 @@ async fn a_lifetime_changed_by_another_request_is_not_overruled_by_a_stale_write
     let mut shorten = two.load(&id).await.unwrap().unwrap().into_map();
     shorten.insert(
         LIFETIME_KEY.into(),
-        SessionLifetime::new().ttl(HOUR).to_value(),
+        SessionLifetime::new().idle_timeout(HOUR).to_value(),
     );
     two.save(&id, &shorten, two_weeks()).await.unwrap();
 
@@ -310,7 +310,7 @@ async fn a_lifetime_changed_by_another_request_is_not_overruled_by_a_stale_write
     assert!(expires_near(&document, HOUR), "a change: {document}");
     assert_eq!(
         document.get_document("lifetime").unwrap(),
-        &doc! { "ttl": 3_600_000_i64 }
+        &doc! { "idleTimeout": 3_600_000_i64 }
     );
     assert_eq!(one.load(&id).await.unwrap().unwrap().data["a"], json!(1));
     // An unchanged save from the same stale load: a touch by the new window.
@@ -331,7 +331,7 @@ async fn a_lifetime_changed_by_another_request_is_not_overruled_by_a_stale_write
 async fn touch_after_skips_at_most_half_of_a_sessions_own_window() {
     let db = TestDb::new("lifetouchafter").await;
     let store = builder(&db).touch_after(HOUR).build().await.unwrap();
-    let short = SessionLifetime::new().ttl(20 * MINUTE);
+    let short = SessionLifetime::new().idle_timeout(20 * MINUTE);
     let id = store
         .create(&with_lifetime(json!({}), short), two_weeks())
         .await
@@ -365,7 +365,9 @@ async fn a_lifetime_is_kept_across_id_regeneration_with_the_creation_time() {
         builder(&db).lifetime_limit(30 * DAY).build().await.unwrap(),
         builder(&db).lifetime_limit(30 * DAY).build().await.unwrap(),
     );
-    let remembered = SessionLifetime::new().ttl(7 * DAY).max_lifetime(30 * DAY);
+    let remembered = SessionLifetime::new()
+        .idle_timeout(7 * DAY)
+        .absolute_timeout(30 * DAY);
     let old = one
         .create(
             &with_lifetime(json!({"user": "ada"}), remembered),
@@ -380,7 +382,7 @@ async fn a_lifetime_is_kept_across_id_regeneration_with_the_creation_time() {
     let document = raw(&db, &one, &new).await;
     assert_eq!(
         document.get_document("lifetime").unwrap(),
-        &doc! { "ttl": 7 * 86_400_000_i64, "maxLifetime": 30 * 86_400_000_i64 }
+        &doc! { "idleTimeout": 7 * 86_400_000_i64, "absoluteTimeout": 30 * 86_400_000_i64 }
     );
     let born = document.get_datetime("createdAt").unwrap().to_system_time();
     assert!(
@@ -400,13 +402,23 @@ async fn a_malformed_lifetime_entry_is_refused_and_a_stored_one_is_a_decode_erro
     let db = TestDb::new("lifebad").await;
     let store = builder(&db).build().await.unwrap();
     let mut forged = map(json!({"n": 1}));
-    forged.insert(LIFETIME_KEY.into(), json!({"ttl": "forever"}));
+    forged.insert(LIFETIME_KEY.into(), json!({"idleTimeout": "forever"}));
     let error = store.create(&forged, None).await.unwrap_err();
     assert!(error.is_reserved_key(), "{error}");
     let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-    set_dates(&db, &store, &id, doc! { "lifetime": { "ttl": "forever" } }).await;
+    set_dates(
+        &db,
+        &store,
+        &id,
+        doc! { "lifetime": { "idleTimeout": "forever" } },
+    )
+    .await;
     let error = store.load(&id).await.unwrap_err();
-    assert_eq!(error.decode_field(), Some("lifetime.ttl"), "{error}");
+    assert_eq!(
+        error.decode_field(),
+        Some("lifetime.idleTimeout"),
+        "{error}"
+    );
     // Without timestamps there is nothing to count an absolute lifetime from.
     let untimed = builder(&db)
         .collection("untimed")
@@ -414,7 +426,7 @@ async fn a_malformed_lifetime_entry_is_refused_and_a_stored_one_is_a_decode_erro
         .build()
         .await
         .unwrap();
-    let data = with_lifetime(json!({}), SessionLifetime::new().max_lifetime(HOUR));
+    let data = with_lifetime(json!({}), SessionLifetime::new().absolute_timeout(HOUR));
     assert!(untimed.create(&data, None).await.unwrap_err().is_config());
     db.cleanup().await;
 }

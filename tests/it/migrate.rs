@@ -373,7 +373,7 @@ async fn a_session_without_a_creation_time_keeps_its_absolute_lifetime() {
     let target = MongoSessionStore::from_client(db.client.clone())
         .database(&db.name)
         .collection("native")
-        .max_lifetime(lifetime)
+        .absolute_timeout(lifetime)
         .build()
         .await
         .unwrap();

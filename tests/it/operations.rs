@@ -117,7 +117,7 @@ async fn the_index_plan_says_what_ensuring_does_and_changes_a_ttl_in_place() {
 async fn stats_count_a_session_past_its_lifetime_as_expired() {
     let db = TestDb::new("statslifetime").await;
     let store = builder(&db)
-        .max_lifetime(Duration::from_secs(3600))
+        .absolute_timeout(Duration::from_secs(3600))
         .build()
         .await
         .unwrap();

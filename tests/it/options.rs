@@ -60,7 +60,7 @@ fn millis(time: SystemTime) -> i64 {
 async fn ttl_is_the_fallback_expiry() {
     let db = TestDb::new("ttl").await;
     let store = builder(&db)
-        .ttl(Duration::from_secs(7200))
+        .idle_timeout(Duration::from_secs(7200))
         .build()
         .await
         .unwrap();
@@ -443,7 +443,7 @@ async fn the_cosmos_db_profile_puts_the_ttl_on_ts_with_the_session_ttl() {
     let db = TestDb::new("cosmos").await;
     let store = builder(&db)
         .cosmos_db()
-        .ttl(Duration::from_secs(1800))
+        .idle_timeout(Duration::from_secs(1800))
         .build()
         .await
         .unwrap();

@@ -324,7 +324,11 @@ async fn the_owner_is_saved_with_changes_and_survives_id_regeneration() {
 async fn a_session_past_max_lifetime_is_gone_even_if_used_a_moment_ago() {
     let db = TestDb::new("lifetime").await;
     let lifetime = Duration::from_millis(2000);
-    let store = builder(&db).max_lifetime(lifetime).build().await.unwrap();
+    let store = builder(&db)
+        .absolute_timeout(lifetime)
+        .build()
+        .await
+        .unwrap();
     let id = store.create(&map(json!({"n": 0})), later()).await.unwrap();
     let stored = store
         .raw_collection()
@@ -373,7 +377,7 @@ async fn encryption_and_max_lifetime_are_validated() {
     assert!(err.is_config(), "{err}");
     let err = builder(&db)
         .timestamps(false)
-        .max_lifetime(Duration::from_secs(60))
+        .absolute_timeout(Duration::from_secs(60))
         .build()
         .await
         .unwrap_err();

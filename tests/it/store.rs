@@ -393,9 +393,9 @@ async fn invalid_options_are_rejected_at_build() {
     let cases = [
         with(MongoSessionStore::from_client(db.client.clone())).collection(""),
         with(MongoSessionStore::from_client(db.client.clone())).collection("a$b"),
-        with(MongoSessionStore::from_client(db.client.clone())).ttl(Duration::ZERO),
+        with(MongoSessionStore::from_client(db.client.clone())).idle_timeout(Duration::ZERO),
         with(MongoSessionStore::from_client(db.client.clone()))
-            .ttl(Duration::from_secs(60))
+            .idle_timeout(Duration::from_secs(60))
             .touch_after(Duration::from_secs(60)),
         MongoSessionStore::from_client(db.client.clone()).database("bad.name"),
     ];

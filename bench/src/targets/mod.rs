@@ -23,7 +23,7 @@ pub async fn store(
     let mut builder = MongoSessionStore::from_client(client)
         .database(&env.database)
         .collection(&env.collection)
-        .ttl(IDLE)
+        .idle_timeout(IDLE)
         .touch_after(IDLE / 2);
     if cache {
         builder = builder.cache(ReadCache::new());

@@ -28,7 +28,7 @@ pub struct Settings {
     pub encryption_key: Option<String>,
     /// `SESSION_MAX_LIFETIME_SECS`: absolute timeout since creation
     /// (default: none).
-    pub max_lifetime: Option<Duration>,
+    pub absolute_timeout: Option<Duration>,
     /// `SESSION_CACHE`: the read-through cache, `off` (default), `on`
     /// (kept coherent by change streams where the server has them) or
     /// `bound` (the staleness bound alone).
@@ -83,14 +83,14 @@ impl Settings {
         let mut builder = builder
             .database(&self.database)
             .collection(&self.collection)
-            .ttl(self.ttl)
+            .idle_timeout(self.ttl)
             .touch_after(self.touch_after)
             .codec(codec);
         if let Some(key) = &self.encryption_key {
             builder = builder.encryption(mongodb_session_store::KeyRing::from_base64(1, key)?);
         }
-        if let Some(lifetime) = self.max_lifetime {
-            builder = builder.max_lifetime(lifetime);
+        if let Some(lifetime) = self.absolute_timeout {
+            builder = builder.absolute_timeout(lifetime);
         }
         if let Some(limit) = self.max_session_bytes {
             builder = builder.max_session_bytes(limit);
@@ -134,7 +134,7 @@ impl Settings {
                 Some(other) => return Err(format!("SESSION_CODEC={other:?} must be bson or json")),
             },
             encryption_key: lookup("SESSION_ENCRYPTION_KEY").filter(|k| !k.trim().is_empty()),
-            max_lifetime: match lookup("SESSION_MAX_LIFETIME_SECS") {
+            absolute_timeout: match lookup("SESSION_MAX_LIFETIME_SECS") {
                 None => None,
                 Some(_) => Some(Duration::from_secs(parse(
                     &lookup,

@@ -24,7 +24,7 @@ async fn run() -> Result<(), String> {
     let mut builder = MongoSessionStore::from_uri(&settings.mongodb_uri)
         .database(&settings.database)
         .collection(&settings.collection)
-        .ttl(settings.ttl);
+        .idle_timeout(settings.ttl);
     // `native`: after mss-migrate, Express's cookies keep working on the
     // native layout.
     if layout != "native" {

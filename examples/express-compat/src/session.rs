@@ -219,7 +219,7 @@ async fn finish(
 
 fn cookie_header(config: &Config, id: &str) -> String {
     let value = encode_cookie_value(&sign(id, &config.secrets[0]));
-    let max_age = config.store.ttl().as_secs();
+    let max_age = config.store.idle_timeout().as_secs();
     let secure = if config.secure { "; Secure" } else { "" };
     format!(
         "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",

@@ -14,7 +14,7 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 async fn store(db: &TestDb) -> MongoSessionStore {
     MongoSessionStore::from_client(db.client.clone())
         .database(&db.name)
-        .ttl(12 * HOUR)
+        .idle_timeout(12 * HOUR)
         .lifetime_limit(30 * DAY)
         .build()
         .await
@@ -49,7 +49,7 @@ mod with_axum {
 
     async fn login(session: Session) -> &'static str {
         session.insert("user", "ada").await.unwrap();
-        set_lifetime(&session, SessionLifetime::new().ttl(30 * DAY))
+        set_lifetime(&session, SessionLifetime::new().idle_timeout(30 * DAY))
             .await
             .unwrap();
         "in"
@@ -57,14 +57,17 @@ mod with_axum {
 
     async fn page(session: Session) -> String {
         let own = apply_lifetime(&session).await.unwrap();
-        format!("{:?}", own.and_then(|l| l.ttl))
+        format!("{:?}", own.and_then(|l| l.idle_timeout))
     }
 
     async fn regenerate(session: Session) -> String {
         session.cycle_id().await.unwrap();
         format!(
             "{:?}",
-            lifetime(&session).await.unwrap().and_then(|l| l.ttl)
+            lifetime(&session)
+                .await
+                .unwrap()
+                .and_then(|l| l.idle_timeout)
         )
     }
 
@@ -128,7 +131,7 @@ mod with_axum {
         let document = only_document(&db).await;
         assert_eq!(
             document.get_document("lifetime").unwrap(),
-            &doc! { "ttl": 2_592_000_000_i64 }
+            &doc! { "idleTimeout": 2_592_000_000_i64 }
         );
         db.cleanup().await;
     }
@@ -151,12 +154,12 @@ mod with_actix {
     async fn login(session: Session) -> HttpResponse {
         session.insert("user", "ada").unwrap();
         // Not "remember me": an hour, though every session's cookie lasts 30 days.
-        set_lifetime(&session, SessionLifetime::new().ttl(HOUR)).unwrap();
+        set_lifetime(&session, SessionLifetime::new().idle_timeout(HOUR)).unwrap();
         HttpResponse::Ok().finish()
     }
 
     async fn page(session: Session) -> HttpResponse {
-        let ttl = lifetime(&session).and_then(|l| l.ttl);
+        let ttl = lifetime(&session).and_then(|l| l.idle_timeout);
         HttpResponse::Ok().body(format!("{ttl:?}"))
     }
 
@@ -211,7 +214,7 @@ mod with_actix {
         let document = only_document(&db).await;
         assert_eq!(
             document.get_document("lifetime").unwrap(),
-            &doc! { "ttl": 3_600_000_i64 }
+            &doc! { "idleTimeout": 3_600_000_i64 }
         );
         let request = TestRequest::get().uri("/").cookie(renewed).to_request();
         let body = actix_web::test::call_and_read_body(&app, request).await;

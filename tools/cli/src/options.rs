@@ -303,7 +303,7 @@ mod tests {
             "mongodb://h/db",
             "--collection",
             "c",
-            "--ttl",
+            "--idle-timeout",
             "2h",
             "--no-timestamps",
             "--layout",
@@ -316,7 +316,8 @@ mod tests {
             StoreLayout::Express(ExpressLayout::ConnectMongo)
         );
         assert!(cli.store.store().is_ok());
-        let bad = Cli::try_parse_from(["x", "--uri", "mongodb://h/db", "--ttl", "soon"]).unwrap();
+        let bad = Cli::try_parse_from(["x", "--uri", "mongodb://h/db", "--idle-timeout", "soon"])
+            .unwrap();
         assert!(
             bad.store.store().is_err(),
             "the builder refuses what does not parse"

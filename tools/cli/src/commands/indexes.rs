@@ -59,7 +59,7 @@ pub(super) async fn ensure(options: &StoreOptions, args: &IndexArgs, ui: Ui) -> 
         builder = builder.expire_after(delay);
     }
     if let Some(ttl) = args.ttl {
-        builder = builder.ttl(ttl);
+        builder = builder.idle_timeout(ttl);
     }
     if args.cosmos_db {
         builder = builder.cosmos_db();
