@@ -90,10 +90,36 @@ pub mod metrics {
     pub use crate::observe::describe_metrics;
 }
 
+// The topic pages under docs/, their examples compiled with the doc tests
+// (docs.rs shows the README only; the pages are read in the repository).
 /// The deployment guide's examples, compiled with the doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/deployment.md")]
 struct DeploymentGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/options.md")]
+struct OptionsGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cache.md")]
+struct CacheGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/express.md")]
+struct ExpressGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cli.md")]
+struct CliGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/observability.md")]
+struct ObservabilityGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/concurrency.md")]
+struct ConcurrencyGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/security.md")]
+struct SecurityGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/demo.md")]
+struct DemoGuide;
 
 #[doc(hidden)]
 pub mod __bench {
