@@ -79,11 +79,10 @@ pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Counts) {
     (value, counts() - before)
 }
 
-// SAFETY (the impl as a whole): every method forwards to `System` with the
-// arguments it was given, unchanged, so `System`'s guarantees are ours; the
-// counting touches only const thread-locals, which neither allocate nor
-// unwind.
 #[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the arguments it was
+// given, unchanged, so `System`'s guarantees are ours; the counting touches
+// only const thread-locals, which neither allocate nor unwind.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout.size());
