@@ -106,7 +106,7 @@ pub fn actix(bench: &Bench<'_>) -> Result<[Column; 2], Box<dyn std::error::Error
             load();
             new_key()
         },
-        |k| async move { SessionStore::update_ttl(store, &k, &ttl).await },
+        |k| async move { (SessionStore::update_ttl(store, &k, &ttl).await, k) },
     );
     read.set(Stage::SaveObserved, shared.observed())
         .set(Stage::SaveWhole, touched)

@@ -159,11 +159,10 @@ impl Bench<'_> {
         data: impl Fn() -> HashMap<String, Value>,
     ) -> (Cost, Cost) {
         let codec = &self.codec;
-        let compare = self.meter.each(&data, |d| codec.compare(&d));
+        let compare = self.meter.each(&data, |d| (codec.compare(&d), d));
         let plan = self.meter.each(&data, |d| {
-            codec
-                .plan_save(stored, &d, None, IDLE, TOUCH_AFTER)
-                .expect("plans")
+            let plan = codec.plan_save(stored, &d, None, IDLE, TOUCH_AFTER);
+            (plan.expect("plans"), d)
         });
         (compare, plan.minus(compare))
     }
@@ -282,7 +281,8 @@ pub fn tower(bench: &Bench<'_>) -> Result<([Column; 3], Shared), Box<dyn std::er
             visits += 1;
             modified(visits)
         },
-        |record| async move { SessionStore::save(store, &record).await },
+        // The framework holds the record: it is returned, not freed here.
+        |record| async move { (SessionStore::save(store, &record).await, record) },
     );
     modify
         .set(Stage::Compare, compare)

@@ -91,7 +91,7 @@ pub fn peer(bench: &Bench<'_>, shared: &Shared) -> Result<[Column; 2], Box<dyn s
             changed.data.insert("visits".into(), visits.into());
             changed.clone()
         },
-        |record| async move { upsert(&record).await },
+        |record| async move { (upsert(&record).await, record) },
     );
     modify
         .set(Stage::Plan, meter.call(|| encode(&changed)))

@@ -161,6 +161,19 @@ impl Column {
             .map(|(_, c)| *c)
     }
 
+    /// The cheaper of each stage's two figures (µs and allocations apart),
+    /// of two passes of the same measurements.
+    pub fn fastest_with(&mut self, other: &Column) {
+        for (stage, cost) in &mut self.cells {
+            if let Some(theirs) = other.get(*stage) {
+                cost.us = cost.us.min(theirs.us);
+                cost.allocations = cost.allocations.min(theirs.allocations);
+            }
+        }
+        self.floor.us = self.floor.us.min(other.floor.us);
+        self.floor.allocations = self.floor.allocations.min(other.floor.allocations);
+    }
+
     /// Fills the "rest" rows: each whole call less its measured parts.
     pub fn derive_rests(&mut self) -> &mut Self {
         for (rest, whole) in [
