@@ -52,7 +52,7 @@ const ABSOLUTE_TIMEOUT: &str = "absoluteTimeout";
 /// const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// // Remember me: signed out after 30 idle days, and after 90 days whatever.
 /// let remembered = SessionLifetime::new().idle_timeout(30 * DAY).absolute_timeout(90 * DAY);
-/// assert_eq!(remembered.ttl, Some(30 * DAY));
+/// assert_eq!(remembered.idle_timeout, Some(30 * DAY));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
