@@ -14,7 +14,7 @@ use crate::{
 #[derive(Debug, Default)]
 pub(crate) struct Changes<'a> {
     pub(crate) set: Vec<(&'a String, &'a Value)>,
-    pub(crate) unset: Vec<&'a String>,
+    pub(crate) unset: Vec<&'a str>,
     /// `Some` when the owner entry changed: the new owner, or none.
     pub(crate) user: OwnerChange,
     /// `Some` when the session's own lifetime changed: the new one, or none.
@@ -65,10 +65,10 @@ impl<'a> Changes<'a> {
     }
 
     /// The keys this request wrote or removed.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &'a String> + '_ {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.set
             .iter()
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k.as_str())
             .chain(self.unset.iter().copied())
     }
 
@@ -78,7 +78,7 @@ impl<'a> Changes<'a> {
             current.insert((*key).clone(), (*value).clone());
         }
         for key in &self.unset {
-            current.remove(key.as_str());
+            current.remove(*key);
         }
         current
     }

@@ -46,6 +46,22 @@ impl TouchHints {
         });
     }
 
+    /// Moves a hint that exists forward; records none. A write keeps the
+    /// hint of a session loaded by id fresh, and costs nothing for one that
+    /// is never touched by id (tower-sessions touches by saving).
+    pub(crate) fn refresh(&self, id: &str, last_modified_ms: i64) {
+        let key = self.keys.hash_one(id);
+        // A racing `record` may be overwritten with an earlier time: still
+        // a lower bound, which is all a hint promises.
+        if self
+            .last_modified
+            .get(&key)
+            .is_some_and(|known| known < last_modified_ms)
+        {
+            self.last_modified.insert(key, last_modified_ms);
+        }
+    }
+
     pub(crate) fn forget(&self, id: &str) {
         self.last_modified.invalidate(&self.keys.hash_one(id));
     }
@@ -68,5 +84,17 @@ mod tests {
         assert_eq!(hints.get("a"), Some(10));
         hints.forget("a");
         assert_eq!(hints.get("a"), None);
+    }
+
+    #[test]
+    fn a_refresh_moves_a_hint_forward_and_records_none() {
+        let hints = TouchHints::default();
+        hints.refresh("a", 10);
+        assert_eq!(hints.get("a"), None);
+        hints.record("a", 10);
+        hints.refresh("a", 5);
+        assert_eq!(hints.get("a"), Some(10));
+        hints.refresh("a", 20);
+        assert_eq!(hints.get("a"), Some(20));
     }
 }

@@ -159,7 +159,7 @@ pub async fn stored_keys(
     let mut keys: Vec<String> = entry
         .as_ref()
         .and_then(Snapshot::from_value)
-        .map(|snapshot| snapshot.fingerprints.into_keys().collect())
+        .map(|snapshot| snapshot.fingerprints.keys().map(str::to_string).collect())
         .unwrap_or_default();
     keys.sort_unstable();
     Ok(keys)

@@ -1,6 +1,9 @@
-//! Each key's last eviction, for the writes that cache what they wrote: a
-//! write may cache its session only if every eviction of the key since it
-//! began is explained by its own version (see `SessionCache::written`).
+//! Each key's recent evictions, for the writes that cache what they wrote:
+//! a write may cache its session only if every eviction of the key since
+//! it began is explained by its own version (see `SessionCache::written`).
+//! Every eviction is kept, not only a key's last: a later one that a write
+//! explains (its own change event) must not hide an earlier one it does
+//! not (another save's write of the same loaded version).
 //!
 //! A record that is missing would wrongly explain an eviction, so this
 //! never drops a record silently: records go when they are older than any
@@ -13,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A key's last eviction: at which eviction count, and, for a change event
+/// One eviction of a key: at which eviction count, and, for a change event
 /// of a write, the version it wrote (`None`: an unknown change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Recent {
@@ -32,7 +35,8 @@ pub(super) struct RecentEvictions {
 
 #[derive(Debug, Default)]
 struct Inner {
-    last: HashMap<String, Recent>,
+    /// Per key, its evictions still kept, oldest first.
+    last: HashMap<String, Vec<Recent>>,
     /// `(when, key, epoch)`, oldest first.
     order: VecDeque<(Instant, String, u64)>,
     /// The latest eviction count whose record was dropped while a write
@@ -61,12 +65,15 @@ impl RecentEvictions {
             if !expired {
                 inner.lost = inner.lost.max(epoch);
             }
-            if inner.last.get(&old).is_some_and(|r| r.epoch == epoch) {
-                inner.last.remove(&old);
+            if let Some(kept) = inner.last.get_mut(&old) {
+                kept.retain(|r| r.epoch != epoch);
+                if kept.is_empty() {
+                    inner.last.remove(&old);
+                }
             }
         }
         inner.order.push_back((now, key.to_string(), recent.epoch));
-        inner.last.insert(key.to_string(), recent);
+        inner.last.entry(key.to_string()).or_default().push(recent);
     }
 
     /// Whether every eviction of `key` after eviction count `since` is
@@ -76,10 +83,10 @@ impl RecentEvictions {
         if inner.lost > since {
             return false;
         }
-        inner
-            .last
-            .get(key)
-            .is_none_or(|last| last.epoch <= since || last.version.is_some_and(|v| v <= version))
+        inner.last.get(key).is_none_or(|kept| {
+            kept.iter()
+                .all(|r| r.epoch <= since || r.version.is_some_and(|v| v <= version))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -105,6 +112,18 @@ mod tests {
         recent.record("k", at(6, None));
         assert!(!recent.explained("k", 4, 9), "an unknown change");
         assert!(recent.explained("other", 0, 0));
+    }
+
+    /// A later eviction that a write explains does not hide an earlier one
+    /// it does not: two saves of one loaded version, the second's write
+    /// evicting (unknown change) before the first's own event arrives.
+    #[test]
+    fn an_explained_eviction_never_hides_an_earlier_unexplained_one() {
+        let recent = RecentEvictions::new(Duration::from_secs(60), 10);
+        recent.record("k", at(5, None));
+        recent.record("k", at(6, Some(3)));
+        assert!(!recent.explained("k", 4, 3), "the unknown change at 5");
+        assert!(recent.explained("k", 5, 3), "a write that began after it");
     }
 
     /// The bound never makes an eviction disappear: when a young record

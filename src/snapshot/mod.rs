@@ -6,7 +6,8 @@
 //! frameworks hand a store nothing but the session map between the two
 //! calls, so `load` adds one reserved entry ([`TRACKING_KEY`]) holding a
 //! fingerprint of each key's loaded value plus the loaded timestamps, and
-//! `save` reads it back. The entry is never written to the database.
+//! `save` reads it back. The entry is never written to the database; it
+//! is one string (see `entry.rs` for its grammar and why).
 //!
 //! Fingerprints are a keyed SipHash of each value's structure (no serializing), keyed per
 //! process: a snapshot is only ever read by the process that made it (a load
@@ -24,8 +25,12 @@ use serde_json::{Map, Value};
 use crate::lifetime::SessionLifetime;
 
 mod entries;
+mod entry;
+mod prints;
 
 pub(crate) use entries::{split, split_map, UserEntries};
+use entry::{push_name, read_head, take_name, write_head, Head};
+pub(crate) use prints::Prints;
 
 /// The key of the *tracking entry*: the entry a loaded session map carries
 /// from [`load`](crate::MongoSessionStore::load) to its save, so the save
@@ -45,12 +50,10 @@ pub fn is_reserved(key: &str) -> bool {
     key.starts_with(RESERVED_PREFIX)
 }
 
-const FORMAT: u64 = 1;
-
 /// The per-key fingerprints and timestamps of a session as it was loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Snapshot {
-    pub(crate) fingerprints: HashMap<String, u64>,
+    pub(crate) fingerprints: Prints,
     /// Milliseconds since the epoch; `None` where the document has none.
     pub(crate) last_modified: Option<i64>,
     pub(crate) expires: i64,
@@ -78,53 +81,42 @@ impl Snapshot {
     /// Fingerprints every key of `data` as loaded.
     pub(crate) fn of(data: &Map<String, Value>) -> Self {
         Self {
-            fingerprints: data
-                .iter()
-                .map(|(k, v)| (k.clone(), fingerprint(v)))
-                .collect(),
+            fingerprints: Prints::of(data.iter()),
             format: 1,
             ..Self::default()
         }
     }
 
-    /// The reserved entry's value.
+    /// The reserved entry's value: one string, built with one allocation.
     pub(crate) fn to_value(&self) -> Value {
-        // Built by hand, absent fields left out: this runs on every load.
-        let keys: Map<String, Value> = self
-            .fingerprints
-            .iter()
-            .map(|(k, fp)| (k.clone(), Value::from(*fp)))
-            .collect();
-        let mut entry = Map::new();
-        let mut put = |name: &str, value: Value| {
-            entry.insert(name.to_string(), value);
-        };
-        put("v", FORMAT.into());
-        put("k", Value::Object(keys));
-        put("e", self.expires.into());
-        let optional = [
-            ("m", self.last_modified.map(Value::from)),
-            ("c", self.created_at.map(Value::from)),
-            ("n", self.version.map(Value::from)),
-            ("u", self.user.map(Value::from)),
-            ("h", self.handle.clone().map(Value::from)),
-            ("l", self.lineage.clone().map(Value::from)),
-            ("t", self.lifetime.map(|lifetime| lifetime.to_value())),
-            ("f", (self.format > 1).then_some(Value::from(self.format))),
-        ];
-        for (name, value) in optional {
-            if let Some(value) = value {
-                put(name, value);
+        let stale: usize = self.stale.iter().map(|(k, f)| k.len() + f.len() + 8).sum();
+        let texts = [&self.handle, &self.lineage].map(|t| t.as_ref().map_or(0, String::len));
+        let mut entry = String::with_capacity(
+            160 + texts[0] + texts[1] + self.fingerprints.text().len() + stale,
+        );
+        write_head(
+            &mut entry,
+            &Head {
+                expires: self.expires,
+                last_modified: self.last_modified,
+                created_at: self.created_at,
+                version: self.version,
+                format: self.format,
+                lifetime: self.lifetime,
+                user: self.user,
+                handle: self.handle.as_deref(),
+                lineage: self.lineage.as_deref(),
+            },
+        );
+        entry.push_str(self.fingerprints.text());
+        if !self.stale.is_empty() {
+            entry.push('/');
+            for (key, field) in &self.stale {
+                push_name(&mut entry, key);
+                push_name(&mut entry, field);
             }
         }
-        if !self.stale.is_empty() {
-            let stale = self
-                .stale
-                .iter()
-                .map(|(k, f)| (k.clone(), Value::from(f.as_str())));
-            put("s", Value::Object(stale.collect()));
-        }
-        Value::Object(entry)
+        Value::String(entry)
     }
 
     /// Reads the reserved entry back. Anything malformed — a client cannot
@@ -132,44 +124,37 @@ impl Snapshot {
     /// `None`, which makes the save replace the whole session rather than
     /// trust a broken diff.
     pub(crate) fn from_value(value: &Value) -> Option<Self> {
-        let obj = value.as_object()?;
-        if obj.get("v")?.as_u64()? != FORMAT {
+        let (head, rest) = read_head(value.as_str()?)?;
+        let (fingerprints, rest) = Prints::parse(rest)?;
+        let mut stale = HashMap::new();
+        if let Some(mut rest) = rest.strip_prefix('/') {
+            while !rest.is_empty() {
+                let (key, after) = take_name(rest)?;
+                let (field, after) = take_name(after)?;
+                stale.insert(key.to_string(), field.to_string());
+                rest = after;
+            }
+        } else if !rest.is_empty() {
             return None;
         }
-        let fingerprints = obj
-            .get("k")?
-            .as_object()?
-            .iter()
-            .map(|(k, fp)| Some((k.clone(), fp.as_u64()?)))
-            .collect::<Option<_>>()?;
         Some(Self {
             fingerprints,
-            expires: obj.get("e")?.as_i64()?,
-            last_modified: obj.get("m").and_then(Value::as_i64),
-            created_at: obj.get("c").and_then(Value::as_i64),
-            version: obj.get("n").and_then(Value::as_i64),
-            user: obj.get("u").and_then(Value::as_u64),
-            handle: obj.get("h").and_then(Value::as_str).map(str::to_string),
-            lineage: obj.get("l").and_then(Value::as_str).map(str::to_string),
-            lifetime: match obj.get("t") {
-                None => None,
-                Some(lifetime) => Some(SessionLifetime::from_value(lifetime)?),
-            },
-            format: obj.get("f").map_or(Some(1), Value::as_i64)?,
-            stale: match obj.get("s") {
-                None => HashMap::new(),
-                Some(stale) => stale
-                    .as_object()?
-                    .iter()
-                    .map(|(k, field)| Some((k.clone(), field.as_str()?.to_string())))
-                    .collect::<Option<_>>()?,
-            },
+            expires: head.expires,
+            last_modified: head.last_modified,
+            created_at: head.created_at,
+            version: head.version,
+            user: head.user,
+            handle: head.handle.map(str::to_string),
+            lineage: head.lineage.map(str::to_string),
+            lifetime: head.lifetime,
+            format: head.format,
+            stale,
         })
     }
 
     /// Whether `value` under `key` differs from what was loaded.
     pub(crate) fn changed(&self, key: &str, value: &Value) -> bool {
-        self.fingerprints.get(key) != Some(&fingerprint(value))
+        self.fingerprints.get(key) != Some(fingerprint(value))
     }
 
     /// Whether the owner entry differs from what was loaded.
@@ -180,7 +165,7 @@ impl Snapshot {
     /// Whether `key` now holds something else than was loaded (`None`:
     /// absent), that is, whether another request changed it meanwhile.
     pub(crate) fn differs_from(&self, key: &str, current: Option<&Value>) -> bool {
-        self.fingerprints.get(key).copied() != current.map(fingerprint)
+        self.fingerprints.get(key) != current.map(fingerprint)
     }
 }
 
@@ -303,7 +288,7 @@ mod tests {
 
     #[test]
     fn snapshot_survives_the_session_map() {
-        let data = json!({"a": 1, "b": {"c": [true]}});
+        let data = json!({"a": 1, "b": {"c": [true]}, "b/c": 2});
         let mut snapshot = Snapshot::of(data.as_object().unwrap());
         snapshot.expires = 10;
         snapshot.last_modified = Some(5);
@@ -314,6 +299,7 @@ mod tests {
             Some(SessionLifetime::new().idle_timeout(std::time::Duration::from_secs(9)));
         snapshot.format = 2;
         snapshot.stale.insert("a".into(), "old-name".into());
+        snapshot.stale.insert("b/c".into(), "1:x/".into());
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
         assert_eq!(back, snapshot);
         assert!(!back.changed("a", &json!(1)));
@@ -328,8 +314,10 @@ mod tests {
     fn a_clobbered_entry_is_ignored() {
         for bad in [
             json!("x"),
-            json!({"v": 99}),
-            json!({"v": 1, "k": {"a": "x"}, "e": 1}),
+            json!({"v": 1, "k": {"a": 1}, "e": 1}),
+            json!("mss2;e1;|0000000000000001"),
+            json!("mss2;e1;|/1:a"),
+            json!("mss2;e1;|x"),
         ] {
             assert_eq!(Snapshot::from_value(&bad), None, "{bad}");
         }

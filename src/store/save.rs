@@ -340,7 +340,9 @@ impl MongoSessionStore {
         // A touch by id skips only what the server's filter would skip: a
         // session whose own window is short is always touched there.
         if self.rules().full_window(own) {
-            self.hint(id, now);
+            if !self.inner.config.touch_after.is_zero() {
+                self.inner.hints.refresh(id, now.timestamp_millis());
+            }
         } else {
             self.inner.hints.forget(id);
         }

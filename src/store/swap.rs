@@ -78,8 +78,7 @@ impl MongoSessionStore {
             if strict {
                 let clashing: Vec<&str> = changes
                     .keys()
-                    .filter(|key| snapshot.differs_from(key, current.data.get(key.as_str())))
-                    .map(String::as_str)
+                    .filter(|key| snapshot.differs_from(key, current.data.get(*key)))
                     .collect();
                 if !clashing.is_empty() {
                     return Err(Error::conflict(&clashing));

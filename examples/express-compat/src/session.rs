@@ -92,12 +92,7 @@ impl Session {
 
     /// The handle of the session as loaded (see the store's `user_sessions`).
     pub fn handle(&self) -> Option<String> {
-        self.lock()
-            .data
-            .get(TRACKING_KEY)
-            .and_then(|v| v.get("h"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        mongodb_session_store::session::current_handle(&self.lock().data)
     }
 
     fn has_values(&self) -> bool {
