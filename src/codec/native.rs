@@ -54,7 +54,9 @@ pub(crate) fn raw_to_value(bson: RawBsonRef<'_>, path: &dyn Fn() -> String) -> R
         RawBsonRef::Double(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
         RawBsonRef::String(s) => Value::String(s.to_owned()),
         RawBsonRef::Array(items) => {
-            let mut values = Vec::new();
+            // Counted first: walking the elements' headers is cheaper than
+            // growing the vector (and, for objects, the map) step by step.
+            let mut values = Vec::with_capacity(items.into_iter().count());
             for (i, item) in items.into_iter().enumerate() {
                 let item = item.map_err(|e| malformed(&format!("{}.{i}", path()), &e))?;
                 values.push(raw_to_value(item, &|| format!("{}.{i}", path()))?);
@@ -98,7 +100,7 @@ fn convert_fields(
     path: &dyn Fn() -> String,
     key: impl Fn(&str) -> Result<String>,
 ) -> Result<Map<String, Value>> {
-    let mut map = Map::new();
+    let mut map = Map::with_capacity(doc.into_iter().count());
     for element in doc {
         let (field, bson) = element.map_err(|e| malformed(&path(), &e))?;
         let value = raw_to_value(bson, &|| format!("{}.{field}", path()))?;
