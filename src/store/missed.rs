@@ -27,6 +27,10 @@ pub(super) enum Miss {
         /// Milliseconds since the epoch.
         created_at: Option<i64>,
     },
+    /// A write that was to be cached, conditioned on the version loaded,
+    /// matched nothing: another write may have come between. Nothing was
+    /// written; plan again without caching.
+    Raced,
 }
 
 impl MongoSessionStore {

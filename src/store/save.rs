@@ -4,8 +4,8 @@
 use std::{collections::HashMap, time::SystemTime};
 
 use mongodb::{
-    bson::{doc, DateTime, Document},
-    options::{ReturnDocument, UpdateModifications},
+    bson::{DateTime, Document},
+    options::UpdateModifications,
 };
 use serde_json::{Map, Value};
 
@@ -121,6 +121,9 @@ impl MongoSessionStore {
         let mut own = entries.lifetime();
         let mut created_at = snapshot.as_ref().and_then(|s| s.created_at);
         let mut relifed = None;
+        // Set when a write conditioned on the loaded version (to be cached)
+        // found another write had come between.
+        let mut uncached = false;
         let deadline = self.deadline();
         loop {
             let input = SaveInput {
@@ -150,9 +153,10 @@ impl MongoSessionStore {
                     let snapshot_version = snapshot.as_ref().and_then(|s| s.version);
                     // A guarded write rewrites values stored the old way,
                     // which the cache would not know about.
-                    let through = (guarded.is_none() && outcome == SaveOutcome::Updated)
-                        .then(|| self.write_through(&input))
-                        .flatten();
+                    let through =
+                        (guarded.is_none() && outcome == SaveOutcome::Updated && !uncached)
+                            .then(|| self.write_through(&input))
+                            .flatten();
                     if let Some(update) = guarded {
                         if self
                             .update_guarded(&stored_id, snapshot_version, update, input.clock)
@@ -181,6 +185,7 @@ impl MongoSessionStore {
             {
                 Miss::Written(outcome) => return Ok(outcome),
                 Miss::Gone => return Ok(SaveOutcome::Missing),
+                Miss::Raced => uncached = true,
                 Miss::Relifed { .. } if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::contended(2));
                 }
@@ -271,9 +276,10 @@ impl MongoSessionStore {
 
     /// Writes `write` to the live session `id` (stored as `stored_id`);
     /// [`SaveOutcome::Missing`](crate::session::SaveOutcome::Missing) if there is none.
-    /// With `through`, the write reads back the version it wrote, in the
-    /// same round trip, and the cache keeps the session if that is the
-    /// version `through` expects (no other write came between). A write
+    /// With `through`, the write is conditioned on the version loaded: if it
+    /// matches, no other write came between and the cache keeps the session
+    /// as `through` holds it; if not, nothing was written and the caller
+    /// plans again without caching ([`Miss::Raced`]). A write
     /// that matches nothing is told apart (see [`missed`](Self::missed)):
     /// gone, of a newer format, or given another lifetime meanwhile.
     async fn update_live(
@@ -295,35 +301,34 @@ impl MongoSessionStore {
             Some(AsLoaded(loaded)) => layout.write_filter_as_loaded(stored_id, now, loaded),
             None => layout.write_filter(stored_id, now),
         };
-        let (Some(through), Some(version_field)) = (through, &self.inner.layout.fields.version)
-        else {
+        if let (Some(through), Some(_)) = (through, &layout.fields.version) {
+            // Conditioned on the version loaded: if it matches, no other
+            // write came between the load and this one, so the session is
+            // now exactly what `through` holds (at the next version), and
+            // the cache keeps it — one `update`, no document sent back.
+            let mut filter = filter;
+            let loaded = through.session.version().map(|v| v - 1);
+            layout.version_filter(&mut filter, loaded);
             let result = self
                 .run("update", self.inner.collection.update_one(filter, update))
                 .await;
-            self.evict(stored_id);
             if result?.matched_count == 0 {
-                return self.missed(stored_id, now, as_loaded).await;
+                // Another write came between (or the session is gone, or
+                // was given another lifetime): planned again and written
+                // as without a cache, which tells those apart.
+                self.evict(stored_id);
+                return Ok(Miss::Raced);
             }
+            self.cache_written(stored_id.to_string(), through.session, through.ticket);
             self.saved(id, now, outcome, write.lifetime);
             return Ok(Miss::Written(outcome));
-        };
-        let written = self
-            .inner
-            .collection
-            .find_one_and_update(filter, update)
-            .projection(doc! { version_field: 1 })
-            .return_document(ReturnDocument::After);
-        let result = self.run("update", written).await;
-        let Ok(Some(written)) = result else {
-            self.evict(stored_id);
-            result?;
+        }
+        let result = self
+            .run("update", self.inner.collection.update_one(filter, update))
+            .await;
+        self.evict(stored_id);
+        if result?.matched_count == 0 {
             return self.missed(stored_id, now, as_loaded).await;
-        };
-        match written.get_i64(version_field) {
-            Ok(version) if Some(version) == through.session.version() => {
-                self.cache_written(stored_id.to_string(), through.session, through.ticket);
-            }
-            _ => self.evict(stored_id),
         }
         self.saved(id, now, outcome, write.lifetime);
         Ok(Miss::Written(outcome))
