@@ -2,19 +2,10 @@
 //! the store's spans are children of the request's span — here opened by a
 //! middleware, as `tower-http`'s `TraceLayer` and `tracing-actix-web` do.
 
-use mongodb_session_store::MongoSessionStore;
 use testkit::TestDb;
 use tracing::Instrument;
 
-use super::capture::Capture;
-
-async fn store(db: &TestDb) -> MongoSessionStore {
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .expect("building the store")
-}
+use crate::common::{capture::Capture, store};
 
 /// Every store span so far, as (op, outermost enclosing span), then
 /// forgets them. (Between the two, a framework may open its own spans:
@@ -97,7 +88,6 @@ mod with_axum {
         let raw = cookie.split_once('=').unwrap().1;
         capture.assert_never_mentions(raw);
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -141,14 +131,10 @@ mod with_actix {
         let cookie = cookie.into_owned();
         assert_eq!(ops_and_roots(&capture), under_request(&["create"]));
 
-        let again = TestRequest::get()
-            .uri("/")
-            .cookie(cookie.clone())
-            .to_request();
-        let second = call_service(&app, again).await;
+        let again = TestRequest::get().uri("/").cookie(cookie.clone());
+        let second = call_service(&app, again.to_request()).await;
         assert!(second.status().is_success());
         assert_eq!(ops_and_roots(&capture), under_request(&["load", "save"]));
         store.close().await;
-        db.cleanup().await;
     }
 }
