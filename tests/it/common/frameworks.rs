@@ -1,15 +1,19 @@
 //! The frameworks' own session types, as their adapters receive them.
 
 #[cfg(feature = "tower-sessions")]
-pub use tower::{record, record_with_id};
+pub use tower::{record, record_with_id, tower_session};
 
 #[cfg(feature = "actix-session")]
 pub use actix::{key, state, ACTIX_TTL};
 
 #[cfg(feature = "tower-sessions")]
 mod tower {
+    use mongodb_session_store::MongoSessionStore;
     use serde_json::Value;
-    use tower_sessions_core::session::{Id, Record};
+    use tower_sessions_core::{
+        session::{Id, Record},
+        SessionStore,
+    };
 
     /// A tower-sessions record of `data` (a JSON object) under a new id,
     /// expiring in an hour.
@@ -25,6 +29,15 @@ mod tower {
             data: super::super::map(data).into_iter().collect(),
             expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         }
+    }
+
+    /// A session of `data` (a JSON object) created through tower-sessions'
+    /// `SessionStore::create`: the record as the store left it (its id
+    /// may be another than the one it was given).
+    pub async fn tower_session(store: &MongoSessionStore, data: Value) -> Record {
+        let mut record = record(data);
+        SessionStore::create(store, &mut record).await.unwrap();
+        record
     }
 }
 

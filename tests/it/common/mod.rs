@@ -27,7 +27,7 @@ use testkit::TestDb;
 #[cfg(feature = "actix-session")]
 pub use frameworks::{key, state, ACTIX_TTL};
 #[cfg(feature = "tower-sessions")]
-pub use frameworks::{record, record_with_id};
+pub use frameworks::{record, record_with_id, tower_session};
 pub use indexes::{expire_after_seconds, index_on, indexes, indexes_on};
 
 pub const MINUTE: Duration = Duration::from_secs(60);
