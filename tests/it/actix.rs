@@ -7,12 +7,11 @@ use mongodb::bson::doc;
 use mongodb_session_store::{session::TRACKING_KEY, MongoSessionStore};
 use testkit::{CommandLog, TestDb};
 
-use crate::common::{count, key, only_document, state, store, Build, ACTIX_TTL};
+use crate::common::{count, db_and_store, key, only_document, state, Build, ACTIX_TTL};
 
 #[tokio::test]
 async fn keys_come_from_a_csprng_with_256_bits() {
-    let db = TestDb::new("actixkeys").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("actixkeys").await;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
         let saved = SessionStore::save(&store, state(&[("a", "1")]), &ACTIX_TTL);
@@ -27,8 +26,7 @@ async fn keys_come_from_a_csprng_with_256_bits() {
 
 #[tokio::test]
 async fn state_round_trips_and_data_is_queryable_bson() {
-    let db = TestDb::new("actixstate").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("actixstate").await;
     let saved = state(&[("user", r#""ada""#), ("cart", r#"{"items":[1,2]}"#)]);
     let key = SessionStore::save(&store, saved.clone(), &ACTIX_TTL).await;
     let mut loaded = SessionStore::load(&store, &key.unwrap()).await.unwrap();
@@ -41,8 +39,7 @@ async fn state_round_trips_and_data_is_queryable_bson() {
 
 #[tokio::test]
 async fn update_of_a_deleted_session_does_not_resurrect_it() {
-    let db = TestDb::new("actixresurrect").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("actixresurrect").await;
     let ada = state(&[("user", r#""ada""#)]);
     let key1 = SessionStore::save(&store, ada, &ACTIX_TTL).await.unwrap();
     let mut loaded = SessionStore::load(&store, &key1).await.unwrap().unwrap();
@@ -59,8 +56,7 @@ async fn update_of_a_deleted_session_does_not_resurrect_it() {
 
 #[tokio::test]
 async fn update_writes_only_changed_keys() {
-    let db = TestDb::new("actixperkey").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("actixperkey").await;
     let zeros = state(&[("a", "0"), ("b", "0")]);
     let key1 = SessionStore::save(&store, zeros, &ACTIX_TTL).await.unwrap();
     let mut first = SessionStore::load(&store, &key1).await.unwrap().unwrap();
@@ -125,8 +121,7 @@ async fn update_ttl_is_a_touch_that_honours_touch_after() {
 
 #[tokio::test]
 async fn an_undecodable_session_loads_as_none() {
-    let db = TestDb::new("actixcorrupt").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("actixcorrupt").await;
     let one = state(&[("a", "1")]);
     let key1 = SessionStore::save(&store, one, &ACTIX_TTL).await.unwrap();
     let garbage = doc! {"$set": {"data": "garbage"}};

@@ -7,7 +7,9 @@ use mongodb_session_store::{session::SaveOutcome, Codec, ConflictPolicy, MongoSe
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
-use crate::common::{builder, count, data, in_an_hour, loaded, new_session, Build};
+use crate::common::{
+    builder, count, data, db_and_store, in_an_hour, loaded, new_session, store, Build,
+};
 
 /// `writers` tasks each load the session and set their own key, `rounds`
 /// times; returns the final data.
@@ -43,8 +45,7 @@ fn expected(writers: usize, last: i64) -> Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_of_different_keys_all_persist_with_per_key_writes() {
-    let db = TestDb::new("perkeyrace").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("perkeyrace").await;
     let id = store.create(&Map::new(), in_an_hour()).await.unwrap();
     assert_eq!(hammer(&store, &id, 16, 20).await, expected(16, 19));
 }
@@ -64,8 +65,7 @@ async fn concurrent_writers_merge_through_compare_and_swap_with_an_opaque_codec(
 
 #[tokio::test]
 async fn same_key_conflicts_are_last_writer_wins_by_default() {
-    let db = TestDb::new("lww").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("lww").await;
     let id = new_session(&store, json!({"k": 0}), in_an_hour()).await;
     let mut first = loaded(&store, &id).await;
     let mut second = loaded(&store, &id).await;
@@ -151,7 +151,7 @@ async fn a_delete_racing_eight_saves(store: &Arc<MongoSessionStore>, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_racing_many_saves_always_wins() {
     let db = TestDb::new("deleterace").await;
-    let store = Arc::new(builder(&db).built().await);
+    let store = Arc::new(store(&db).await);
     let sessions = db.collection("sessions");
     for _ in 0..20 {
         let id = new_session(&store, json!({"n": 0}), in_an_hour()).await;

@@ -19,8 +19,8 @@ use testkit::TestDb;
 use tower_sessions_core::{session::Id, SessionStore as Tower};
 
 use crate::common::{
-    ago, builder, data, hours, loaded, map, new_session, only_document, record, set_fields, state,
-    stored, tower_session, Build, ACTIX_TTL, HOUR,
+    ago, builder, data, db_and_store, hours, loaded, map, new_session, only_document, record,
+    set_fields, state, stored, tower_session, Build, ACTIX_TTL, HOUR,
 };
 
 fn ring1() -> KeyRing {
@@ -110,8 +110,7 @@ async fn ada_sessions(store: &MongoSessionStore) -> usize {
 
 #[tokio::test]
 async fn a_whole_session_save_without_the_owner_entry_clears_the_owner() {
-    let db = TestDb::new("ownerclear").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("ownerclear").await;
 
     // The core API: a map that is the whole truth (no tracking entry).
     let id = owned_session(&store).await;
@@ -164,8 +163,7 @@ async fn removing_the_owner_under_an_opaque_codec_clears_it() {
 
 #[tokio::test]
 async fn extreme_stored_dates_never_panic_an_adapter() {
-    let db = TestDb::new("extremedates").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("extremedates").await;
     let record = tower_session(&store, json!({"a": 1})).await;
     let id = record.id.to_string();
     let latest = doc! {
@@ -206,8 +204,7 @@ async fn tower_loaded(
 
 #[tokio::test]
 async fn tower_cycle_id_does_not_bring_back_a_session_logged_out_meanwhile() {
-    let db = TestDb::new("cycleraced").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("cycleraced").await;
 
     // The regenerating request loads; a logout elsewhere deletes the
     // session; then tower's cycle_id deletes the old id and creates anew.
@@ -235,8 +232,7 @@ async fn tower_cycle_id_does_not_bring_back_a_session_logged_out_meanwhile() {
 
 #[tokio::test]
 async fn actix_renew_does_not_bring_back_a_session_logged_out_meanwhile() {
-    let db = TestDb::new("renewraced").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("renewraced").await;
     let seven = state(&[("user_id", "7")]);
     let key = Actix::save(&store, seven, &ACTIX_TTL).await.unwrap();
     let held = Actix::load(&store, &key).await.unwrap().unwrap();
@@ -557,8 +553,7 @@ async fn sessions_with_legacy_field_names_keep_working_and_rewrap_moves_them() {
 
 #[tokio::test]
 async fn the_tracking_entry_is_the_only_addition_a_framework_sees() {
-    let db = TestDb::new("tracking").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("tracking").await;
     let created = tower_session(&store, json!({"a": 1})).await;
     let loaded = Tower::load(&store, &created.id).await.unwrap().unwrap();
     let mut keys: Vec<&String> = loaded.data.keys().collect();

@@ -18,8 +18,9 @@ use serde_json::{json, Map, Value};
 use testkit::{CommandLog, TestDb};
 
 use crate::common::{
-    a_second_ago, ago, builder, count, data, expire_after_seconds as seconds, hours, index_on,
-    indexes, loaded, map, millis, new_session, only_document, set_fields, Build, MINUTE,
+    a_second_ago, ago, builder, count, data, db_and_store, expire_after_seconds as seconds, hours,
+    index_on, indexes, loaded, map, millis, new_session, only_document, set_fields, store, Build,
+    MINUTE,
 };
 
 #[tokio::test]
@@ -133,8 +134,7 @@ async fn a_touch_inside_touch_after_of_a_loaded_session_sends_no_command() {
 
 #[tokio::test]
 async fn touching_a_missing_session_is_not_an_error() {
-    let db = TestDb::new("touchmissing").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("touchmissing").await;
     assert!(!store.touch("never-existed", None).await.unwrap());
     let id = store.create(&Map::new(), hours(1)).await.unwrap();
     store.delete(&id).await.unwrap();
@@ -325,7 +325,7 @@ async fn the_cosmos_db_and_documentdb_profiles_turn_retryable_writes_off_on_thei
 #[tokio::test]
 async fn concerns_and_read_preference_apply_to_the_collection() {
     let db = TestDb::new("concerns").await;
-    let default = builder(&db).built().await;
+    let default = store(&db).await;
     assert!(matches!(
         default.raw_collection().selection_criteria(),
         Some(SelectionCriteria::ReadPreference(
@@ -364,8 +364,7 @@ async fn client_options_build_a_store_that_owns_its_client() {
 
 #[tokio::test]
 async fn every_event_is_delivered_with_a_redacted_id() {
-    let db = TestDb::new("events").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("events").await;
     let mut events = store.subscribe();
 
     let id = new_session(&store, json!({"a": 1}), hours(1)).await;
@@ -388,8 +387,7 @@ async fn every_event_is_delivered_with_a_redacted_id() {
 
 #[tokio::test]
 async fn all_streams_live_sessions_and_length_counts_them() {
-    let db = TestDb::new("all").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("all").await;
     for n in 0..5 {
         new_session(&store, json!({"n": n}), hours(1)).await;
     }
@@ -405,8 +403,7 @@ async fn all_streams_live_sessions_and_length_counts_them() {
 
 #[tokio::test]
 async fn clear_deletes_every_session_and_keeps_the_ttl_index() {
-    let db = TestDb::new("clear").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("clear").await;
     for _ in 0..3 {
         store.create(&Map::new(), hours(1)).await.unwrap();
     }

@@ -9,7 +9,8 @@ use testkit::TestDb;
 use tower_sessions_core::SessionStore as Tower;
 
 use crate::common::{
-    builder, data, in_an_hour, loaded, map, new_session, set_fields, tower_session, Build,
+    builder, data, db_and_store, in_an_hour, loaded, map, new_session, set_fields, tower_session,
+    Build,
 };
 
 fn ada() -> Value {
@@ -18,8 +19,7 @@ fn ada() -> Value {
 
 #[tokio::test]
 async fn keys_of_the_reserved_namespace_are_refused_not_dropped() {
-    let db = TestDb::new("reservedkeys").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("reservedkeys").await;
     let id = new_session(&store, json!({"a": 1}), in_an_hour()).await;
     let forged = [
         (format!("{TRACKING_KEY}_x"), json!("anything")),
@@ -63,8 +63,7 @@ async fn check_answers_an_oversized_session_before_any_write() {
 
 #[tokio::test]
 async fn one_malformed_document_does_not_hide_a_users_other_sessions() {
-    let db = TestDb::new("listingskips").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("listingskips").await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let owned = json!({"n": 1, USER_KEY: ada()});
@@ -77,8 +76,7 @@ async fn one_malformed_document_does_not_hide_a_users_other_sessions() {
 
 #[tokio::test]
 async fn a_version_at_its_maximum_is_a_fresh_session_not_endless_errors() {
-    let db = TestDb::new("versionmax").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("versionmax").await;
     let record = tower_session(&store, json!({"a": 1})).await;
     let id = record.id.to_string();
     let last = doc! {"version": Bson::Int64(i64::MAX)};
@@ -95,8 +93,7 @@ fn nested(depth: usize) -> Value {
 
 #[tokio::test]
 async fn values_nested_past_what_mongodb_stores_are_refused_and_never_lock_a_session() {
-    let db = TestDb::new("deepnesting").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("deepnesting").await;
     let id = new_session(&store, json!({"a": 1}), in_an_hour()).await;
     let mut tracked = loaded(&store, &id).await;
     tracked.insert("deep".into(), nested(150));
@@ -123,8 +120,7 @@ async fn values_nested_past_what_mongodb_stores_are_refused_and_never_lock_a_ses
 #[tokio::test]
 async fn every_malformed_document_is_a_typed_answer_through_the_store_api() {
     use futures_util::StreamExt;
-    let db = TestDb::new("malformedmatrix").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("malformedmatrix").await;
     let bystander = json!({"mark": "bystander"});
     let bystander = new_session(&store, bystander, in_an_hour()).await;
     let edits = testkit::suite::malformed_document_edits();

@@ -10,8 +10,8 @@ use testkit::TestDb;
 use tower_sessions_core::SessionStore;
 
 use crate::common::{
-    builder, data, in_an_hour, index_on, loaded, map, new_session, only_document, set_fields,
-    stored, tower_session, Build,
+    builder, data, db_and_store, in_an_hour, index_on, loaded, map, new_session, only_document,
+    set_fields, store, stored, tower_session, Build,
 };
 
 const MARKER: &str = "marker-7f3a9c-credit-card-4111";
@@ -66,8 +66,7 @@ async fn with_encryption_a_stored_marker_appears_nowhere_in_the_collection() {
 
 #[tokio::test]
 async fn no_stored_id_works_as_a_cookie() {
-    let db = TestDb::new("hashedids").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("hashedids").await;
     let mut ids = Vec::new();
     for n in 0..5 {
         ids.push(new_session(&store, json!({"n": n}), in_an_hour()).await);
@@ -164,8 +163,7 @@ async fn session_of(store: &MongoSessionStore, user: &str, agent: &str) -> Strin
 // One scenario on one user's devices: listing, revoking one, then all others.
 #[tokio::test]
 async fn a_user_lists_and_revokes_their_sessions_and_revoke_others_keeps_exactly_the_current() {
-    let db = TestDb::new("peruser").await;
-    let store = builder(&db).built().await;
+    let (db, store) = db_and_store("peruser").await;
     let phone = session_of(&store, "ada", "phone").await;
     let laptop = session_of(&store, "ada", "laptop").await;
     let tablet = session_of(&store, "ada", "tablet").await;
@@ -210,8 +208,7 @@ async fn a_user_lists_and_revokes_their_sessions_and_revoke_others_keeps_exactly
 
 #[tokio::test]
 async fn the_owner_is_saved_with_changes_and_survives_id_regeneration() {
-    let db = TestDb::new("owner").await;
-    let store = builder(&db).built().await;
+    let (_db, store) = db_and_store("owner").await;
     let id = new_session(&store, json!({"n": 1}), in_an_hour()).await;
     let mut tracked = loaded(&store, &id).await;
     tracked.insert(USER_KEY.into(), UserInfo::new("ada").to_value());
@@ -267,6 +264,6 @@ async fn encryption_and_max_lifetime_are_validated() {
         .refused()
         .await;
     assert!(err.is_config(), "{err}");
-    let plain = builder(&db).built().await;
+    let plain = store(&db).await;
     assert!(plain.rewrap().await.unwrap_err().is_config());
 }

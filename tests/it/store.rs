@@ -8,14 +8,13 @@ use serde_json::{json, Map};
 use testkit::TestDb;
 
 use crate::common::{
-    a_second_ago, builder, data, expire_after_seconds, in_an_hour, index_on, loaded, map,
-    new_session, set_fields, store, stored, Build,
+    a_second_ago, builder, data, db_and_store, expire_after_seconds, in_an_hour, index_on, loaded,
+    map, new_session, set_fields, store, stored, Build,
 };
 
 #[tokio::test]
 async fn forced_id_collision_never_overwrites_the_existing_session() {
-    let db = TestDb::new("collision").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("collision").await;
     let alice = map(json!({"owner": "alice"}));
     let first = store.create_with_ids(|| "taken".into(), &alice, in_an_hour());
     assert_eq!(first.await.unwrap(), "taken");
@@ -31,8 +30,7 @@ async fn forced_id_collision_never_overwrites_the_existing_session() {
 
 #[tokio::test]
 async fn collisions_every_time_end_in_a_typed_error() {
-    let db = TestDb::new("exhausted").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("exhausted").await;
     let x = || "x".into();
     store
         .create_with_ids(x, &Map::new(), in_an_hour())
@@ -47,8 +45,7 @@ async fn collisions_every_time_end_in_a_typed_error() {
 
 #[tokio::test]
 async fn a_save_after_delete_does_not_resurrect() {
-    let db = TestDb::new("resurrect").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("resurrect").await;
     let id = new_session(&store, json!({"n": 1}), in_an_hour()).await;
     let mut tracked = loaded(&store, &id).await;
 
@@ -67,8 +64,7 @@ async fn a_save_after_delete_does_not_resurrect() {
 
 #[tokio::test]
 async fn an_expired_but_unreaped_session_is_not_returned_nor_revived() {
-    let db = TestDb::new("expired").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("expired").await;
     let id = new_session(&store, json!({"n": 1}), a_second_ago()).await;
 
     let unreaped = stored(&db, &store, &id).await;
@@ -130,8 +126,7 @@ async fn a_conflicting_index_is_an_error_that_names_the_fix() {
 
 #[tokio::test]
 async fn a_corrupted_document_gives_a_decode_error_naming_the_field() {
-    let db = TestDb::new("corrupt").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("corrupt").await;
     let sessions = db.collection("sessions");
     let expires = DateTime::from_system_time(in_an_hour().unwrap());
     let id = |id: &str| store.stored_id(id);
@@ -177,8 +172,7 @@ async fn a_session_survives_a_new_store_instance() {
 
 #[tokio::test]
 async fn the_document_has_the_documented_schema() {
-    let db = TestDb::new("schema").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("schema").await;
     let values = map(json!({"n": 1, "a.b": {"$c": 2}, "": true}));
     let id = store.create(&values, in_an_hour()).await.unwrap();
     let document = stored(&db, &store, &id).await.unwrap();
@@ -194,8 +188,7 @@ async fn the_document_has_the_documented_schema() {
 
 #[tokio::test]
 async fn saves_write_only_changed_keys_so_concurrent_changes_merge() {
-    let db = TestDb::new("merge").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("merge").await;
     let values = map(json!({"a": 0, "b": 0, "gone": 1}));
     let id = store.create(&values, in_an_hour()).await.unwrap();
     let mut first = loaded(&store, &id).await;
@@ -214,8 +207,7 @@ async fn saves_write_only_changed_keys_so_concurrent_changes_merge() {
 
 #[tokio::test]
 async fn an_unchanged_save_only_moves_the_expiry() {
-    let db = TestDb::new("touch").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("touch").await;
     let id = new_session(&store, json!({"n": 1}), in_an_hour()).await;
     let tracked = loaded(&store, &id).await;
     set_fields(&db, &store, &id, doc! {"data.n": 99}).await;
@@ -287,8 +279,7 @@ async fn close_leaves_a_user_supplied_client_usable() {
 
 #[tokio::test]
 async fn hostile_ids_are_no_session_without_error() {
-    let db = TestDb::new("hostile").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("hostile").await;
     for id in ["", "\0", &"x".repeat(10_000), "{\"$gt\": \"\"}"] {
         assert!(store.load(id).await.unwrap().is_none());
         assert!(!store.delete(id).await.unwrap());

@@ -2,15 +2,13 @@
 
 use mongodb::bson::doc;
 use serde_json::json;
-use testkit::TestDb;
 use tower_sessions_core::{session::Id, SessionStore};
 
-use crate::common::{record, record_with_id, set_fields, store};
+use crate::common::{db_and_store, record, record_with_id, set_fields};
 
 #[tokio::test]
 async fn create_draws_a_new_id_on_collision_and_updates_the_record() {
-    let db = TestDb::new("towercollision").await;
-    let store = store(&db).await;
+    let (_db, store) = db_and_store("towercollision").await;
     let taken = Id::default();
     let mut first = record_with_id(taken, json!({"user": "ada"}));
     SessionStore::create(&store, &mut first).await.unwrap();
@@ -26,8 +24,7 @@ async fn create_draws_a_new_id_on_collision_and_updates_the_record() {
 
 #[tokio::test]
 async fn an_undecodable_session_loads_as_none() {
-    let db = TestDb::new("towercorrupt").await;
-    let store = store(&db).await;
+    let (db, store) = db_and_store("towercorrupt").await;
     let mut fresh = record(json!({"user": "ada"}));
     SessionStore::create(&store, &mut fresh).await.unwrap();
     let id = fresh.id.to_string();

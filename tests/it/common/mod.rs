@@ -79,6 +79,15 @@ pub async fn store(db: &TestDb) -> MongoSessionStore {
     builder(db).built().await
 }
 
+/// A fresh database named after `test`, and a store on it with the default
+/// settings. (Bind the database to a name, `_db` at least: it is dropped
+/// with its binding.)
+pub async fn db_and_store(test: &str) -> (TestDb, MongoSessionStore) {
+    let db = TestDb::new(test).await;
+    let store = store(&db).await;
+    (db, store)
+}
+
 /// A builder for another app instance: a store on the test database that
 /// opens a client (a connection pool) of its own.
 pub fn instance(db: &TestDb) -> StoreBuilder {
