@@ -90,59 +90,40 @@ pub mod metrics {
     pub use crate::observe::describe_metrics;
 }
 
+// The topic pages under docs/, their examples compiled with the doc tests
+// (docs.rs shows the README only; the pages are read in the repository).
 /// The deployment guide's examples, compiled with the doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/deployment.md")]
 struct DeploymentGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/options.md")]
+struct OptionsGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cache.md")]
+struct CacheGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/express.md")]
+struct ExpressGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cli.md")]
+struct CliGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/observability.md")]
+struct ObservabilityGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/concurrency.md")]
+struct ConcurrencyGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/security.md")]
+struct SecurityGuide;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/demo.md")]
+struct DemoGuide;
 
+// Not public API: the store's internals the benchmarks measure stage by
+// stage (`bench/`, `tests/alloc.rs`), behind the non-default `bench` feature.
+#[cfg(feature = "bench")]
 #[doc(hidden)]
-pub mod __bench {
-    //! Not public API: the store's own per-operation work (document
-    //! encoding, encryption, id hashing), exposed for `bench/` only.
-
-    use mongodb::bson::{DateTime, RawDocument};
-    use serde_json::{Map, Value};
-
-    use crate::{outcome::LoadedSession, schema::Layout, KeyRing, Result};
-
-    /// Encodes and decodes whole session documents as the store does.
-    #[derive(Debug)]
-    pub struct DocumentCodec(Layout);
-
-    impl DocumentCodec {
-        /// The default layout: BSON values, hashed ids.
-        pub fn plain() -> Self {
-            Self(Layout::default())
-        }
-
-        /// The default layout with encryption.
-        pub fn encrypted(keys: KeyRing) -> Self {
-            Self(Layout {
-                encryption: Some(keys),
-                ..Layout::default()
-            })
-        }
-
-        /// The stored id of a session id (an HMAC-SHA-256).
-        pub fn stored_id(&self, id: &str) -> String {
-            self.0.stored_id(id)
-        }
-
-        /// A new session's document, as the bytes an insert sends.
-        pub fn encode(&self, stored_id: &str, values: &Map<String, Value>) -> Result<Vec<u8>> {
-            let now = DateTime::now();
-            let data = self.0.encode_values(stored_id, values)?;
-            let document = self.0.new_document(stored_id, data, now, now, now, None);
-            mongodb::bson::to_vec(&document).map_err(|e| crate::Error::encode(e.to_string()))
-        }
-
-        /// What a load does with the bytes a find returns: decodes them and
-        /// fingerprints every value for the save to compare against.
-        pub fn decode(&self, bytes: &[u8]) -> Result<Map<String, Value>> {
-            let raw = RawDocument::from_bytes(bytes)
-                .map_err(|e| crate::codec::malformed("document", &e))?;
-            let decoded = self.0.decode_raw(raw)?;
-            Ok(LoadedSession::new(decoded, &self.0).data)
-        }
-    }
-}
+#[path = "bench.rs"]
+pub mod __bench;

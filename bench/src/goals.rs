@@ -1,5 +1,9 @@
-//! The goals of issue 14, evaluated from one invocation's figures: each goal
-//! in every run, against systems measured in that same run.
+//! The goals of issue 25 ("Goals": the hot path at the floor), evaluated
+//! from one invocation's figures: each goal in every run, against systems
+//! measured in that same run. This store is judged both without
+//! `with_always_save` (`tower`, as the peer is measured) and with it
+//! (`tower-always-save`, what the README recommends for sliding expiry),
+//! each against a floor measured the same way.
 //!
 //! CPU per request and req/s are taken from the cells at concurrency 32
 //! (the issue's `wrk -c32`; the highest concurrency run when 32 was not),
@@ -44,8 +48,9 @@ enum Bound {
     /// Another figure times a factor.
     Times(Figure, f64),
     /// The raw-driver app's CPU per request in a scenario, plus the session
-    /// layer's own cost there (`MemoryStore` minus bare axum), plus µs.
-    Layered(Scenario, f64),
+    /// layer's own cost there (the `MemoryStore` system named, minus bare
+    /// axum), plus µs.
+    Layered(Scenario, &'static str, f64),
     /// A constant.
     Constant(f64),
 }
@@ -83,9 +88,9 @@ impl Bound {
         match self {
             Bound::Figure(other) => figure(other),
             Bound::Times(other, factor) => Some(figure(other)? * factor),
-            Bound::Layered(scenario, slack) => {
-                let layer = figure(Figure::Cpu("tower-memory", scenario))?
-                    - figure(Figure::Cpu("bare", scenario))?;
+            Bound::Layered(scenario, memory, slack) => {
+                let layer =
+                    figure(Figure::Cpu(memory, scenario))? - figure(Figure::Cpu("bare", scenario))?;
                 Some(figure(Figure::Cpu("raw", scenario))? + layer + slack)
             }
             Bound::Constant(value) => Some(value),
@@ -127,58 +132,58 @@ const fn goal(name: &'static str, ours: Figure, compare: Compare, bound: Bound) 
     }
 }
 
-const GOALS: [Goal; 12] = {
+const GOALS: [Goal; 18] = {
     use Bound::{Constant, Layered, Times};
     use Compare::*;
     use Figure::*;
     [
         goal(
-            "read-only, no cache: CPU/req < tower-sessions-mongodb-store's",
+            "read CPU/req ≤ tower-sessions-mongodb-store's",
             Cpu("tower", Read),
-            Below,
+            AtMost,
             Bound::Figure(Cpu("tsms", Read)),
         ),
         goal(
-            "read-only, no cache: req/s ≥ tower-sessions-mongodb-store's",
+            "read CPU/req ≤ tower-sessions-mongodb-store's, with always_save",
+            Cpu("tower-always-save", Read),
+            AtMost,
+            Bound::Figure(Cpu("tsms", Read)),
+        ),
+        goal(
+            "read req/s ≥ 0.9 × the one-read ceiling",
             Rate("tower", Read),
             AtLeast,
-            Bound::Figure(Rate("tsms", Read)),
+            Times(Rate("raw", Read), 0.9),
         ),
         goal(
-            "read-only moonshot: CPU/req ≤ raw + (MemoryStore − bare) + 3 µs",
-            Cpu("tower", Read),
-            AtMost,
-            Layered(Read, 3.0),
+            "read req/s ≥ 0.9 × the one-read ceiling, with always_save",
+            Rate("tower-always-save", Read),
+            AtLeast,
+            Times(Rate("raw", Read), 0.9),
         ),
         goal(
-            "modify, no cache: CPU/req < tower-sessions-mongodb-store's",
+            "modify CPU/req ≤ tower-sessions-mongodb-store's",
             Cpu("tower", Modify),
-            Below,
+            AtMost,
             Bound::Figure(Cpu("tsms", Modify)),
         ),
         goal(
-            "modify, no cache: req/s ≥ tower-sessions-mongodb-store's",
-            Rate("tower", Modify),
-            AtLeast,
-            Bound::Figure(Rate("tsms", Modify)),
-        ),
-        goal(
-            "modify moonshot: CPU/req ≤ raw find + update + (MemoryStore − bare) + 5 µs",
-            Cpu("tower", Modify),
+            "modify CPU/req ≤ tower-sessions-mongodb-store's, with always_save",
+            Cpu("tower-always-save", Modify),
             AtMost,
-            Layered(Modify, 5.0),
+            Bound::Figure(Cpu("tsms", Modify)),
         ),
         goal(
-            "cache hit: CPU/req ≤ tower-sessions MemoryStore's",
+            "cache hit: CPU/req ≤ 1.1 × MemoryStore's",
             Cpu("tower-cache", Read),
             AtMost,
-            Bound::Figure(Cpu("tower-memory", Read)),
+            Times(Cpu("tower-memory", Read), 1.1),
         ),
         goal(
-            "cache hit: req/s ≥ axum_session_mongo's read",
-            Rate("tower-cache", Read),
-            AtLeast,
-            Bound::Figure(Rate("asm", Read)),
+            "cache hit: CPU/req ≤ 1.1 × MemoryStore's, both with always_save",
+            Cpu("tower-cache-always-save", Read),
+            AtMost,
+            Times(Cpu("tower-memory-always-save", Read), 1.1),
         ),
         goal(
             "cached modify: 1 database operation per request",
@@ -193,16 +198,55 @@ const GOALS: [Goal; 12] = {
             Times(Rate("tower", Modify), 1.5),
         ),
         goal(
-            "actix-session adds no more than tower-sessions: read CPU/req ≤ tower's",
-            Cpu("actix", Read),
-            AtMost,
-            Bound::Figure(Cpu("tower", Read)),
+            "cached modify: CPU/req < uncached modify's",
+            Cpu("tower-cache", Modify),
+            Below,
+            Bound::Figure(Cpu("tower", Modify)),
         ),
         goal(
-            "actix-session adds no more than tower-sessions: modify CPU/req ≤ tower's",
+            "cached modify: req/s ≥ 1.5 × uncached modify, both with always_save",
+            Rate("tower-cache-always-save", Modify),
+            AtLeast,
+            Times(Rate("tower-always-save", Modify), 1.5),
+        ),
+        // actix-session slides the expiry on every request (the bench's
+        // `TtlExtensionPolicy::OnEveryRequest`), as tower-sessions does
+        // with always_save: that is the like-for-like tower figure.
+        goal(
+            "actix within 10 % of tower (always_save): read CPU/req ≤ 1.1 × tower's",
+            Cpu("actix", Read),
+            AtMost,
+            Times(Cpu("tower-always-save", Read), 1.1),
+        ),
+        goal(
+            "actix within 10 % of tower (always_save): modify CPU/req ≤ 1.1 × tower's",
             Cpu("actix", Modify),
             AtMost,
-            Bound::Figure(Cpu("tower", Modify)),
+            Times(Cpu("tower-always-save", Modify), 1.1),
+        ),
+        goal(
+            "moonshot: read CPU/req ≤ raw + (MemoryStore − bare) + 5 µs",
+            Cpu("tower", Read),
+            AtMost,
+            Layered(Read, "tower-memory", 5.0),
+        ),
+        goal(
+            "moonshot: read CPU/req ≤ raw + (MemoryStore − bare) + 5 µs, both with always_save",
+            Cpu("tower-always-save", Read),
+            AtMost,
+            Layered(Read, "tower-memory-always-save", 5.0),
+        ),
+        goal(
+            "moonshot: modify CPU/req ≤ raw find + update + (MemoryStore − bare) + 5 µs",
+            Cpu("tower", Modify),
+            AtMost,
+            Layered(Modify, "tower-memory", 5.0),
+        ),
+        goal(
+            "moonshot: modify CPU/req ≤ raw find + update + (MemoryStore − bare) + 5 µs, both with always_save",
+            Cpu("tower-always-save", Modify),
+            AtMost,
+            Layered(Modify, "tower-memory-always-save", 5.0),
         ),
     ]
 };
@@ -229,7 +273,7 @@ impl Report {
         }
     }
 
-    /// Every goal of issue 14, judged in every run.
+    /// Every goal of issue 25, judged in every run.
     pub fn verdicts(&self) -> Vec<Verdict> {
         let Some(concurrency) = self.goal_concurrency() else {
             return Vec::new();
@@ -331,7 +375,8 @@ impl Report {
         let _ = writeln!(
             out,
             "\nCPU per request and req/s from the cells at c={}{runs}; database operations count \
-             everything on the request path (getMore, the cache's change-stream tail, aside).",
+             everything on the request path (getMore, the cache's change-stream tail, aside). \
+             The micro goal (decode + encode + compare < 5 µs) is judged by `--bin micro`.",
             self.goal_concurrency().unwrap_or(GOAL_CONCURRENCY)
         );
         out
@@ -393,7 +438,28 @@ pub(crate) mod tests {
                     (1, 0),
                     (1, 1),
                 ),
+                (
+                    "tower-always-save",
+                    (4_000, tower_read + 4),
+                    (1_700, tower_modify + 4),
+                    (1, 0),
+                    (1, 1),
+                ),
+                (
+                    "tower-memory-always-save",
+                    (25_000, 14),
+                    (25_000, 13),
+                    (0, 0),
+                    (0, 0),
+                ),
                 ("tower-cache", (18_000, 12), (2_800, 60), (0, 0), (0, 1)),
+                (
+                    "tower-cache-always-save",
+                    (16_000, 16),
+                    (2_600, 64),
+                    (0, 0),
+                    (0, 1),
+                ),
                 ("actix", (4_900, 70), (1_300, 140), (1, 0), (1, 1)),
                 ("tsms", (5_400, 46), (2_100, 100), (1, 0), (1, 1)),
                 ("asm", (35_000, 11), (3_600, 60), (0, 0), (0, 1)),
@@ -420,49 +486,86 @@ pub(crate) mod tests {
     #[test]
     fn each_goal_is_judged_in_each_run_against_the_same_run() {
         let verdicts = report().verdicts();
-        let read_cpu = verdict(&verdicts, "read-only, no cache: CPU/req");
+        let read_cpu = verdict(
+            &verdicts,
+            "read CPU/req ≤ tower-sessions-mongodb-store's (c=",
+        );
         assert_eq!((read_cpu.met, read_cpu.judged), (1, 2));
         assert_eq!(read_cpu.figure, "40.0–56.0 µs vs 46.0 µs");
         assert_eq!(read_cpu.outcome(), "met in 1 of 2 runs");
-        // raw 39 + (MemoryStore 12 − bare 5) + 3 = 49: only 40 is within.
-        let moonshot = verdict(&verdicts, "read-only moonshot");
+        let always = verdict(
+            &verdicts,
+            "read CPU/req ≤ tower-sessions-mongodb-store's, with",
+        );
+        assert_eq!(always.figure, "44.0–60.0 µs vs 46.0 µs");
+        // raw 39 + (MemoryStore 12 − bare 5) + 5 = 51: only 40 is within.
+        let moonshot = verdict(
+            &verdicts,
+            "moonshot: read CPU/req ≤ raw + (MemoryStore − bare) + 5 µs (c=",
+        );
         assert_eq!(
             (moonshot.met, moonshot.figure.as_str()),
-            (1, "40.0–56.0 µs vs 49.0 µs")
+            (1, "40.0–56.0 µs vs 51.0 µs")
         );
+        // The always_save variant against the always_save MemoryStore: 39 + 9 + 5.
+        let moonshot = verdict(
+            &verdicts,
+            "moonshot: read CPU/req ≤ raw + (MemoryStore − bare) + 5 µs, both",
+        );
+        assert_eq!(moonshot.figure, "44.0–60.0 µs vs 53.0 µs");
         // 83 + (11 − 5) + 5 = 94: 80 is within, 110 is not.
-        let modify = verdict(&verdicts, "modify moonshot");
+        let modify = verdict(
+            &verdicts,
+            "moonshot: modify CPU/req ≤ raw find + update + (MemoryStore − bare) + 5 µs (c=",
+        );
         assert_eq!(
             (modify.met, modify.figure.as_str()),
             (1, "80.0–110.0 µs vs 94.0 µs")
         );
+        // 4,300 < 0.9 × 5,000.
+        let ceiling = verdict(&verdicts, "read req/s ≥ 0.9 × the one-read ceiling (c=");
         assert_eq!(
-            verdict(&verdicts, "read-only, no cache: req/s").outcome(),
-            "not met"
+            (ceiling.outcome().as_str(), ceiling.figure.as_str()),
+            ("not met", "4300 req/s vs 4500 req/s")
         );
     }
 
     #[test]
     fn cache_actix_and_write_goals() {
         let verdicts = report().verdicts();
-        // 12 ≤ 12: at most, not below.
-        assert_eq!(verdict(&verdicts, "cache hit: CPU/req").outcome(), "met");
-        assert_eq!(verdict(&verdicts, "cache hit: req/s").outcome(), "not met");
+        // 12 ≤ 1.1 × 12; 16 > 1.1 × 14.
+        assert_eq!(
+            verdict(&verdicts, "cache hit: CPU/req ≤ 1.1 × MemoryStore's (c=").outcome(),
+            "met"
+        );
+        assert_eq!(
+            verdict(&verdicts, "cache hit: CPU/req ≤ 1.1 × MemoryStore's, both").outcome(),
+            "not met"
+        );
         // One update and no find; the change stream's getMores do not count.
         let one_op = verdict(&verdicts, "cached modify: 1 database");
         assert_eq!(
             (one_op.outcome().as_str(), one_op.figure.as_str()),
             ("met", "1.00 ops vs 1.00 ops")
         );
-        // 2,800 ≥ 1.5 × 1,800 = 2,700.
-        assert_eq!(verdict(&verdicts, "cached modify: req/s").outcome(), "met");
+        // 2,800 ≥ 1.5 × 1,800 = 2,700, and 60 µs < 80 and 110 µs.
         assert_eq!(
             verdict(
                 &verdicts,
-                "actix-session adds no more than tower-sessions: read"
+                "cached modify: req/s ≥ 1.5 × uncached modify (c="
             )
-            .met,
-            0
+            .outcome(),
+            "met"
+        );
+        assert_eq!(
+            verdict(&verdicts, "cached modify: CPU/req").outcome(),
+            "met"
+        );
+        // 70 > 1.1 × 60 and 1.1 × 44: judged against tower with always_save.
+        let actix = verdict(&verdicts, "actix within 10 % of tower (always_save): read");
+        assert_eq!(
+            (actix.met, actix.figure.as_str()),
+            (0, "70.0 µs vs 48.4–66.0 µs")
         );
         assert_eq!(verdict(&verdicts, "0 writes").outcome(), "met");
     }
@@ -479,7 +582,10 @@ pub(crate) mod tests {
             cell.ops.update = 1;
         }
         let verdicts = report.verdicts();
-        let peer = verdict(&verdicts, "read-only, no cache: CPU/req");
+        let peer = verdict(
+            &verdicts,
+            "read CPU/req ≤ tower-sessions-mongodb-store's (c=",
+        );
         assert_eq!(
             (peer.outcome().as_str(), peer.figure.as_str()),
             ("not run", "–")
@@ -498,6 +604,6 @@ pub(crate) mod tests {
             cell.concurrency = 8;
         }
         let table = report.goals();
-        assert!(table.contains("CPU/req < tower-sessions-mongodb-store's (c=8) | 40.0–56.0 µs vs 46.0 µs | met in 1 of 2 runs |"), "{table}");
+        assert!(table.contains("| read CPU/req ≤ tower-sessions-mongodb-store's (c=8) | 40.0–56.0 µs vs 46.0 µs | met in 1 of 2 runs |"), "{table}");
     }
 }

@@ -1,5 +1,5 @@
 //! The results: Markdown tables led by CPU per request, and an SVG plot.
-//! The goals of issue 14 are evaluated in [`crate::goals`].
+//! The goals of issue 25 are evaluated in [`crate::goals`].
 
 use std::{fmt::Write, time::Duration};
 
@@ -381,9 +381,11 @@ pub fn spread(values: impl Iterator<Item = f64>, decimals: usize) -> String {
 }
 
 fn color(index: usize) -> &'static str {
-    const PALETTE: [&str; 9] = [
-        "#9e9e9e", "#bdbdbd", "#616161", "#1565c0", "#42a5f5", "#2e7d32", "#ef6c00", "#8e24aa",
-        "#c62828",
+    // In `systems::ALL`'s order: greys for the ceilings, blues for this
+    // store, warm colours for the peers.
+    const PALETTE: [&str; 12] = [
+        "#9e9e9e", "#bdbdbd", "#d6d6d6", "#616161", "#0d47a1", "#1976d2", "#42a5f5", "#90caf9",
+        "#2e7d32", "#ef6c00", "#8e24aa", "#c62828",
     ];
     PALETTE[index % PALETTE.len()]
 }

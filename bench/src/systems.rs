@@ -42,8 +42,12 @@ pub struct System {
     program: Program,
 }
 
-/// Every system, in report order.
-pub const ALL: [System; 9] = [
+/// Every system, in report order. This store and `MemoryStore` run behind
+/// tower-sessions both without `with_always_save` (as the peer is measured:
+/// a request that changes nothing saves nothing) and with it (what the
+/// README recommends for sliding expiry: every request offers the session
+/// to the store and sets the cookie), so every comparison is like for like.
+pub const ALL: [System; 12] = [
     System {
         key: "bare",
         label: "axum, no session (HTTP ceiling)",
@@ -55,6 +59,12 @@ pub const ALL: [System; 9] = [
         label: "tower-sessions MemoryStore (no database)",
         role: Role::Ceiling,
         program: Program::Ours("tower-memory"),
+    },
+    System {
+        key: "tower-memory-always-save",
+        label: "tower-sessions MemoryStore, always_save",
+        role: Role::Ceiling,
+        program: Program::Ours("tower-memory-always-save"),
     },
     System {
         key: "raw",
@@ -69,10 +79,22 @@ pub const ALL: [System; 9] = [
         program: Program::Ours("tower"),
     },
     System {
+        key: "tower-always-save",
+        label: "this store, tower-sessions, always_save",
+        role: Role::Ours,
+        program: Program::Ours("tower-always-save"),
+    },
+    System {
         key: "tower-cache",
         label: "this store, tower-sessions + cache",
         role: Role::Ours,
         program: Program::Ours("tower-cache"),
+    },
+    System {
+        key: "tower-cache-always-save",
+        label: "this store, tower-sessions + cache, always_save",
+        role: Role::Ours,
+        program: Program::Ours("tower-cache-always-save"),
     },
     System {
         key: "actix",

@@ -1,5 +1,6 @@
 //! One of this repository's systems under test, serving the HTTP contract of
-//! `bench/CONTRACT.md`: `bench-target bare|raw|tower|tower-cache|tower-memory|actix`.
+//! `bench/CONTRACT.md`: `bench-target bare|raw|tower|tower-cache|tower-memory|actix`;
+//! the three `tower` systems also as `…-always-save` (`with_always_save(true)`).
 
 use bench::{contract::Env, targets};
 
@@ -16,6 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve_axum(system: &str, env: &Env) -> Result<(), Box<dyn std::error::Error>> {
+    let (system, always_save) = match system.strip_suffix("-always-save") {
+        Some(tower) if tower.starts_with("tower") => (tower, true),
+        _ => (system, false),
+    };
     let router = match system {
         "bare" => targets::bare::router(),
         "raw" => {
@@ -26,12 +31,15 @@ async fn serve_axum(system: &str, env: &Env) -> Result<(), Box<dyn std::error::E
                 .collection(&env.collection);
             targets::raw::router(collection)
         }
-        "tower" => targets::tower::router(targets::store(env, false).await?),
-        "tower-cache" => targets::tower::router(targets::store(env, true).await?),
-        "tower-memory" => targets::tower::router(tower_sessions::MemoryStore::default()),
+        "tower" => targets::tower::router(targets::store(env, false).await?, always_save),
+        "tower-cache" => targets::tower::router(targets::store(env, true).await?, always_save),
+        "tower-memory" => {
+            targets::tower::router(tower_sessions::MemoryStore::default(), always_save)
+        }
         other => {
             return Err(format!(
-                "unknown system {other:?}: bare, raw, tower, tower-cache, tower-memory or actix"
+                "unknown system {other:?}: bare, raw, tower, tower-cache, tower-memory (each \
+                 of the three tower ones also with -always-save) or actix"
             )
             .into())
         }

@@ -32,7 +32,8 @@ struct Args {
     /// Concurrencies to run.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 32])]
     concurrency: Vec<usize>,
-    /// Only these systems (keys: bare, tower-memory, raw, tower, tower-cache, actix, tsms, asm, express).
+    /// Only these systems (keys: bare, tower-memory, tower-memory-always-save, raw, tower,
+    /// tower-always-save, tower-cache, tower-cache-always-save, actix, tsms, asm, express).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
     /// Only these scenarios (read, modify, new).

@@ -1,6 +1,6 @@
 //! A session store behind tower-sessions 0.15, as this crate's README sets
 //! it up: this store, or tower-sessions' own `MemoryStore` (the framework's
-//! floor: no database at all).
+//! floor: no database at all); with or without `with_always_save`.
 
 use axum::{
     http::StatusCode,
@@ -12,14 +12,17 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 
 use crate::contract::{blob, IDLE};
 
-/// The routes, with sessions in `store`.
-pub fn router<S: SessionStore + Clone>(store: S) -> Router {
+/// The routes, with sessions in `store`. With `always_save`, as the README
+/// advises for sliding expiry: unchanged sessions are offered to the
+/// store, which touches them at most once per `touch_after`, and the
+/// cookie is set on every response. Without it (tower-sessions' default,
+/// and how the peer is measured), a request that changes nothing neither
+/// saves nor sets a cookie.
+pub fn router<S: SessionStore + Clone>(store: S, always_save: bool) -> Router {
     let idle = time::Duration::try_from(IDLE).unwrap_or(time::Duration::HOUR);
     let sessions = SessionManagerLayer::new(store)
         .with_secure(false)
-        // As the README advises: unchanged sessions are offered to the
-        // store, which touches them at most once per `touch_after`.
-        .with_always_save(true)
+        .with_always_save(always_save)
         .with_expiry(Expiry::OnInactivity(idle));
     Router::new()
         .route("/health", get(|| async { "ok" }))
