@@ -19,7 +19,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::{
+    bson::{doc, DateTime, Document},
+    options::ClientOptions,
+};
 use mongodb_session_store::{Error, MongoSessionStore, StoreBuilder};
 use serde_json::{Map, Value};
 use testkit::TestDb;
@@ -98,6 +101,27 @@ pub fn instance(db: &TestDb) -> StoreBuilder {
 /// load balancer), each with a client of its own.
 pub async fn instances(db: &TestDb) -> (MongoSessionStore, MongoSessionStore) {
     (instance(db).built().await, instance(db).built().await)
+}
+
+/// A store reading `collection` as connect-mongo writes it (an Express
+/// app's sessions), leaving the TTL index to the Express side.
+#[cfg(feature = "express")]
+pub async fn connect_mongo(db: &TestDb, collection: &str) -> MongoSessionStore {
+    use mongodb_session_store::{express::ExpressLayout, AutoRemove};
+    let builder = builder(db).collection(collection);
+    let builder = builder.auto_remove(AutoRemove::Disabled);
+    builder
+        .express_layout(ExpressLayout::ConnectMongo)
+        .built()
+        .await
+}
+
+/// Options for a client of its own on `uri`, named `app` (so a failpoint
+/// can single it out).
+pub async fn named(uri: &str, app: &str) -> ClientOptions {
+    let mut options = ClientOptions::parse(uri).await.expect("a valid URI");
+    options.app_name = Some(app.into());
+    options
 }
 
 /// Building a store the test expects to build, or to be refused.
