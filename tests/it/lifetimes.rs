@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
 use crate::common::{
-    ago, builder, from_now, loaded, map, new_session, set_fields, stored, Build, DAY, HOUR, MINUTE,
+    ago, builder, from_now, loaded, map, new_session, raw, set_fields, Build, DAY, HOUR, MINUTE,
 };
 
 fn with_lifetime(value: Value, lifetime: SessionLifetime) -> Map<String, Value> {
@@ -34,11 +34,6 @@ async fn remembered(store: &MongoSessionStore, value: Value, lifetime: SessionLi
 /// What framework asks for: two weeks (tower-sessions' default).
 fn two_weeks() -> Option<SystemTime> {
     Some(SystemTime::now() + 14 * DAY)
-}
-
-async fn raw(db: &TestDb, store: &MongoSessionStore, id: &str) -> Document {
-    let document = stored(db, store, id).await;
-    document.expect("the session's document")
 }
 
 /// How far from now (+ `expected`) the stored expiry is: a value, not a

@@ -186,6 +186,13 @@ pub async fn stored(db: &TestDb, store: &MongoSessionStore, id: &str) -> Option<
     collection_of(db, store).find_one(filter).await.unwrap()
 }
 
+/// The document of `store`'s session `id`, as the server holds it; panics
+/// if there is none.
+pub async fn raw(db: &TestDb, store: &MongoSessionStore, id: &str) -> Document {
+    let document = stored(db, store, id).await;
+    document.expect("the session's document")
+}
+
 /// Sets `fields` on the document of `store`'s session `id` directly, as
 /// another program (or time passing) would.
 pub async fn set_fields(db: &TestDb, store: &MongoSessionStore, id: &str, fields: Document) {
