@@ -3,6 +3,7 @@
 //! the framework's request span; with the `metrics` feature, operations,
 //! latencies, cache figures and errors reach the `metrics` recorder.
 
+#[cfg(any(feature = "tower-sessions", feature = "actix-session"))]
 mod adapters;
 mod metrics;
 mod spans;
