@@ -21,7 +21,7 @@ pub mod suite;
 pub use browser::{Browser, Reply};
 pub use db::{mongodb_uri, with_database, TestDb};
 pub use express::ExpressApp;
-pub use monitor::CommandLog;
+pub use monitor::{is_write, CommandLog};
 pub use process::spawn_binary;
 pub use proxy::Proxy;
 pub use server::{OwnedServer, SERVER_BINARY_VAR};

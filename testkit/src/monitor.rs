@@ -17,10 +17,26 @@ pub struct CommandLog(Arc<Mutex<Vec<(String, Document)>>>);
 impl CommandLog {
     /// A client on the test server whose commands are recorded here.
     pub async fn client() -> (Client, Self) {
+        let (options, log) = Self::options(&mongodb_uri(), None).await;
+        (Client::with_options(options).expect("client options"), log)
+    }
+
+    /// A client on the test server named `app` (so a failpoint can single
+    /// it out) whose commands are recorded here.
+    pub async fn named_client(app: &str) -> (Client, Self) {
+        let (options, log) = Self::options(&mongodb_uri(), Some(app)).await;
+        (Client::with_options(options).expect("client options"), log)
+    }
+
+    /// Options for a client on `uri`, named `app` if given, whose commands
+    /// are recorded here: for a store that opens its client itself
+    /// (`MongoSessionStore::from_client_options`).
+    pub async fn options(uri: &str, app: Option<&str>) -> (ClientOptions, Self) {
         let log = Self::default();
-        let mut options = ClientOptions::parse(mongodb_uri())
-            .await
-            .expect("MONGODB_URI");
+        let mut options = ClientOptions::parse(uri).await.expect("a valid URI");
+        if let Some(app) = app {
+            options.app_name = Some(app.into());
+        }
         let sink = log.clone();
         options.command_event_handler = Some(EventHandler::callback(move |event| {
             if let CommandEvent::Started(started) = event {
@@ -30,7 +46,12 @@ impl CommandLog {
                     .push((started.command_name, started.command));
             }
         }));
-        (Client::with_options(options).expect("client options"), log)
+        (options, log)
+    }
+
+    /// Every command sent so far, in order, as (name, body).
+    pub fn all(&self) -> Vec<(String, Document)> {
+        self.0.lock().unwrap().clone()
     }
 
     /// The commands named `name` sent so far.
@@ -46,13 +67,20 @@ impl CommandLog {
     /// findAndModify).
     pub fn writes(&self) -> usize {
         let log = self.0.lock().unwrap();
-        log.iter()
-            .filter(|(n, _)| matches!(n.as_str(), "insert" | "update" | "delete" | "findAndModify"))
-            .count()
+        log.iter().filter(|(n, _)| is_write(n)).count()
     }
 
     /// Forgets what was recorded.
     pub fn clear(&self) {
         self.0.lock().unwrap().clear();
     }
+}
+
+/// Whether a command of this name writes (insert, update, delete,
+/// findAndModify).
+pub fn is_write(command_name: &str) -> bool {
+    matches!(
+        command_name,
+        "insert" | "update" | "delete" | "findAndModify"
+    )
 }

@@ -3,26 +3,21 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::{Duration, SystemTime},
 };
 
-use mongodb::{
-    bson::{doc, Bson, Document},
-    error::ErrorKind,
-    event::{command::CommandEvent, EventHandler},
-    options::ClientOptions,
-    Client,
-};
+use mongodb::{bson::doc, Client};
 use mongodb_session_store::{admin::CacheMode, MongoSessionStore, ReadCache};
-use serde_json::{json, Map, Value};
-use testkit::{CommandLog, Proxy, TestDb};
+use serde_json::json;
+use testkit::{
+    fault::{FailPoint, Times},
+    CommandLog, Proxy, TestDb,
+};
 
-fn map(value: Value) -> Map<String, Value> {
-    value.as_object().expect("an object").clone()
-}
+use crate::common::{builder, loaded, map, new_session, Build};
 
 async fn cached(client: &Client, db: &TestDb, cache: ReadCache) -> MongoSessionStore {
     MongoSessionStore::from_client(client.clone())
@@ -47,6 +42,17 @@ async fn time_until_gone(store: &MongoSessionStore, id: &str) -> Duration {
     start.elapsed()
 }
 
+/// Loads `id` on `reader`, polling closely, until it serves `n` as the
+/// session's `n`; panics with `stale` if it still serves another after
+/// 250 ms.
+async fn until_it_serves(reader: &MongoSessionStore, id: &str, n: i32, stale: &str) {
+    let start = std::time::Instant::now();
+    while reader.load(id).await.unwrap().expect("the session").data["n"] != json!(n) {
+        assert!(start.elapsed() < Duration::from_millis(250), "{stale}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Two app instances: separate clients (separate pools), one collection.
 /// Both run in this test's process, so "at once" across them is as prompt
 /// as the runtime schedules b's watcher; the HTTP suite checks "before the
@@ -64,7 +70,7 @@ async fn a_hot_session_loads_without_a_round_trip() {
     let (client, log) = CommandLog::client().await;
     let store = cached(&client, &db, ReadCache::new()).await;
     assert_eq!(store.cache_mode(), Some(CacheMode::ChangeStreams));
-    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    let id = new_session(&store, json!({"n": 1}), None).await;
 
     log.clear();
     for _ in 0..20 {
@@ -77,7 +83,6 @@ async fn a_hot_session_loads_without_a_round_trip() {
         "the create cached what it wrote: no load reads"
     );
     store.close().await;
-    db.cleanup().await;
 }
 
 /// Write-through: a save caches what it wrote, with the version it wrote,
@@ -89,10 +94,10 @@ async fn a_cached_modify_costs_one_round_trip_and_its_own_event_evicts_nothing()
     let db = TestDb::new("cache_write_through").await;
     let (client, log) = CommandLog::client().await;
     let store = cached(&client, &db, ReadCache::new()).await;
-    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&store, json!({"n": 0}), None).await;
     log.clear();
     for n in 1..=20 {
-        let mut data = store.load(&id).await.unwrap().unwrap().into_map();
+        let mut data = loaded(&store, &id).await;
         data.insert("n".into(), json!(n));
         assert_eq!(
             store.save(&id, &data, None).await.unwrap(),
@@ -111,17 +116,12 @@ async fn a_cached_modify_costs_one_round_trip_and_its_own_event_evicts_nothing()
         "still a hit after the events"
     );
     // And what the cache answers is what the database holds.
-    let uncached = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
+    let uncached = builder(&db).built().await;
     let stored = uncached.load(&id).await.unwrap().expect("stored");
     assert_eq!(stored.data, loaded.data);
     assert_eq!(stored.handle, loaded.handle);
     assert_eq!(stored.expires, loaded.expires);
     store.close().await;
-    db.cleanup().await;
 }
 
 /// Two requests on one instance save the same loaded session at once: the
@@ -155,7 +155,6 @@ async fn overlapping_saves_on_one_instance_never_cache_a_partial_view() {
         );
     }
     store.close().await;
-    db.cleanup().await;
 }
 
 /// An entry a save cached is still evicted by another instance's later
@@ -164,44 +163,33 @@ async fn overlapping_saves_on_one_instance_never_cache_a_partial_view() {
 async fn written_through_entries_stay_coherent_across_instances() {
     let db = TestDb::new("cache_write_through_two").await;
     let (a, b) = two_instances(&db).await;
-    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&a, json!({"n": 0}), None).await;
     for n in 1..=20 {
         let writer = if n % 2 == 0 { &a } else { &b };
         let reader = if n % 2 == 0 { &b } else { &a };
-        let mut data = writer.load(&id).await.unwrap().unwrap().into_map();
+        let mut data = loaded(writer, &id).await;
         assert_eq!(data["n"], json!(n - 1), "the writer saw the last write");
         data.insert("n".into(), json!(n));
         writer.save(&id, &data, None).await.unwrap();
-        let start = std::time::Instant::now();
-        while reader.load(&id).await.unwrap().expect("the session").data["n"] != json!(n) {
-            assert!(
-                start.elapsed() < Duration::from_millis(250),
-                "round {n}: a stale copy was served"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let stale = format!("round {n}: a stale copy was served");
+        until_it_serves(reader, &id, n, &stale).await;
     }
     a.close().await;
     b.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_cache_is_off_unless_asked_for() {
     let db = TestDb::new("cache_off").await;
     let (client, log) = CommandLog::client().await;
-    let store = MongoSessionStore::from_client(client)
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
+    let store = MongoSessionStore::from_client(client).database(&db.name);
+    let store = store.built().await;
     assert_eq!(store.cache_mode(), None);
-    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    let id = new_session(&store, json!({"n": 1}), None).await;
     log.clear();
     store.load(&id).await.unwrap();
     store.load(&id).await.unwrap();
     assert_eq!(log.commands("find").len(), 2);
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +197,7 @@ async fn a_delete_on_one_instance_is_honoured_by_the_other_promptly() {
     let db = TestDb::new("cache_logout").await;
     let (a, b) = two_instances(&db).await;
     for round in 0..30 {
-        let id = a.create(&map(json!({"round": round})), None).await.unwrap();
+        let id = new_session(&a, json!({"round": round}), None).await;
         assert!(b.load(&id).await.unwrap().is_some());
         assert!(b.load(&id).await.unwrap().is_some(), "now cached on b");
         assert!(a.delete(&id).await.unwrap());
@@ -220,32 +208,23 @@ async fn a_delete_on_one_instance_is_honoured_by_the_other_promptly() {
     }
     a.close().await;
     b.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_instance_is_seen_by_the_other_promptly() {
     let db = TestDb::new("cache_write").await;
     let (a, b) = two_instances(&db).await;
-    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&a, json!({"n": 0}), None).await;
     for n in 1..=30 {
         let before = b.load(&id).await.unwrap().expect("the session");
         assert_eq!(before.data["n"], json!(n - 1));
-        let mut data = a.load(&id).await.unwrap().unwrap().into_map();
+        let mut data = loaded(&a, &id).await;
         data.insert("n".into(), json!(n));
         a.save(&id, &data, None).await.unwrap();
-        let start = std::time::Instant::now();
-        while b.load(&id).await.unwrap().expect("the session").data["n"] != json!(n) {
-            assert!(
-                start.elapsed() < Duration::from_millis(250),
-                "b served a stale copy"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        until_it_serves(&b, &id, n, "b served a stale copy").await;
     }
     a.close().await;
     b.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +232,7 @@ async fn a_write_by_another_program_evicts_within_the_bound() {
     let db = TestDb::new("cache_foreign").await;
     let bound = Duration::from_millis(300);
     let store = cached(&db.client, &db, ReadCache::new().staleness_bound(bound)).await;
-    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&store, json!({"n": 0}), None).await;
     store.load(&id).await.unwrap().expect("cached");
     // An Express app or an operator removing the session directly.
     db.collection("sessions")
@@ -263,7 +242,6 @@ async fn a_write_by_another_program_evicts_within_the_bound() {
     tokio::time::sleep(bound).await;
     assert!(store.load(&id).await.unwrap().is_none());
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +255,7 @@ async fn without_change_streams_entries_live_at_most_the_staleness_bound() {
     let a = cached(&client, &db, cache.clone()).await;
     let b = cached(&db.client, &db, cache).await;
     assert_eq!(b.cache_mode(), Some(CacheMode::StalenessBound));
-    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&a, json!({"n": 0}), None).await;
     log.clear();
     a.load(&id).await.unwrap().expect("the session");
     a.load(&id).await.unwrap().expect("from the cache");
@@ -289,7 +267,6 @@ async fn without_change_streams_entries_live_at_most_the_staleness_bound() {
         a.load(&id).await.unwrap().is_none(),
         "served past the bound"
     );
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -305,14 +282,13 @@ async fn an_expired_session_is_never_served_from_the_cache() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(store.load(&id).await.unwrap().is_none());
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_racing_writes_never_leave_a_stale_copy() {
     let db = TestDb::new("cache_race").await;
     let (a, b) = two_instances(&db).await;
-    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&a, json!({"n": 0}), None).await;
     let reader = {
         let (b, id) = (b.clone(), id.clone());
         tokio::spawn(async move {
@@ -322,7 +298,7 @@ async fn loads_racing_writes_never_leave_a_stale_copy() {
         })
     };
     for n in 1..=40 {
-        let mut data = a.load(&id).await.unwrap().unwrap().into_map();
+        let mut data = loaded(&a, &id).await;
         data.insert("n".into(), json!(n));
         a.save(&id, &data, None).await.unwrap();
     }
@@ -331,7 +307,6 @@ async fn loads_racing_writes_never_leave_a_stale_copy() {
     assert_eq!(last.data["n"], json!(40));
     a.close().await;
     b.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +323,7 @@ async fn when_the_stream_is_lost_the_cache_steps_aside() {
         .build()
         .await
         .unwrap();
-    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&store, json!({"n": 0}), None).await;
     store.load(&id).await.unwrap().expect("cached");
 
     proxy.cut();
@@ -371,7 +346,6 @@ async fn when_the_stream_is_lost_the_cache_steps_aside() {
     }
     assert!(back.is_some(), "the store recovers after the outage");
     store.close().await;
-    db.cleanup().await;
 }
 
 /// The byte bound: twelve sessions of 20 kB each, loaded again and again,
@@ -380,7 +354,7 @@ async fn when_the_stream_is_lost_the_cache_steps_aside() {
 #[tokio::test]
 async fn the_cache_holds_no_more_bytes_than_max_bytes() {
     let db = TestDb::new("cache_bytes").await;
-    let (client, finds) = named_client(&db, "mss-cache-bytes").await;
+    let (client, log) = CommandLog::named_client("mss-cache-bytes").await;
     let store = cached(&client, &db, ReadCache::new().max_bytes(100_000)).await;
     let blob = "x".repeat(20_000);
     let mut ids = Vec::new();
@@ -393,78 +367,36 @@ async fn the_cache_holds_no_more_bytes_than_max_bytes() {
             store.load(id).await.unwrap().expect("the session");
         }
     }
-    let before = finds.load(Ordering::SeqCst);
+    let before = finds(&log);
     for id in &ids {
         store.load(id).await.unwrap().expect("the session");
     }
-    let hits = ids.len() - (finds.load(Ordering::SeqCst) - before);
+    let hits = ids.len() - (finds(&log) - before);
     assert!(hits <= 4, "{hits} sessions of 20 kB held in 100 kB");
     assert!(hits >= 1, "the cache held nothing");
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_cache_that_cannot_hold_anything_or_keep_its_bound_is_refused() {
     let db = TestDb::new("cache_config").await;
-    let error = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .cache(ReadCache::new().max_entries(0))
-        .build()
-        .await
-        .unwrap_err();
-    assert!(error.is_config(), "{error}");
-    assert!(error.to_string().contains("max_entries"), "{error}");
-    let error = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .cache(ReadCache::new().max_bytes(100))
-        .build()
-        .await
-        .unwrap_err();
-    assert!(error.is_config(), "{error}");
-    assert!(error.to_string().contains("max_bytes"), "{error}");
-    let error = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .cache(ReadCache::new().staleness_bound(Duration::from_millis(50)))
-        .build()
-        .await
-        .unwrap_err();
-    assert!(error.is_config(), "{error}");
-    assert!(error.to_string().contains("staleness_bound"), "{error}");
-    db.cleanup().await;
+    for (cache, setting) in [
+        (ReadCache::new().max_entries(0), "max_entries"),
+        (ReadCache::new().max_bytes(100), "max_bytes"),
+        (
+            ReadCache::new().staleness_bound(Duration::from_millis(50)),
+            "staleness_bound",
+        ),
+    ] {
+        let error = builder(&db).cache(cache).refused().await;
+        assert!(error.is_config(), "{error}");
+        assert!(error.to_string().contains(setting), "{error}");
+    }
 }
 
-/// A client named `app` (so a fail point can single it out) that counts the
-/// `find` commands it sends.
-async fn named_client(db: &TestDb, app: &str) -> (Client, Arc<AtomicUsize>) {
-    let finds = Arc::new(AtomicUsize::new(0));
-    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
-    options.app_name = Some(app.to_owned());
-    let counter = finds.clone();
-    options.command_event_handler = Some(EventHandler::callback(move |event| {
-        if let CommandEvent::Started(started) = event {
-            if started.command_name == "find" {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }));
-    (Client::with_options(options).unwrap(), finds)
-}
-
-/// Sets mongod's `failCommand` fail point, or says why it cannot (a server
-/// started without test commands).
-async fn fail_command(client: &Client, mode: Bson, data: Document) -> Result<(), String> {
-    client
-        .database("admin")
-        .run_command(doc! { "configureFailPoint": "failCommand", "mode": mode, "data": data })
-        .await
-        .map(drop)
-        .map_err(|error| match *error.kind {
-            ErrorKind::Command(ref refused) => {
-                format!("{}: {}", refused.code_name, refused.message)
-            }
-            _ => error.to_string(),
-        })
+/// How many `find` commands `log` recorded.
+fn finds(log: &CommandLog) -> usize {
+    log.commands("find").len()
 }
 
 /// The cache's freshness is judged against the server's cluster time, and
@@ -474,13 +406,13 @@ async fn fail_command(client: &Client, mode: Bson, data: Document) -> Result<(),
 async fn a_stream_that_keeps_up_keeps_the_cache_answering() {
     let db = TestDb::new("cache_keeps_up").await;
     let bound = Duration::from_secs(1);
-    let (client, finds) = named_client(&db, "mss-cache-keeps-up").await;
+    let (client, log) = CommandLog::named_client("mss-cache-keeps-up").await;
     let store = cached(&client, &db, ReadCache::new().staleness_bound(bound)).await;
     assert_eq!(store.cache_mode(), Some(CacheMode::ChangeStreams));
-    let hot = store.create(&map(json!({"n": 0})), None).await.unwrap();
-    let other = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let hot = new_session(&store, json!({"n": 0}), None).await;
+    let other = new_session(&store, json!({"n": 0}), None).await;
     store.load(&hot).await.unwrap().expect("the session");
-    let before = finds.load(Ordering::SeqCst);
+    let before = finds(&log);
 
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -510,7 +442,7 @@ async fn a_stream_that_keeps_up_keeps_the_cache_answering() {
     }
     done.store(true, Ordering::SeqCst);
     writer.await.unwrap();
-    let read = finds.load(Ordering::SeqCst) - before;
+    let read = finds(&log) - before;
     // Not a timing claim: a moment of scheduling delay may send a few loads
     // to the database, but a cache that could not judge its stream fresh
     // would send every load after the first bound.
@@ -519,7 +451,21 @@ async fn a_stream_that_keeps_up_keeps_the_cache_answering() {
         "{read} of {loads} loads read the database"
     );
     store.close().await;
-    db.cleanup().await;
+}
+
+/// Whether `store`'s cache answers for session `id` again (a load that
+/// sends no `find`, as `log` records them) within 100 tries.
+async fn answers_again(store: &MongoSessionStore, id: &str, log: &CommandLog) -> bool {
+    for _ in 0..100 {
+        store.load(id).await.unwrap().expect("the session");
+        let before = finds(log);
+        store.load(id).await.unwrap().expect("the session");
+        if finds(log) == before {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// What a stalled or lagging stream looks like from here, produced on one
@@ -531,31 +477,25 @@ async fn a_stalled_stream_is_trusted_no_longer_than_the_bound() {
     let db = TestDb::new("cache_stalled").await;
     let bound = Duration::from_millis(300);
     let app = format!("mss-cache-stall-{}", std::process::id());
-    let (client, finds) = named_client(&db, &app).await;
+    let (client, log) = CommandLog::named_client(&app).await;
     let a = cached(&db.client, &db, ReadCache::new().staleness_bound(bound)).await;
     let b = cached(&client, &db, ReadCache::new().staleness_bound(bound)).await;
-    let id = a.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&a, json!({"n": 0}), None).await;
     b.load(&id).await.unwrap().expect("cached on b");
 
     let hold = Duration::from_millis(2_000);
-    let held = fail_command(
-        &db.client,
-        Bson::Document(doc! {"times": 1}),
-        doc! {
-            "failCommands": ["getMore"],
-            "blockConnection": true,
-            "blockTimeMS": i64::try_from(hold.as_millis()).unwrap(),
-            "appName": &app,
-        },
-    )
-    .await;
-    if let Err(why) = held {
-        eprintln!("skipped: the server refused configureFailPoint ({why}); it needs test commands enabled");
-        b.close().await;
-        a.close().await;
-        db.cleanup().await;
-        return;
-    }
+    let held = i64::try_from(hold.as_millis()).unwrap();
+    let held = doc! { "blockConnection": true, "blockTimeMS": held };
+    let point = FailPoint::fail_command(&db.client, &app, &["getMore"], Times::Next(1), held);
+    let point = match point.await {
+        Ok(point) => point,
+        Err(why) => {
+            eprintln!("{why}");
+            b.close().await;
+            a.close().await;
+            return;
+        }
+    };
     // b's next getMore is now held.
     let held_at = std::time::Instant::now();
     tokio::time::sleep(bound / 2).await;
@@ -571,24 +511,11 @@ async fn a_stalled_stream_is_trusted_no_longer_than_the_bound() {
     // (The new session is also a write: on the test server, only a write
     // moves a stream past a cluster time that advanced without one.)
     tokio::time::sleep(hold).await;
-    let kept = a.create(&map(json!({"n": 1})), None).await.unwrap();
-    let mut answered = false;
-    for _ in 0..100 {
-        b.load(&kept).await.unwrap().expect("the session");
-        let before = finds.load(Ordering::SeqCst);
-        b.load(&kept).await.unwrap().expect("the session");
-        if finds.load(Ordering::SeqCst) == before {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let kept = new_session(&a, json!({"n": 1}), None).await;
+    let answered = answers_again(&b, &kept, &log).await;
     assert!(answered, "the cache never answered again after the stall");
     assert!(b.load(&id).await.unwrap().is_none());
-    fail_command(&db.client, "off".into(), Document::new())
-        .await
-        .unwrap();
+    point.off().await;
     a.close().await;
     b.close().await;
-    db.cleanup().await;
 }

@@ -5,9 +5,11 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use mongodb_session_store::{AutoRemove, MongoSessionStore};
+use mongodb_session_store::{AutoRemove, MongoSessionStore, StoreBuilder};
 use serde_json::Map;
 use testkit::{Proxy, TestDb};
+
+use crate::common::Build;
 
 async fn proxy_or_skip() -> Option<Proxy> {
     match Proxy::start().await {
@@ -17,6 +19,11 @@ async fn proxy_or_skip() -> Option<Proxy> {
             None
         }
     }
+}
+
+/// A store on the test database through `proxy`, connecting within `bound`.
+fn through(proxy: &Proxy, db: &TestDb, bound: Duration) -> StoreBuilder {
+    MongoSessionStore::from_uri(proxy.uri(&db.name)).connect_timeout(bound)
 }
 
 /// Retries `attempt` until it succeeds or 20 s pass.
@@ -40,12 +47,8 @@ async fn an_outage_is_a_typed_error_within_the_bound_and_the_store_recovers() {
     };
     let db = TestDb::new("outage").await;
     let bound = Duration::from_secs(2);
-    let store = MongoSessionStore::from_uri(proxy.uri(&db.name))
-        .connect_timeout(bound)
-        .operation_timeout(bound)
-        .build()
-        .await
-        .unwrap();
+    let store = through(&proxy, &db, bound).operation_timeout(bound);
+    let store = store.built().await;
     let id = store.create(&Map::new(), None).await.unwrap();
 
     proxy.cut();
@@ -67,7 +70,6 @@ async fn an_outage_is_a_typed_error_within_the_bound_and_the_store_recovers() {
         loaded.is_some(),
         "the session is still there after the outage"
     );
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -79,21 +81,13 @@ async fn building_during_an_outage_fails_fast_and_background_removal_survives_on
     let bound = Duration::from_secs(1);
 
     proxy.cut();
-    let err = MongoSessionStore::from_uri(proxy.uri(&db.name))
-        .connect_timeout(bound)
-        .build()
-        .await
-        .unwrap_err();
+    let err = through(&proxy, &db, bound).refused().await;
     assert!(err.is_unreachable(), "{err}");
     proxy.restore();
 
-    let store = MongoSessionStore::from_uri(proxy.uri(&db.name))
-        .connect_timeout(bound)
-        .operation_timeout(bound)
-        .auto_remove(AutoRemove::Interval(Duration::from_millis(200)))
-        .build()
-        .await
-        .unwrap();
+    let every_200ms = AutoRemove::Interval(Duration::from_millis(200));
+    let store = through(&proxy, &db, bound).operation_timeout(bound);
+    let store = store.auto_remove(every_200ms).built().await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await; // several failing ticks
     proxy.restore();
@@ -110,5 +104,4 @@ async fn building_during_an_outage_fails_fast_and_background_removal_survives_on
     })
     .await;
     store.close().await;
-    db.cleanup().await;
 }

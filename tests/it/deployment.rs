@@ -3,16 +3,12 @@
 //! measurements it quotes (sizes, and the cost of a write concern), on a
 //! real server.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::{
     bson::{doc, Bson, Document},
-    event::{command::CommandEvent, EventHandler},
-    options::{Acknowledgment, ClientOptions, WriteConcern},
+    options::{Acknowledgment, WriteConcern},
     Client,
 };
 use mongodb_session_store::{
@@ -20,19 +16,16 @@ use mongodb_session_store::{
     MongoSessionStore, ReadCache, StoreBuilder, UserInfo,
 };
 use serde_json::{json, Map, Value};
-use testkit::{Proxy, TestDb};
+use testkit::{CommandLog, Proxy, TestDb};
+
+use crate::common::{
+    builder, expire_after_seconds, in_an_hour, index_on, indexes, instance, loaded, map,
+    new_session, Build,
+};
 
 /// The connection-string options the guide recommends for a replica set,
 /// a sharded cluster and Atlas.
 const RECOMMENDED: &str = "w=majority&journal=true&readPreference=primary&retryWrites=true";
-
-fn map(value: Value) -> Map<String, Value> {
-    value.as_object().expect("an object").clone()
-}
-
-fn in_an_hour() -> Option<SystemTime> {
-    Some(SystemTime::now() + Duration::from_secs(3600))
-}
 
 /// `db`'s URI with `params` added to its query.
 fn uri_with(db: &TestDb, params: &str) -> String {
@@ -41,55 +34,31 @@ fn uri_with(db: &TestDb, params: &str) -> String {
     format!("{base}{separator}{params}")
 }
 
-/// The commands a client sent, in order (command name, body).
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<(String, Document)>>>);
+/// `uri` parsed, with every command the client starts recorded.
+async fn recorded(uri: &str) -> (mongodb::options::ClientOptions, CommandLog) {
+    CommandLog::options(uri, None).await
+}
 
-impl Log {
-    /// `uri` parsed, with every command the client starts recorded here.
-    async fn options(uri: &str) -> (ClientOptions, Self) {
-        let log = Self::default();
-        let mut options = ClientOptions::parse(uri).await.expect("a valid URI");
-        let sink = log.clone();
-        options.command_event_handler = Some(EventHandler::callback(move |event| {
-            if let CommandEvent::Started(started) = event {
-                let entry = (started.command_name, started.command);
-                sink.0.lock().unwrap().push(entry);
-            }
-        }));
-        (options, log)
-    }
+/// The commands `log` recorded on the `sessions` collection, one of
+/// `names`.
+fn on_sessions(log: &CommandLog, names: &[&str]) -> Vec<(String, Document)> {
+    let all = log.all().into_iter();
+    all.filter(|(name, body)| {
+        names.contains(&name.as_str()) && body.get_str(name.as_str()) == Ok("sessions")
+    })
+    .collect()
+}
 
-    /// The commands on the `sessions` collection, one of `names`.
-    fn on_sessions(&self, names: &[&str]) -> Vec<(String, Document)> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(name, body)| {
-                names.contains(&name.as_str()) && body.get_str(name.as_str()) == Ok("sessions")
-            })
-            .cloned()
-            .collect()
-    }
-
-    fn writes(&self) -> Vec<(String, Document)> {
-        self.on_sessions(&["insert", "update", "delete", "findAndModify"])
-    }
-
-    fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
+/// The writes `log` recorded on the `sessions` collection.
+fn writes(log: &CommandLog) -> Vec<(String, Document)> {
+    on_sessions(log, &["insert", "update", "delete", "findAndModify"])
 }
 
 /// Creates, reads, changes, touches and deletes one session, checking each
 /// answer: the whole life of a session, one call of each kind.
 async fn one_session_lifecycle(store: &MongoSessionStore) {
-    let id = store
-        .create(&map(json!({"cart": [1]})), in_an_hour())
-        .await
-        .unwrap();
-    let mut data = store.load(&id).await.unwrap().unwrap().into_map();
+    let id = new_session(store, json!({"cart": [1]}), in_an_hour()).await;
+    let mut data = loaded(store, &id).await;
     data.insert("theme".into(), json!("dark"));
     let saved = store.save(&id, &data, in_an_hour()).await.unwrap();
     assert_eq!(saved, SaveOutcome::Updated);
@@ -104,13 +73,12 @@ async fn one_session_lifecycle(store: &MongoSessionStore) {
 #[tokio::test]
 async fn recommended_uri_options_reach_every_write() {
     let db = TestDb::new("deployrecommended").await;
-    let (options, log) = Log::options(&uri_with(&db, RECOMMENDED)).await;
+    let (options, log) = recorded(&uri_with(&db, RECOMMENDED)).await;
     let store = MongoSessionStore::from_client_options(options)
-        .build()
-        .await
-        .unwrap();
+        .built()
+        .await;
     one_session_lifecycle(&store).await;
-    let writes = log.writes();
+    let writes = writes(&log);
     assert!(
         writes.len() >= 4,
         "insert, update, touch, delete: {writes:?}"
@@ -127,31 +95,26 @@ async fn recommended_uri_options_reach_every_write() {
         assert!(body.contains_key("txnNumber"), "not retryable: {body}");
     }
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn write_concern_majority_through_the_builder_reaches_every_write() {
     let db = TestDb::new("deploymajority").await;
-    let (options, log) = Log::options(&db.uri()).await;
+    let (options, log) = recorded(&db.uri()).await;
     let client = Client::with_options(options).unwrap();
     let majority = WriteConcern::builder()
         .w(Acknowledgment::Majority)
         .journal(true)
         .build();
-    let store = MongoSessionStore::from_client(client)
-        .write_concern(majority)
-        .build()
-        .await
-        .unwrap();
+    let store = MongoSessionStore::from_client(client).write_concern(majority);
+    let store = store.built().await;
     one_session_lifecycle(&store).await;
-    let writes = log.writes();
+    let writes = writes(&log);
     assert!(writes.len() >= 4, "{writes:?}");
     for (name, body) in writes {
         let concern = body.get_document("writeConcern").ok();
         assert_eq!(concern, Some(&doc! {"w": "majority", "j": true}), "{name}");
     }
-    db.cleanup().await;
 }
 
 /// `uri` without `directConnection=true`, so the driver sees the replica
@@ -177,18 +140,12 @@ async fn a_client_reading_from_secondaries_still_reads_its_own_writes() {
         &db,
         "readPreference=secondary&serverSelectionTimeoutMS=2000",
     ));
-    let (options, log) = Log::options(&uri).await;
+    let (options, log) = recorded(&uri).await;
     let client = Client::with_options(options).unwrap();
-    let store = MongoSessionStore::from_client(client.clone())
-        .build()
-        .await
-        .unwrap();
+    let store = MongoSessionStore::from_client(client.clone()).built().await;
     for n in 0..10 {
-        let id = store
-            .create(&map(json!({"n": n})), in_an_hour())
-            .await
-            .unwrap();
-        let mut data = store.load(&id).await.unwrap().unwrap().into_map();
+        let id = new_session(&store, json!({"n": n}), in_an_hour()).await;
+        let mut data = loaded(&store, &id).await;
         data.insert("n".into(), json!(n + 100));
         store.save(&id, &data, in_an_hour()).await.unwrap();
         let loaded = store.load(&id).await.unwrap().unwrap();
@@ -198,7 +155,7 @@ async fn a_client_reading_from_secondaries_still_reads_its_own_writes() {
             "read-your-writes"
         );
     }
-    let finds = log.on_sessions(&["find"]);
+    let finds = on_sessions(&log, &["find"]);
     assert!(!finds.is_empty());
     for (_, body) in finds {
         let mode = body
@@ -227,7 +184,6 @@ async fn a_client_reading_from_secondaries_still_reads_its_own_writes() {
         let err = own.expect_err("a secondary read on a set without secondaries");
         eprintln!("the client's own secondary read: {err}");
     }
-    db.cleanup().await;
 }
 
 /// Whether `filter` selects one document by `_id` equality, the only
@@ -262,39 +218,49 @@ fn statements(name: &str, body: &Document) -> Vec<Document> {
     }
 }
 
+/// A store on `client` for every write path: per-key updates, the
+/// version-checked one, the compare-and-swap of an opaque codec, the
+/// server-capped expiry of an absolute lifetime (a pipeline update), and
+/// encryption.
+async fn on_every_write_path(db: &TestDb, client: &Client) -> [MongoSessionStore; 5] {
+    let builder = || MongoSessionStore::from_client(client.clone()).database(&db.name);
+    let day = Duration::from_secs(86_400);
+    let ring = KeyRing::new(1, [1u8; 32]).unwrap();
+    [
+        builder().built().await,
+        builder().on_conflict(ConflictPolicy::Fail).built().await,
+        builder().codec(Codec::JsonString).built().await,
+        builder().absolute_timeout(day).built().await,
+        builder().encryption(ring).built().await,
+    ]
+}
+
+/// Two sessions of user "ada" on `store`, a phone's and a laptop's: the
+/// phone's handle.
+async fn two_devices_of_ada(store: &MongoSessionStore) -> String {
+    let owned = |agent: &str| {
+        let info = UserInfo::new("ada").user_agent(agent);
+        json!({"n": 1, USER_KEY: info.to_value()})
+    };
+    let phone = new_session(store, owned("phone"), in_an_hour()).await;
+    new_session(store, owned("laptop"), in_an_hour()).await;
+    store.load(&phone).await.unwrap().unwrap().handle
+}
+
 #[tokio::test]
 async fn per_session_operations_select_by_id_equality_and_user_operations_do_not() {
     let db = TestDb::new("deployshardkey").await;
-    let (options, log) = Log::options(&db.uri()).await;
+    let (options, log) = recorded(&db.uri()).await;
     let client = Client::with_options(options).unwrap();
-    let builder = || MongoSessionStore::from_client(client.clone()).database(&db.name);
-    // Every write path: per-key updates, the version-checked one, the
-    // compare-and-swap of an opaque codec, the server-capped expiry of an
-    // absolute lifetime (a pipeline update), and encryption.
-    let stores = [
-        builder().build().await.unwrap(),
-        builder()
-            .on_conflict(ConflictPolicy::Fail)
-            .build()
-            .await
-            .unwrap(),
-        builder().codec(Codec::JsonString).build().await.unwrap(),
-        builder()
-            .absolute_timeout(Duration::from_secs(86_400))
-            .build()
-            .await
-            .unwrap(),
-        builder()
-            .encryption(KeyRing::new(1, [1u8; 32]).unwrap())
-            .build()
-            .await
-            .unwrap(),
-    ];
+    let stores = on_every_write_path(&db, &client).await;
     log.clear();
     for store in &stores {
         one_session_lifecycle(store).await;
     }
-    let commands = log.on_sessions(&["find", "insert", "update", "delete", "findAndModify"]);
+    let commands = on_sessions(
+        &log,
+        &["find", "insert", "update", "delete", "findAndModify"],
+    );
     assert!(commands.len() >= 5 * 6, "{commands:?}");
     for (name, body) in &commands {
         for filter in statements(name, body) {
@@ -305,20 +271,12 @@ async fn per_session_operations_select_by_id_equality_and_user_operations_do_not
     // A user's sessions are found by owner: on a collection sharded by
     // hashed _id that query goes to every shard.
     let store = &stores[0];
-    let owned = |agent: &str| {
-        let info = UserInfo::new("ada").user_agent(agent);
-        map(json!({"n": 1, USER_KEY: info.to_value()}))
-    };
-    let phone = store.create(&owned("phone"), in_an_hour()).await.unwrap();
-    store.create(&owned("laptop"), in_an_hour()).await.unwrap();
-    let keep = store.load(&phone).await.unwrap().unwrap().handle;
+    let keep = two_devices_of_ada(store).await;
     log.clear();
-    assert_eq!(
-        store.user_sessions("ada", Some(&keep)).await.unwrap().len(),
-        2
-    );
+    let listed = store.user_sessions("ada", Some(&keep)).await.unwrap();
+    assert_eq!(listed.len(), 2);
     assert_eq!(store.revoke_others("ada", &keep).await.unwrap(), 1);
-    for (name, body) in log.on_sessions(&["find", "delete"]) {
+    for (name, body) in on_sessions(&log, &["find", "delete"]) {
         for filter in statements(&name, &body) {
             if name == "delete" {
                 // The revocation itself deletes by id: mongos sends each
@@ -330,7 +288,6 @@ async fn per_session_operations_select_by_id_equality_and_user_operations_do_not
             }
         }
     }
-    db.cleanup().await;
 }
 
 /// The plan the server chose for a command the store sent (`explain`,
@@ -395,38 +352,38 @@ async fn shard_as_recommended(db: &TestDb) {
 async fn the_server_plans_session_operations_on_id_and_owner_lookups_on_the_user_index() {
     let db = TestDb::new("deployexplain").await;
     shard_as_recommended(&db).await;
-    let (options, log) = Log::options(&db.uri()).await;
+    let (options, log) = recorded(&db.uri()).await;
     let client = Client::with_options(options).unwrap();
-    let store = MongoSessionStore::from_client(client)
-        .absolute_timeout(Duration::from_secs(86_400))
-        .build()
-        .await
-        .unwrap();
+    let day = Duration::from_secs(86_400);
+    let store = MongoSessionStore::from_client(client).absolute_timeout(day);
+    let store = store.built().await;
     // Other owners' sessions, all live: the expiry index cannot narrow a
     // lookup by owner, the owner index can.
     for n in 0..40 {
         let info = UserInfo::new(format!("user{n}"));
-        let data = map(json!({"n": n, USER_KEY: info.to_value()}));
-        store.create(&data, in_an_hour()).await.unwrap();
+        let data = json!({"n": n, USER_KEY: info.to_value()});
+        new_session(&store, data, in_an_hour()).await;
     }
     log.clear();
     one_session_lifecycle(&store).await;
-    let per_session = log.on_sessions(&["find", "update", "delete"]);
+    let per_session = on_sessions(&log, &["find", "update", "delete"]);
     assert!(per_session.len() >= 4, "{per_session:?}");
     for (name, body) in &per_session {
         let Some(plan) = winning_plan(&db, body).await else {
-            return db.cleanup().await;
+            return;
         };
         assert!(reads_by_id(&plan), "{name} planned as {plan}");
     }
 
     log.clear();
     let info = UserInfo::new("ada");
-    let data = map(json!({"n": 1, USER_KEY: info.to_value()}));
-    store.create(&data, in_an_hour()).await.unwrap();
+    let data = json!({"n": 1, USER_KEY: info.to_value()});
+    new_session(&store, data, in_an_hour()).await;
     log.clear();
     assert_eq!(store.user_sessions("ada", None).await.unwrap().len(), 1);
-    let (_, lookup) = log.on_sessions(&["find"]).pop().expect("the owner lookup");
+    let (_, lookup) = on_sessions(&log, &["find"])
+        .pop()
+        .expect("the owner lookup");
     let plan = winning_plan(&db, &lookup).await.expect("explained above");
     match plan.get_array("shards") {
         // Scatter-gather on a cluster: every shard, each on its own index.
@@ -438,25 +395,13 @@ async fn the_server_plans_session_operations_on_id_and_owner_lookups_on_the_user
         }
         Err(_) => assert!(plan.to_string().contains("user_1"), "{plan}"),
     }
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn build_creates_the_ttl_and_user_indexes_the_guide_lists() {
     let db = TestDb::new("deployindexes").await;
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
-    let indexes: Vec<Document> = db
-        .database()
-        .run_cursor_command(doc! {"listIndexes": "sessions"})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    builder(&db).built().await;
+    let indexes = indexes(&db).await;
     let on = |field: &str| {
         indexes
             .iter()
@@ -464,9 +409,7 @@ async fn build_creates_the_ttl_and_user_indexes_the_guide_lists() {
             .unwrap_or_else(|| panic!("no index on {field}: {indexes:?}"))
     };
     let ttl = on("expires");
-    let seconds = ttl.get("expireAfterSeconds").and_then(Bson::as_i32);
-    let seconds = seconds.or(ttl.get_i64("expireAfterSeconds").ok().map(|s| s as i32));
-    assert_eq!(seconds, Some(0), "{ttl}");
+    assert_eq!(expire_after_seconds(ttl), Some(0), "{ttl}");
     let user = on("user");
     assert_eq!(
         user.get_document("partialFilterExpression").ok(),
@@ -475,7 +418,6 @@ async fn build_creates_the_ttl_and_user_indexes_the_guide_lists() {
     );
     assert!(!user.contains_key("unique"), "{user}");
     assert_eq!(indexes.len(), 3, "_id, expires, user: {indexes:?}");
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -492,12 +434,8 @@ async fn a_client_of_your_own_with_server_selection_below_the_operation_timeout_
         proxy.uri(&db.name)
     );
     let client = Client::with_uri_str(uri).await.unwrap();
-    let store = MongoSessionStore::from_client(client)
-        .operation_timeout(operation_timeout)
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .unwrap();
+    let store = MongoSessionStore::from_client(client).operation_timeout(operation_timeout);
+    let store = store.connect_timeout(Duration::from_secs(5)).built().await;
     let id = store.create(&Map::new(), in_an_hour()).await.unwrap();
     proxy.cut();
     for _ in 0..3 {
@@ -517,7 +455,6 @@ async fn a_client_of_your_own_with_server_selection_below_the_operation_timeout_
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -556,7 +493,6 @@ async fn a_client_of_your_own_that_polls_retries_a_state_change_error_at_once() 
     point.off().await;
     assert!(loaded.unwrap().is_some());
     assert!(took < Duration::from_secs(2), "{took:?}");
-    db.cleanup().await;
 }
 
 /// The key id of every ciphertext in the collection, per document.
@@ -593,33 +529,25 @@ const NEW_KEY: [u8; 32] = [2; 32];
 #[tokio::test]
 async fn key_rotation_runbook_retires_the_old_key_without_logging_anyone_out() {
     let db = TestDb::new("deployrotation").await;
-    let instance = |ring: KeyRing| {
-        MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .encryption(ring)
-            .build()
-    };
-    let before = instance(KeyRing::new(1, OLD_KEY).unwrap()).await.unwrap();
+    let instance = |ring: KeyRing| builder(&db).encryption(ring).built();
+    let before = instance(KeyRing::new(1, OLD_KEY).unwrap()).await;
     let mut ids = Vec::new();
     for n in 0..12 {
-        let data = map(json!({"n": n, "theme": "dark"}));
-        ids.push((before.create(&data, in_an_hour()).await.unwrap(), n));
+        let data = json!({"n": n, "theme": "dark"});
+        ids.push((new_session(&before, data, in_an_hour()).await, n));
     }
 
     // Step 1: every instance learns the new key, still encrypting with the
     // old one.
     let step1 = KeyRing::new(1, OLD_KEY).unwrap().with_key(2, NEW_KEY);
-    let step1 = instance(step1.unwrap()).await.unwrap();
+    let step1 = instance(step1.unwrap()).await;
     // Step 2, rolling: the new key becomes the primary, one instance at a
     // time. What the upgraded instances write, the others still read.
     let step2 = KeyRing::new(1, OLD_KEY).unwrap().with_primary(2, NEW_KEY);
-    let step2 = instance(step2.unwrap()).await.unwrap();
-    let during = step2
-        .create(&map(json!({"n": 100})), in_an_hour())
-        .await
-        .unwrap();
-    let loaded = step1.load(&during).await.unwrap().unwrap();
-    assert_eq!(loaded.data.get("n"), Some(&json!(100)));
+    let step2 = instance(step2.unwrap()).await;
+    let during = new_session(&step2, json!({"n": 100}), in_an_hour()).await;
+    let on_step1 = step1.load(&during).await.unwrap().unwrap();
+    assert_eq!(on_step1.data.get("n"), Some(&json!(100)));
     // Skipping step 1 is the mistake the runbook prevents: an instance
     // that does not hold the new key cannot read what the others write.
     let err = before.load(&during).await.unwrap_err();
@@ -627,13 +555,10 @@ async fn key_rotation_runbook_retires_the_old_key_without_logging_anyone_out() {
 
     // A session's own next write moves it to the new key.
     let (first, _) = &ids[0];
-    let data = step2.load(first).await.unwrap().unwrap().into_map();
+    let data = loaded(&step2, first).await;
     step2.save(first, &data, in_an_hour()).await.unwrap();
-    assert_eq!(
-        documents_under(&db, 1).await,
-        11,
-        "12 minus the one written"
-    );
+    let under_the_old = documents_under(&db, 1).await;
+    assert_eq!(under_the_old, 11, "12 minus the one written");
 
     // Step 3: rewrap the rest, until nothing is left under the old key.
     let report = step2.rewrap().await.unwrap();
@@ -645,33 +570,23 @@ async fn key_rotation_runbook_retires_the_old_key_without_logging_anyone_out() {
     assert_eq!(step2.rewrap().await.unwrap().rewrapped, 0, "nothing left");
 
     // Step 4: the old key goes; every session still loads.
-    let after = instance(KeyRing::new(2, NEW_KEY).unwrap()).await.unwrap();
+    let after = instance(KeyRing::new(2, NEW_KEY).unwrap()).await;
     for (id, n) in &ids {
         let loaded = after.load(id).await.unwrap().expect("still logged in");
         assert_eq!(loaded.data.get("n"), Some(&json!(n)));
     }
     assert!(after.load(&during).await.unwrap().is_some());
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_id_hash_key_cannot_be_rotated_changing_it_ends_every_session() {
     let db = TestDb::new("deployidhashkey").await;
-    let keyed = |secret: &'static str| {
-        MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .id_hash_key(secret)
-            .build()
-    };
-    let old = keyed("old secret").await.unwrap();
-    let id = old
-        .create(&map(json!({"n": 1})), in_an_hour())
-        .await
-        .unwrap();
-    let new = keyed("new secret").await.unwrap();
+    let keyed = |secret: &'static str| builder(&db).id_hash_key(secret).built();
+    let old = keyed("old secret").await;
+    let id = new_session(&old, json!({"n": 1}), in_an_hour()).await;
+    let new = keyed("new secret").await;
     assert!(new.load(&id).await.unwrap().is_none(), "orphaned");
     assert!(old.load(&id).await.unwrap().is_some(), "still stored");
-    db.cleanup().await;
 }
 
 /// Store options on top of a builder.
@@ -680,13 +595,13 @@ type Profile = fn(StoreBuilder) -> StoreBuilder;
 /// A service without retryable writes or usable change streams: the URI
 /// turns retryable writes off and the cache relies on its staleness bound.
 async fn without_retries_or_streams(db: &TestDb, profile: Profile) {
-    let (options, log) = Log::options(&uri_with(db, "retryWrites=false")).await;
+    let (options, log) = recorded(&uri_with(db, "retryWrites=false")).await;
     let builder = MongoSessionStore::from_client_options(options)
         .cache(ReadCache::new().change_streams(false));
-    let store = profile(builder).build().await.unwrap();
+    let store = profile(builder).built().await;
     assert_eq!(store.cache_mode(), Some(CacheMode::StalenessBound));
     one_session_lifecycle(&store).await;
-    let writes = log.writes();
+    let writes = writes(&log);
     assert!(writes.len() >= 4, "{writes:?}");
     for (name, body) in writes {
         assert!(
@@ -697,20 +612,10 @@ async fn without_retries_or_streams(db: &TestDb, profile: Profile) {
     store.close().await;
 }
 
+/// The `expireAfterSeconds` of the index on `field`; `None` if there is no
+/// such index or it is no TTL index.
 async fn ttl_index_on(db: &TestDb, field: &str) -> Option<i64> {
-    let indexes: Vec<Document> = db
-        .database()
-        .run_cursor_command(doc! {"listIndexes": "sessions"})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let index = indexes
-        .iter()
-        .find(|ix| ix.get_document("key").unwrap() == &doc! {field: 1})?;
-    let seconds = index.get("expireAfterSeconds")?;
-    seconds.as_i64().or(seconds.as_i32().map(i64::from))
+    expire_after_seconds(&index_on(db, field).await?)
 }
 
 #[tokio::test]
@@ -722,7 +627,6 @@ async fn the_cosmos_db_profile_works_without_retryable_writes_or_change_streams(
     .await;
     assert_eq!(ttl_index_on(&db, "_ts").await, Some(86_400));
     assert_eq!(ttl_index_on(&db, "expires").await, None);
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -730,7 +634,6 @@ async fn the_documentdb_profile_works_without_retryable_writes_or_change_streams
     let db = TestDb::new("deploydocumentdb").await;
     without_retries_or_streams(&db, |b| b).await;
     assert_eq!(ttl_index_on(&db, "expires").await, Some(0));
-    db.cleanup().await;
 }
 
 // ---------------------------------------------------------------------------
@@ -816,10 +719,8 @@ async fn sizing_bytes_per_session_and_index_sizes() {
     let mut averages = Vec::new();
     for (i, (label, profile)) in variants.into_iter().enumerate() {
         let collection = format!("sessions{i}");
-        let builder = MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .collection(&collection);
-        let store = profile(builder).build().await.unwrap();
+        let builder = builder(&db).collection(&collection);
+        let store = profile(builder).built().await;
         futures_util::stream::iter(0..n)
             .map(|k| {
                 let store = &store;
@@ -859,7 +760,6 @@ async fn sizing_bytes_per_session_and_index_sizes() {
     // encryption makes it bigger (a nonce, a tag and a key id per value).
     assert!((300.0..2000.0).contains(&averages[0]), "{averages:?}");
     assert!(averages[1] > averages[0], "{averages:?}");
-    db.cleanup().await;
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -892,13 +792,9 @@ async fn write_concern_cost_per_save_on_this_server() {
     ];
     let mut stores = Vec::new();
     for (label, concern) in concerns {
-        let store = MongoSessionStore::from_uri(db.uri())
-            .write_concern(concern)
-            .build()
-            .await
-            .unwrap();
+        let store = instance(&db).write_concern(concern).built().await;
         let id = store.create(&typical(0), in_an_hour()).await.unwrap();
-        let data = store.load(&id).await.unwrap().unwrap().into_map();
+        let data = loaded(&store, &id).await;
         stores.push((label, store, id, data, Vec::new()));
     }
     let rounds = sessions_to_measure() / 2;
@@ -921,5 +817,4 @@ async fn write_concern_cost_per_save_on_this_server() {
         );
         store.close().await;
     }
-    db.cleanup().await;
 }

@@ -4,12 +4,10 @@
 //! `cycle_id` is `delete(old)` then `create(record)`, actix-session's renew
 //! is `delete(old key)` then `save(state)`.
 
-use std::collections::HashMap;
-
 use actix_session::storage::SessionStore as Actix;
 use futures_util::{stream, StreamExt};
 use mongodb::bson::doc;
-use mongodb_session_store::{MongoSessionStore, UserInfo};
+use mongodb_session_store::{KeyRing, MongoSessionStore, UserInfo};
 use serde_json::json;
 use testkit::TestDb;
 use tower_sessions_core::{
@@ -17,28 +15,13 @@ use tower_sessions_core::{
     SessionStore as Tower,
 };
 
-async fn instance(db: &TestDb) -> MongoSessionStore {
-    MongoSessionStore::from_uri(db.uri()).build().await.unwrap()
-}
-
-async fn instances(db: &TestDb) -> (MongoSessionStore, MongoSessionStore) {
-    (instance(db).await, instance(db).await)
-}
-
-fn record(data: serde_json::Value) -> Record {
-    let data = data.as_object().unwrap().clone().into_iter().collect();
-    Record {
-        id: Id::default(),
-        data,
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    }
-}
+use crate::common::{
+    count, instance, instances, new_session, record, state, tower_session, Build, ACTIX_TTL,
+};
 
 /// A session stored through tower-sessions, as a login page would have it.
-async fn tower_session(store: &MongoSessionStore, user_id: i64) -> Id {
-    let mut record = record(json!({ "user_id": user_id }));
-    Tower::create(store, &mut record).await.unwrap();
-    record.id
+async fn logged_in(store: &MongoSessionStore, user_id: i64) -> Id {
+    tower_session(store, json!({ "user_id": user_id })).await.id
 }
 
 /// A tower-sessions request that has loaded `id` and will regenerate it:
@@ -63,6 +46,13 @@ impl Regeneration {
         self.record.id = Id::default();
     }
 
+    /// A whole regeneration of `id` on `store`, uninterrupted: the new id.
+    async fn whole(store: &MongoSessionStore, id: Id) -> Id {
+        let mut regeneration = Self::load(store, id).await;
+        regeneration.cycle_id(store).await;
+        regeneration.save(store).await
+    }
+
     /// The save at the end of the request; the id the cookie now holds.
     async fn save(mut self, store: &MongoSessionStore) -> Id {
         Tower::create(store, &mut self.record).await.unwrap();
@@ -77,8 +67,10 @@ async fn live(store: &MongoSessionStore, id: Id) -> Option<serde_json::Value> {
         .map(|record| record.data["user_id"].clone())
 }
 
-async fn sessions(db: &TestDb) -> usize {
-    db.documents("sessions").await.len()
+/// Removes every session, for the next round of a test.
+async fn clear(db: &TestDb) {
+    let sessions = db.collection("sessions");
+    sessions.delete_many(doc! {}).await.unwrap();
 }
 
 /// Case 1, the logout second: instance 2 regenerates (its delete first),
@@ -87,15 +79,14 @@ async fn sessions(db: &TestDb) -> usize {
 async fn a_logout_after_a_regenerations_delete_ends_it_on_another_instance() {
     let db = TestDb::new("endlogoutafter").await;
     let (one, two) = instances(&db).await;
-    let id = tower_session(&one, 7).await;
+    let id = logged_in(&one, 7).await;
     let mut regeneration = Regeneration::load(&two, id).await;
     regeneration.cycle_id(&two).await;
     Tower::delete(&one, &id).await.unwrap(); // the logout
     let new = regeneration.save(&two).await;
     assert_eq!(live(&two, new).await, None, "the logged-out data came back");
     assert_eq!(live(&one, new).await, None);
-    assert_eq!(sessions(&db).await, 0);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 0);
 }
 
 /// Case 1, the logout after the whole regeneration: a logout of any id of a
@@ -104,15 +95,12 @@ async fn a_logout_after_a_regenerations_delete_ends_it_on_another_instance() {
 async fn a_logout_of_the_old_id_ends_the_regenerated_session() {
     let db = TestDb::new("endlogoutold").await;
     let (one, two) = instances(&db).await;
-    let id = tower_session(&one, 7).await;
-    let mut regeneration = Regeneration::load(&two, id).await;
-    regeneration.cycle_id(&two).await;
-    let new = regeneration.save(&two).await;
+    let id = logged_in(&one, 7).await;
+    let new = Regeneration::whole(&two, id).await;
     assert_eq!(live(&one, new).await, Some(json!(7)), "regenerated");
     Tower::delete(&one, &id).await.unwrap(); // a logout that carried the old cookie
     assert_eq!(live(&two, new).await, None);
-    assert_eq!(sessions(&db).await, 0);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 0);
 }
 
 /// Case 1, the logout first, and the instance that logged out gone before
@@ -121,7 +109,7 @@ async fn a_logout_of_the_old_id_ends_the_regenerated_session() {
 async fn a_logout_holds_after_its_instance_is_gone() {
     let db = TestDb::new("endrestart").await;
     let (one, two) = instances(&db).await;
-    let id = tower_session(&one, 7).await;
+    let id = logged_in(&one, 7).await;
     let mut first = Regeneration::load(&two, id).await;
     let mut second = Regeneration::load(&two, id).await;
     // Regeneration deletes first, logout in between, instance gone.
@@ -132,8 +120,8 @@ async fn a_logout_holds_after_its_instance_is_gone() {
     let new = first.save(&two).await;
     assert_eq!(live(&two, new).await, None);
     // Logout first, then the regeneration's delete and create.
-    let third = instance(&db).await;
-    let id = tower_session(&third, 8).await;
+    let third = instance(&db).built().await;
+    let id = logged_in(&third, 8).await;
     let mut late = Regeneration::load(&two, id).await;
     Tower::delete(&third, &id).await.unwrap();
     third.close().await;
@@ -142,8 +130,7 @@ async fn a_logout_holds_after_its_instance_is_gone() {
     let new = late.save(&two).await;
     assert_eq!(live(&two, new).await, None);
     second.cycle_id(&two).await;
-    assert_eq!(sessions(&db).await, 0);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 0);
 }
 
 /// The flood: 20,000 logouts of made-up ids write nothing and leave the
@@ -164,22 +151,66 @@ async fn a_flood_of_made_up_logouts_writes_nothing_and_changes_nothing() {
     for (logout, regenerating) in [(&two, &one), (&one, &one), (&one, &two)] {
         // Logout first on either instance; the regeneration's delete finds
         // nothing on the flooded one.
-        let id = tower_session(&two, 9).await;
+        let id = logged_in(&two, 9).await;
         let mut regeneration = Regeneration::load(regenerating, id).await;
         Tower::delete(logout, &id).await.unwrap();
         regeneration.cycle_id(regenerating).await;
         let new = regeneration.save(regenerating).await;
         assert_eq!(live(&two, new).await, None);
         // And the regeneration's delete first.
-        let id = tower_session(&two, 9).await;
+        let id = logged_in(&two, 9).await;
         let mut regeneration = Regeneration::load(regenerating, id).await;
         regeneration.cycle_id(regenerating).await;
         Tower::delete(logout, &id).await.unwrap();
         let new = regeneration.save(regenerating).await;
         assert_eq!(live(&two, new).await, None);
     }
-    assert_eq!(sessions(&db).await, 0);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 0);
+}
+
+/// Two requests, on `one` and `other`, that loaded session `id` regenerate
+/// it, interleaved as `order` says: the ids their cookies end with.
+async fn regenerate_twice(
+    order: u32,
+    one: &MongoSessionStore,
+    other: &MongoSessionStore,
+    id: Id,
+) -> (Id, Id) {
+    let mut a = Regeneration::load(one, id).await;
+    let mut b = Regeneration::load(other, id).await;
+    match order {
+        // Both deletes, then both creates at once.
+        0 => {
+            a.cycle_id(one).await;
+            b.cycle_id(other).await;
+            tokio::join!(a.save(one), b.save(other))
+        }
+        // Both deletes, then the later one creates first.
+        1 => {
+            a.cycle_id(one).await;
+            b.cycle_id(other).await;
+            let new_b = b.save(other).await;
+            (a.save(one).await, new_b)
+        }
+        // One whole regeneration, then the other.
+        2 => {
+            a.cycle_id(one).await;
+            let new_a = a.save(one).await;
+            b.cycle_id(other).await;
+            (new_a, b.save(other).await)
+        }
+        // Both at once from the start.
+        _ => tokio::join!(
+            async move {
+                a.cycle_id(one).await;
+                a.save(one).await
+            },
+            async move {
+                b.cycle_id(other).await;
+                b.save(other).await
+            }
+        ),
+    }
 }
 
 /// Case 2: a double-submitted login form regenerates one session twice.
@@ -192,45 +223,8 @@ async fn two_overlapping_regenerations_keep_the_data_under_exactly_one_id() {
     for same_instance in [false, true] {
         let other = if same_instance { &one } else { &two };
         for order in 0..4 {
-            let id = tower_session(&one, 7).await;
-            let mut a = Regeneration::load(&one, id).await;
-            let mut b = Regeneration::load(other, id).await;
-            let (new_a, new_b) = match order {
-                // Both deletes, then both creates at once.
-                0 => {
-                    a.cycle_id(&one).await;
-                    b.cycle_id(other).await;
-                    tokio::join!(a.save(&one), b.save(other))
-                }
-                // Both deletes, then the later one creates first.
-                1 => {
-                    a.cycle_id(&one).await;
-                    b.cycle_id(other).await;
-                    let new_b = b.save(other).await;
-                    (a.save(&one).await, new_b)
-                }
-                // One whole regeneration, then the other.
-                2 => {
-                    a.cycle_id(&one).await;
-                    let new_a = a.save(&one).await;
-                    b.cycle_id(other).await;
-                    (new_a, b.save(other).await)
-                }
-                // Both at once from the start.
-                _ => {
-                    let one_ = &one;
-                    tokio::join!(
-                        async move {
-                            a.cycle_id(one_).await;
-                            a.save(one_).await
-                        },
-                        async move {
-                            b.cycle_id(other).await;
-                            b.save(other).await
-                        }
-                    )
-                }
-            };
+            let id = logged_in(&one, 7).await;
+            let (new_a, new_b) = regenerate_twice(order, &one, other, id).await;
             let kept = [live(&one, new_a).await, live(&two, new_b).await];
             let with_data = kept.iter().filter(|k| **k == Some(json!(7))).count();
             assert_eq!(
@@ -238,14 +232,10 @@ async fn two_overlapping_regenerations_keep_the_data_under_exactly_one_id() {
                 "same instance: {same_instance}, order {order}: {kept:?}"
             );
             assert_eq!(live(&one, id).await, None);
-            assert_eq!(sessions(&db).await, 1, "order {order}");
-            db.collection("sessions")
-                .delete_many(doc! {})
-                .await
-                .unwrap();
+            assert_eq!(count(&db).await, 1, "order {order}");
+            clear(&db).await;
         }
     }
-    db.cleanup().await;
 }
 
 async fn owned(store: &MongoSessionStore, user: &str, device: &str) -> Id {
@@ -287,13 +277,9 @@ async fn signing_out_other_devices_ends_a_regeneration_in_flight() {
         assert_eq!(live(&phone_instance, laptop).await, Some(json!(7)));
         let listed = laptop_instance.user_sessions("ada", None).await.unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
-        assert_eq!(sessions(&db).await, 1);
-        db.collection("sessions")
-            .delete_many(doc! {})
-            .await
-            .unwrap();
+        assert_eq!(count(&db).await, 1);
+        clear(&db).await;
     }
-    db.cleanup().await;
 }
 
 /// Case 3 for one device: revoking a session by its handle while that
@@ -309,8 +295,7 @@ async fn revoking_a_session_ends_its_regeneration_in_flight() {
     assert!(one.revoke("ada", &revoked).await.unwrap());
     let new = regeneration.save(&two).await;
     assert_eq!(live(&one, new).await, None);
-    assert_eq!(sessions(&db).await, 0);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 0);
 }
 
 /// Case 1 and case 2 through actix-session: renew is delete then save.
@@ -318,8 +303,8 @@ async fn revoking_a_session_ends_its_regeneration_in_flight() {
 async fn actix_renewals_race_logouts_and_each_other_across_instances() {
     let db = TestDb::new("endactix").await;
     let (one, two) = instances(&db).await;
-    let ttl = time::Duration::hours(1);
-    let state = HashMap::from([("user_id".to_string(), "7".to_string())]);
+    let ttl = ACTIX_TTL;
+    let state = state(&[("user_id", "7")]);
     // A logout on instance 1 after instance 2's renew deleted the old key.
     let key = Actix::save(&one, state.clone(), &ttl).await.unwrap();
     let loaded = Actix::load(&two, &key).await.unwrap().unwrap();
@@ -340,8 +325,7 @@ async fn actix_renewals_race_logouts_and_each_other_across_instances() {
     ];
     let with_data = kept.iter().filter(|k| k.is_some()).count();
     assert_eq!(with_data, 1, "{kept:?}");
-    assert_eq!(sessions(&db).await, 1);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 1);
 }
 
 /// Without any race, a regeneration moves the data and costs the old id.
@@ -349,23 +333,18 @@ async fn actix_renewals_race_logouts_and_each_other_across_instances() {
 async fn a_regeneration_alone_moves_the_data_and_ends_the_old_id() {
     let db = TestDb::new("endalone").await;
     let (one, two) = instances(&db).await;
-    let id = tower_session(&one, 7).await;
-    let mut regeneration = Regeneration::load(&two, id).await;
-    regeneration.cycle_id(&two).await;
-    let new = regeneration.save(&two).await;
+    let id = logged_in(&one, 7).await;
+    let new = Regeneration::whole(&two, id).await;
     assert_eq!(live(&one, new).await, Some(json!(7)));
     assert_eq!(live(&one, id).await, None);
     // And again from the new id: the lineage carries on.
-    let mut again = Regeneration::load(&one, new).await;
-    again.cycle_id(&one).await;
-    let newer = again.save(&one).await;
+    let newer = Regeneration::whole(&one, new).await;
     assert_eq!(live(&two, newer).await, Some(json!(7)));
-    assert_eq!(sessions(&db).await, 1);
-    db.cleanup().await;
+    assert_eq!(count(&db).await, 1);
 }
 
-fn ring(keys: &[u32]) -> mongodb_session_store::KeyRing {
-    let mut ring = mongodb_session_store::KeyRing::new(keys[0], [keys[0] as u8; 32]).unwrap();
+fn ring(keys: &[u32]) -> KeyRing {
+    let mut ring = KeyRing::new(keys[0], [keys[0] as u8; 32]).unwrap();
     for &id in &keys[1..] {
         ring = ring.with_primary(id, [id as u8; 32]).unwrap();
     }
@@ -379,19 +358,12 @@ fn ring(keys: &[u32]) -> mongodb_session_store::KeyRing {
 #[tokio::test]
 async fn a_removal_after_a_concurrent_rewrap_removes_the_key_for_good() {
     let db = TestDb::new("endrewrapremove").await;
-    let build = |keys: &'static [u32]| {
-        MongoSessionStore::from_uri(db.uri())
-            .encryption(ring(keys))
-            .build()
-    };
-    let old = build(&[1]).await.unwrap();
-    let id = old
-        .create(&json!({"a": 1, "b": 2}).as_object().unwrap().clone(), None)
-        .await
-        .unwrap();
-    let two = build(&[1, 2]).await.unwrap();
+    let build = |keys: &'static [u32]| instance(&db).encryption(ring(keys)).built();
+    let old = build(&[1]).await;
+    let id = new_session(&old, json!({"a": 1, "b": 2}), None).await;
+    let two = build(&[1, 2]).await;
     let mut loaded = two.load(&id).await.unwrap().unwrap().into_map();
-    let rewrapper = build(&[1, 2]).await.unwrap();
+    let rewrapper = build(&[1, 2]).await;
     assert_eq!(rewrapper.rewrap().await.unwrap().rewrapped, 1);
     loaded.remove("a");
     loaded.insert("b".into(), json!(20));
@@ -401,7 +373,6 @@ async fn a_removal_after_a_concurrent_rewrap_removes_the_key_for_good() {
     let stored = db.documents("sessions").await;
     let data = stored[0].get_document("data").unwrap();
     assert_eq!(data.len(), 1, "one name per key: {data:?}");
-    db.cleanup().await;
 }
 
 /// Without a TTL index (`AutoRemove::Disabled`), `delete_expired` removes
@@ -409,13 +380,10 @@ async fn a_removal_after_a_concurrent_rewrap_removes_the_key_for_good() {
 #[tokio::test]
 async fn delete_expired_reaps_old_endings_records_without_a_ttl_index() {
     let db = TestDb::new("endreap").await;
-    let store = MongoSessionStore::from_uri(db.uri())
-        .auto_remove(mongodb_session_store::AutoRemove::Disabled)
-        .build()
-        .await
-        .unwrap();
+    let no_ttl_index = mongodb_session_store::AutoRemove::Disabled;
+    let store = instance(&db).auto_remove(no_ttl_index).built().await;
     for _ in 0..3 {
-        let id = tower_session(&store, 1).await;
+        let id = logged_in(&store, 1).await;
         Tower::delete(&store, &id).await.unwrap();
     }
     let endings = db.collection("sessions.endings");
@@ -431,5 +399,4 @@ async fn delete_expired_reaps_old_endings_records_without_a_ttl_index() {
         .unwrap();
     store.delete_expired().await.unwrap();
     assert_eq!(endings.count_documents(doc! {}).await.unwrap(), 2);
-    db.cleanup().await;
 }

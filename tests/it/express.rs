@@ -9,6 +9,8 @@ use mongodb_session_store::{
 use serde_json::json;
 use testkit::{ExpressApp, TestDb};
 
+use crate::common::{builder, new_session, Build};
+
 const LAYOUTS: [&str; 3] = [
     "connect-mongo",
     "connect-mongo-object",
@@ -17,7 +19,8 @@ const LAYOUTS: [&str; 3] = [
 const SECRETS: [&str; 2] = ["new-secret", "old-secret"];
 
 struct Shared {
-    db: TestDb,
+    /// Dropped (with its database) after the test's layout is done.
+    _db: TestDb,
     express: ExpressApp,
     store: MongoSessionStore,
 }
@@ -28,14 +31,14 @@ async fn shared(test: &str, layout: &str) -> Shared {
     // The Express store owns the TTL index. (SecantusDB, unlike mongod 4.2+,
     // treats connect-mongo's `background: true` as a different index spec,
     // so two creators would race; in production, mongod accepts both.)
-    let store = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .auto_remove(AutoRemove::Disabled)
-        .express_layout(layout.parse::<ExpressLayout>().unwrap())
-        .build()
-        .await
-        .unwrap();
-    Shared { db, express, store }
+    let layout = layout.parse::<ExpressLayout>().unwrap();
+    let store = builder(&db).auto_remove(AutoRemove::Disabled);
+    let store = store.express_layout(layout).built().await;
+    Shared {
+        _db: db,
+        express,
+        store,
+    }
 }
 
 /// The session id behind the Express browser's cookie.
@@ -47,7 +50,11 @@ fn session_id(express: &ExpressApp) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_created_in_express_is_read_by_rust_and_rust_changes_are_seen_by_express() {
     for layout in LAYOUTS {
-        let Shared { db, express, store } = shared("bothways", layout).await;
+        let Shared {
+            _db,
+            express,
+            store,
+        } = shared("bothways", layout).await;
         express
             .browser
             .put("/api/session/greeting", json!("hello from express"))
@@ -82,29 +89,34 @@ async fn a_session_created_in_express_is_read_by_rust_and_rust_changes_are_seen_
             true,
             "{layout}"
         );
-        db.cleanup().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_created_in_rust_is_accepted_by_express() {
     for layout in LAYOUTS {
-        let Shared { db, express, store } = shared("fromrust", layout).await;
-        let data = serde_json::Map::from_iter([("user".to_string(), json!("ada"))]);
-        let id = store.create(&data, None).await.unwrap();
+        let Shared {
+            _db,
+            express,
+            store,
+        } = shared("fromrust", layout).await;
+        let id = new_session(&store, json!({"user": "ada"}), None).await;
         express
             .browser
             .set_cookie(Some(encode_cookie_value(&sign(&id, SECRETS[0]))));
         let seen = express.browser.get("/api/session").await.body;
         assert_eq!(seen, json!({"data": {"user": "ada"}}), "{layout}");
-        db.cleanup().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_either_side_ends_the_session_on_both() {
     for layout in LAYOUTS {
-        let Shared { db, express, store } = shared("logout", layout).await;
+        let Shared {
+            _db,
+            express,
+            store,
+        } = shared("logout", layout).await;
         // Express logs out: Rust sees no session.
         express.browser.put("/api/session/x", json!(1)).await;
         let id = session_id(&express).unwrap();
@@ -122,21 +134,18 @@ async fn a_logout_on_either_side_ends_the_session_on_both() {
             json!({"data": {}}),
             "{layout}"
         );
-        db.cleanup().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_signed_with_a_rotated_out_secret_verifies_while_it_is_listed() {
     for layout in LAYOUTS {
-        let Shared { db, express, store } = shared("rotated", layout).await;
-        let id = store
-            .create(
-                &serde_json::Map::from_iter([("k".into(), json!("v"))]),
-                None,
-            )
-            .await
-            .unwrap();
+        let Shared {
+            _db,
+            express,
+            store,
+        } = shared("rotated", layout).await;
+        let id = new_session(&store, json!({"k": "v"}), None).await;
         let old_cookie = sign(&id, "old-secret");
         assert_eq!(unsign(&old_cookie, &SECRETS).as_deref(), Some(id.as_str()));
         express
@@ -149,14 +158,17 @@ async fn a_cookie_signed_with_a_rotated_out_secret_verifies_while_it_is_listed()
         );
         // Once the old secret leaves the list, the same cookie is nothing.
         assert_eq!(unsign(&old_cookie, &["new-secret"]), None);
-        db.cleanup().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_cookie_gets_no_session_on_either_side() {
     for layout in LAYOUTS {
-        let Shared { db, express, store } = shared("tampered", layout).await;
+        let Shared {
+            _db,
+            express,
+            store,
+        } = shared("tampered", layout).await;
         express
             .browser
             .put("/api/session/secret", json!("s3cr3t"))
@@ -191,7 +203,6 @@ async fn a_tampered_cookie_gets_no_session_on_either_side() {
             store.load(&id).await.unwrap().is_some(),
             "the real session is untouched"
         );
-        db.cleanup().await;
     }
 }
 

@@ -18,42 +18,41 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mongodb::{
-    bson::{doc, Document},
-    options::ClientOptions,
+use mongodb::bson::{doc, Document};
+use mongodb_session_store::{
+    session::{LoadedSession, SaveOutcome},
+    Error, MongoSessionStore, ReadCache, StoreBuilder,
 };
-use mongodb_session_store::{session::SaveOutcome, Error, MongoSessionStore, ReadCache};
 use serde_json::{json, Map, Value};
 use testkit::{
     fault::{self, FailPoint, Times, STORE_COMMANDS},
     OwnedServer, TestDb,
 };
 
+use crate::common::{loaded, map, named, new_session, Build};
+
 /// The operation timeout of every store here.
 const BOUND: Duration = Duration::from_millis(1500);
 /// Scheduling slack on top of a bound, on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_millis(750);
 
-fn map(value: Value) -> Map<String, Value> {
-    value.as_object().expect("an object").clone()
-}
-
 fn skip(reason: &str) {
     eprintln!("{reason}");
 }
 
-/// A store with the default settings but for its bound ([`BOUND`]), on a
-/// client of its own named `app` (so failpoints can target it).
+/// A store bounded by [`BOUND`], on a client of its own named `app` (so
+/// failpoints can target it).
+async fn bounded(uri: &str, app: &str) -> StoreBuilder {
+    let options = named(uri, app).await;
+    MongoSessionStore::from_client_options(options).operation_timeout(BOUND)
+}
+
+/// A store with the default settings but for its bounds ([`BOUND`]) on
+/// database `db`, on a client of its own named `app` (so failpoints can
+/// target it).
 async fn store_named(uri: &str, app: &str, db: &str) -> MongoSessionStore {
-    let mut options = ClientOptions::parse(uri).await.expect("the URI");
-    options.app_name = Some(app.into());
-    MongoSessionStore::from_client_options(options)
-        .database(db)
-        .operation_timeout(BOUND)
-        .connect_timeout(BOUND)
-        .build()
-        .await
-        .expect("building the store")
+    let builder = bounded(uri, app).await.database(db);
+    builder.connect_timeout(BOUND).built().await
 }
 
 /// How an operation ended.
@@ -219,8 +218,8 @@ fn faults() -> Vec<Fault> {
 async fn one_case(db: &TestDb, fault: &Fault, op: Op, case: usize) -> Result<Answer, String> {
     let app = format!("fault-{}-{case}", db.name);
     let store = store_named(&db.uri(), &app, &db.name).await;
-    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-    let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
+    let id = new_session(&store, json!({"n": 1}), None).await;
+    let mut tracked = loaded(&store, &id).await;
     tracked.insert("n".into(), json!(2));
     // A write concern error is a write's: a read the operation makes first
     // (a logout finds the session before recording its ending) must not
@@ -292,7 +291,6 @@ async fn every_injected_fault_is_answered_within_the_bound() {
         }
     }
     eprintln!("fault matrix (bound {BOUND:?}):\n{}", table.join("\n"));
-    db.cleanup().await;
 }
 
 /// What the load tasks saw.
@@ -319,6 +317,17 @@ impl Tally {
         let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         self.slowest_ms.fetch_max(ms, Ordering::Relaxed);
     }
+
+    /// What the tasks saw, for the test's report.
+    fn summary(&self) -> String {
+        format!(
+            "{} ok, {} failed, {} hung, slowest {} ms",
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.hung.load(Ordering::Relaxed),
+            self.slowest_ms.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// One client with a session of its own: load, increment `n`, save, over
@@ -329,7 +338,7 @@ async fn client_loop(
     stop: Arc<AtomicBool>,
     last_ok: Arc<Mutex<Instant>>,
 ) -> (String, i64) {
-    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let id = new_session(&store, json!({"n": 0}), None).await;
     let mut acknowledged = 0;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
@@ -419,12 +428,8 @@ async fn a_server_killed_under_load_loses_no_acknowledged_write() {
     }
     let recovery = recovery.expect("every client saved again within 15 s of the restart");
     eprintln!(
-        "kill under load: {} ok, {} failed, {} hung, slowest {} ms, all {CLIENTS} clients \
-         recovered {} ms after the server was back",
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
-        tally.hung.load(Ordering::Relaxed),
-        tally.slowest_ms.load(Ordering::Relaxed),
+        "kill under load: {}, all {CLIENTS} clients recovered {} ms after the server was back",
+        tally.summary(),
         recovery.as_millis()
     );
     assert_eq!(
@@ -432,10 +437,15 @@ async fn a_server_killed_under_load_loses_no_acknowledged_write() {
         0,
         "no operation outlived its bound"
     );
+    every_acknowledged_write_is_there(&uri, acknowledged).await;
+    store.close().await;
+}
 
-    // Every acknowledged write is there, read by a client that was never
-    // cut off.
-    let fresh = store_named(&uri, "killed-check", "killed").await;
+/// Every acknowledged write (a session id and the last `n` a save of it
+/// acknowledged) is in the database at `uri`, read by a client that was
+/// never cut off.
+async fn every_acknowledged_write_is_there(uri: &str, acknowledged: Vec<(String, i64)>) {
+    let fresh = store_named(uri, "killed-check", "killed").await;
     for (id, n) in acknowledged {
         assert!(n > 0, "every client had a write acknowledged");
         let stored = fresh.load(&id).await.unwrap().expect("the session");
@@ -443,7 +453,6 @@ async fn a_server_killed_under_load_loses_no_acknowledged_write() {
         // A save whose acknowledgement the kill swallowed may have landed.
         assert!(stored >= n, "stored n = {stored}, acknowledged {n}");
     }
-    store.close().await;
     fresh.close().await;
 }
 
@@ -465,6 +474,68 @@ async fn served_for(store: &MongoSessionStore, id: &str, limit: Duration) -> Dur
     }
 }
 
+/// `count` sessions `other` created, each loaded into `cached`'s cache.
+async fn cached_sessions(
+    other: &MongoSessionStore,
+    cached: &MongoSessionStore,
+    count: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = new_session(other, json!({"n": i}), None).await;
+        cached.load(&id).await.unwrap().expect("the session");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Deletes session `id` on `store` (or sets its `n` to "changed"), retrying
+/// for up to 15 s while the store reconnects.
+async fn delete_or_change_once_it_answers(store: &MongoSessionStore, id: &str, delete: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let done = if delete {
+            store.delete(id).await.map(|_| ())
+        } else {
+            let loaded = store.load(id).await;
+            match loaded {
+                Ok(Some(loaded)) => {
+                    let mut data = loaded.into_map();
+                    data.insert("n".into(), json!("changed"));
+                    store.save(id, &data, None).await.map(|_| ())
+                }
+                Ok(None) => panic!("a session vanished in the restart"),
+                Err(e) => Err(e),
+            }
+        };
+        match done {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the other instance never recovered: {e}"),
+        }
+    }
+}
+
+/// Three times over, `cached` serves none of the even `ids` (deleted) and
+/// every odd one as changed.
+async fn serves_none_deleted_and_every_change(cached: &MongoSessionStore, ids: &[String]) {
+    for _ in 0..3 {
+        for (i, id) in ids.iter().enumerate() {
+            let loaded = cached.load(id).await.expect("the server is back");
+            if i % 2 == 0 {
+                assert!(loaded.is_none(), "session {i} was deleted but is served");
+            } else {
+                let n = &loaded.expect("the session").data["n"];
+                assert_eq!(n, &json!("changed"), "session {i} is served stale");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_store_serves_nothing_stale_after_the_server_comes_back() {
     const SESSIONS: usize = 16;
@@ -474,22 +545,11 @@ async fn a_cached_store_serves_nothing_stale_after_the_server_comes_back() {
         Err(reason) => return skip(&reason),
     };
     let uri = server.uri("cachedkill");
-    let mut options = ClientOptions::parse(&uri).await.unwrap();
-    options.app_name = Some("cached".into());
-    let cached = MongoSessionStore::from_client_options(options)
-        .operation_timeout(BOUND)
-        .connect_timeout(BOUND)
-        .cache(ReadCache::new().staleness_bound(staleness))
-        .build()
-        .await
-        .unwrap();
+    let cache = ReadCache::new().staleness_bound(staleness);
+    let cached = bounded(&uri, "cached").await.connect_timeout(BOUND);
+    let cached = cached.cache(cache).built().await;
     let other = store_named(&uri, "other", "cachedkill").await;
-    let mut ids = Vec::new();
-    for i in 0..SESSIONS {
-        let id = other.create(&map(json!({"n": i})), None).await.unwrap();
-        cached.load(&id).await.unwrap().expect("the session");
-        ids.push(id);
-    }
+    let ids = cached_sessions(&other, &cached, SESSIONS).await;
 
     server.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -498,31 +558,7 @@ async fn a_cached_store_serves_nothing_stale_after_the_server_comes_back() {
     // this one's change stream is still down or resuming.
     let changed_at = Instant::now();
     for (i, id) in ids.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let done = if i % 2 == 0 {
-                other.delete(id).await.map(|_| ())
-            } else {
-                let loaded = other.load(id).await;
-                match loaded {
-                    Ok(Some(loaded)) => {
-                        let mut data = loaded.into_map();
-                        data.insert("n".into(), json!("changed"));
-                        other.save(id, &data, None).await.map(|_| ())
-                    }
-                    Ok(None) => panic!("a session vanished in the restart"),
-                    Err(e) => Err(e),
-                }
-            };
-            match done {
-                Ok(()) => break,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("the other instance never recovered: {e}"),
-            }
-        }
+        delete_or_change_once_it_answers(&other, id, i % 2 == 0).await;
     }
     let changes_took = changed_at.elapsed();
 
@@ -536,18 +572,7 @@ async fn a_cached_store_serves_nothing_stale_after_the_server_comes_back() {
         }
     }
     tokio::time::sleep(staleness).await;
-    for _ in 0..3 {
-        for (i, id) in ids.iter().enumerate() {
-            let loaded = cached.load(id).await.expect("the server is back");
-            if i % 2 == 0 {
-                assert!(loaded.is_none(), "session {i} was deleted but is served");
-            } else {
-                let n = &loaded.expect("the session").data["n"];
-                assert_eq!(n, &json!("changed"), "session {i} is served stale");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    serves_none_deleted_and_every_change(&cached, &ids).await;
     eprintln!(
         "cached store after a kill: the other instance's {SESSIONS} changes took {} ms; a \
          deleted session was served (or unanswered) for at most {} ms after",
@@ -564,7 +589,7 @@ async fn until_fresh(
     store: &MongoSessionStore,
     id: &str,
     limit: Duration,
-    check: impl Fn(&Option<mongodb_session_store::session::LoadedSession>) -> bool,
+    check: impl Fn(&Option<LoadedSession>) -> bool,
 ) -> Duration {
     let started = Instant::now();
     loop {
@@ -580,6 +605,21 @@ async fn until_fresh(
     }
 }
 
+/// Three times over, `cached` serves what the other instance left of four
+/// sessions: the first and third deleted, the second changed, the fourth
+/// as it was.
+async fn serves_what_the_other_left(cached: &MongoSessionStore, ids: &[String]) {
+    for _ in 0..3 {
+        assert!(cached.load(&ids[0]).await.unwrap().is_none());
+        assert!(cached.load(&ids[2]).await.unwrap().is_none());
+        let changed = cached.load(&ids[1]).await.unwrap().expect("the session");
+        assert_eq!(changed.data["n"], json!("changed"));
+        let kept = cached.load(&ids[3]).await.unwrap().unwrap();
+        assert_eq!(kept.data["n"], json!(3));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
     let db = TestDb::new("cachedrop").await;
@@ -588,21 +628,10 @@ async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
     }
     let staleness = Duration::from_millis(500);
     let app = format!("cachedrop-{}", db.name);
-    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
-    options.app_name = Some(app.clone());
-    let cached = MongoSessionStore::from_client_options(options)
-        .operation_timeout(BOUND)
-        .cache(ReadCache::new().staleness_bound(staleness))
-        .build()
-        .await
-        .unwrap();
+    let cache = ReadCache::new().staleness_bound(staleness);
+    let cached = bounded(&db.uri(), &app).await.cache(cache).built().await;
     let other = store_named(&db.uri(), "cachedrop-other", &db.name).await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let id = other.create(&map(json!({"n": i})), None).await.unwrap();
-        cached.load(&id).await.unwrap().expect("the session");
-        ids.push(id);
-    }
+    let ids = cached_sessions(&other, &cached, 4).await;
 
     // The cache's change stream is cut, and stays cut, while the database
     // itself still answers: another instance's changes go unseen by it.
@@ -616,8 +645,7 @@ async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
     .await
     .expect("test commands were available a moment ago");
     other.delete(&ids[0]).await.unwrap();
-    let loaded = other.load(&ids[1]).await.unwrap().unwrap();
-    let mut data = loaded.into_map();
+    let mut data = loaded(&other, &ids[1]).await;
     data.insert("n".into(), json!("changed"));
     other.save(&ids[1], &data, None).await.unwrap();
     let limit = staleness + SLACK;
@@ -634,17 +662,7 @@ async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     other.delete(&ids[2]).await.unwrap();
     let after = until_fresh(&cached, &ids[2], limit, Option::is_none).await;
-    for _ in 0..3 {
-        assert!(cached.load(&ids[0]).await.unwrap().is_none());
-        assert!(cached.load(&ids[2]).await.unwrap().is_none());
-        let changed = cached.load(&ids[1]).await.unwrap().expect("the session");
-        assert_eq!(changed.data["n"], json!("changed"));
-        assert_eq!(
-            cached.load(&ids[3]).await.unwrap().unwrap().data["n"],
-            json!(3)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    serves_what_the_other_left(&cached, &ids).await;
     eprintln!(
         "cache with its stream cut: a delete elsewhere stopped being served after {} ms, an \
          update after {} ms; with the stream back, a delete after {} ms",
@@ -654,5 +672,4 @@ async fn a_cached_store_whose_change_stream_drops_serves_nothing_stale() {
     );
     cached.close().await;
     other.close().await;
-    db.cleanup().await;
 }

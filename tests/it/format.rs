@@ -5,27 +5,24 @@
 //! instance writing format 1 and one writing format 2 share sessions both
 //! ways.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::{
+    bson::{doc, Bson, DateTime, Document},
+    Collection,
+};
 use mongodb_session_store::{
     session::SaveOutcome, session::LIFETIME_KEY, Codec, ConflictPolicy, DocumentFormat, KeyRing,
-    MongoSessionStore, SessionLifetime, StoreBuilder,
+    MongoSessionStore, SessionLifetime, StoreBuilder, UserInfo,
 };
 use serde_json::{json, Map, Value};
 use testkit::TestDb;
 
-const HOUR: Duration = Duration::from_secs(3600);
-
-fn map(value: Value) -> Map<String, Value> {
-    value.as_object().expect("an object").clone()
-}
-
-fn in_hours(hours: u32) -> Option<SystemTime> {
-    Some(SystemTime::now() + hours * HOUR)
-}
+use crate::common::{
+    builder, data, hours, loaded, map, new_session, raw, set_fields, Build, DAY, HOUR,
+};
 
 fn key_ring(encryption: &Value) -> KeyRing {
     let decode = |b64: &Value| {
@@ -95,21 +92,15 @@ fn rebased(fixture: &Value) -> Document {
         }
     };
     let now = SystemTime::now();
-    shift(
-        "expires",
-        &mut document,
-        DateTime::from_system_time(now + HOUR),
-    );
+    let (later, earlier) = (now + HOUR, now - HOUR);
+    shift("expires", &mut document, DateTime::from_system_time(later));
     shift(
         "createdAt",
         &mut document,
-        DateTime::from_system_time(now - HOUR),
+        DateTime::from_system_time(earlier),
     );
-    shift(
-        "lastModified",
-        &mut document,
-        DateTime::from_system_time(now - HOUR),
-    );
+    let modified = DateTime::from_system_time(earlier);
+    shift("lastModified", &mut document, modified);
     document
 }
 
@@ -120,6 +111,62 @@ fn data_names(document: &Document) -> Vec<String> {
     }
 }
 
+/// An owner as JSON, as a fixture lists it (`null` for none).
+fn owner(user: Option<&UserInfo>) -> Value {
+    user.map(UserInfo::to_value).unwrap_or(Value::Null)
+}
+
+/// Loads the fixture's session `id` and checks that it holds what the
+/// fixture says (its data, its owner, no lifetime of its own): the map a
+/// request would save back.
+async fn loaded_as_written(
+    store: &MongoSessionStore,
+    fixture: &Value,
+    id: &str,
+) -> Map<String, Value> {
+    let name = fixture["name"].as_str().unwrap();
+    let loaded = store
+        .load(id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name}: not found"));
+    let data = Value::Object(loaded.data.clone());
+    assert_eq!(data, fixture["data"], "{name}: data");
+    assert_eq!(
+        owner(loaded.user.as_ref()),
+        fixture["user"],
+        "{name}: owner"
+    );
+    assert_eq!(loaded.lifetime, None, "{name}");
+    loaded.into_map()
+}
+
+/// Changes the fixture's session (a key added, one removed) and checks that
+/// the write upgraded its document and kept its data and owner: the
+/// document as written.
+async fn changed_and_upgraded(
+    store: &MongoSessionStore,
+    sessions: &Collection<Document>,
+    fixture: &Value,
+    id: &str,
+) -> Document {
+    let name = fixture["name"].as_str().unwrap();
+    let mut changed = loaded(store, id).await;
+    changed.insert("upgraded".into(), json!(true));
+    changed.remove("n");
+    let outcome = store.save(id, &changed, hours(2)).await.unwrap();
+    assert_eq!(outcome, SaveOutcome::Updated, "{name}");
+    let written = sessions.find_one(doc! {}).await.unwrap().unwrap();
+    assert_eq!(written.get("format"), Some(&Bson::Int32(2)), "{name}");
+    let mut expected = map(fixture["data"].clone());
+    expected.insert("upgraded".into(), json!(true));
+    expected.remove("n");
+    let reloaded = store.load(id).await.unwrap().unwrap();
+    assert_eq!(reloaded.data, expected, "{name}: after the upgrade");
+    assert_eq!(owner(reloaded.user.as_ref()), fixture["user"], "{name}");
+    written
+}
+
 #[tokio::test]
 async fn every_earlier_format_loads_and_is_upgraded_by_its_next_writes() {
     let all = fixtures();
@@ -127,63 +174,23 @@ async fn every_earlier_format_loads_and_is_upgraded_by_its_next_writes() {
     for fixture in all {
         let name = fixture["name"].as_str().unwrap();
         let db = TestDb::new(&format!("fmt{}", name.replace('-', ""))).await;
-        let builder = MongoSessionStore::from_client(db.client.clone()).database(&db.name);
-        let store = configured(builder, &fixture["read_with"])
-            .build()
-            .await
-            .unwrap();
+        let store = configured(builder(&db), &fixture["read_with"]);
+        let store = store.built().await;
         let original = rebased(&fixture);
         let sessions = db.collection("sessions");
         sessions.insert_one(original.clone()).await.unwrap();
         let id = fixture["id"].as_str().unwrap();
-
-        let loaded = store
-            .load(id)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("{name}: not found"));
-        assert_eq!(
-            Value::Object(loaded.data.clone()),
-            fixture["data"],
-            "{name}: data"
-        );
-        let user = loaded
-            .user
-            .as_ref()
-            .map(|u| u.to_value())
-            .unwrap_or(Value::Null);
-        assert_eq!(user, fixture["user"], "{name}: owner");
-        assert_eq!(loaded.lifetime, None, "{name}");
+        let tracked = loaded_as_written(&store, &fixture, id).await;
 
         // An unchanged save (a touch) upgrades the document...
-        let tracked = loaded.into_map();
-        let outcome = store.save(id, &tracked, in_hours(2)).await.unwrap();
+        let outcome = store.save(id, &tracked, hours(2)).await.unwrap();
         assert_eq!(outcome, SaveOutcome::Touched, "{name}");
         let touched = sessions.find_one(doc! {}).await.unwrap().unwrap();
-        assert_eq!(
-            touched.get("format"),
-            Some(&Bson::Int32(2)),
-            "{name}: {touched}"
-        );
+        let format = touched.get("format");
+        assert_eq!(format, Some(&Bson::Int32(2)), "{name}: {touched}");
 
         // ... and so does a change, written per key (or swapped whole).
-        let mut changed = store.load(id).await.unwrap().unwrap().into_map();
-        changed.insert("upgraded".into(), json!(true));
-        changed.remove("n");
-        let outcome = store.save(id, &changed, in_hours(2)).await.unwrap();
-        assert_eq!(outcome, SaveOutcome::Updated, "{name}");
-        let written = sessions.find_one(doc! {}).await.unwrap().unwrap();
-        assert_eq!(written.get("format"), Some(&Bson::Int32(2)), "{name}");
-        let mut expected = map(fixture["data"].clone());
-        expected.insert("upgraded".into(), json!(true));
-        expected.remove("n");
-        let reloaded = store.load(id).await.unwrap().unwrap();
-        assert_eq!(reloaded.data, expected, "{name}: after the upgrade");
-        assert_eq!(
-            reloaded.user.map(|u| u.to_value()).unwrap_or(Value::Null),
-            fixture["user"],
-            "{name}"
-        );
+        let written = changed_and_upgraded(&store, &sessions, &fixture, id).await;
         if fixture["read_with"]["encryption"].is_object() {
             // Every value under the primary key and its current name: none
             // of the names the fixture used is left.
@@ -198,50 +205,20 @@ async fn every_earlier_format_loads_and_is_upgraded_by_its_next_writes() {
             );
         }
         // A key removed is removed under every name it had.
-        let mut removed = store.load(id).await.unwrap().unwrap().into_map();
+        let mut removed = loaded(&store, id).await;
         removed.remove("cart");
-        store.save(id, &removed, in_hours(2)).await.unwrap();
-        let data = store.load(id).await.unwrap().unwrap().data;
+        store.save(id, &removed, hours(2)).await.unwrap();
+        let data = data(&store, id).await;
         assert!(!data.contains_key("cart"), "{name}: {data:?}");
         store.close().await;
-        db.cleanup().await;
     }
 }
 
-#[tokio::test]
-async fn a_newer_format_is_answered_with_a_typed_error_and_never_written() {
-    let db = TestDb::new("fmtnewer").await;
-    let ring = KeyRing::new(1, [3u8; 32]).unwrap();
-    let build = || {
-        MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .encryption(ring.clone())
-    };
-    let store = build().build().await.unwrap();
-    let strict = build()
-        .on_conflict(ConflictPolicy::Fail)
-        .build()
-        .await
-        .unwrap();
-    let v1 = build()
-        .document_format(DocumentFormat::V1)
-        .build()
-        .await
-        .unwrap();
-    // Maps loaded before a newer release rewrote the session.
-    let id = store
-        .create(&map(json!({"n": 1, "cart": ["apple"]})), in_hours(1))
-        .await
-        .unwrap();
-    let tracked = store.load(&id).await.unwrap().unwrap().into_map();
-    let sessions = db.collection("sessions");
-    let filter = doc! { "_id": store.stored_id(&id) };
-    let update = doc! { "$set": { "format": 99, "future": { "meaning": "unknown" } } };
-    sessions.update_one(filter.clone(), update).await.unwrap();
-    let newer = sessions.find_one(filter.clone()).await.unwrap().unwrap();
-
-    for instance in [&store, &v1] {
-        let error = instance.load(&id).await.unwrap_err();
+/// Each instance loads the newer-format session `id` as a typed error that
+/// says what it found and what it reads.
+async fn loads_refuse_the_newer_format(instances: [&MongoSessionStore; 2], id: &str) {
+    for instance in instances {
+        let error = instance.load(id).await.unwrap_err();
         assert!(error.is_newer_format() && !error.is_decode(), "{error}");
         assert_eq!(error.found_format(), Some(99));
         let text = error.to_string();
@@ -251,6 +228,63 @@ async fn a_newer_format_is_answered_with_a_typed_error_and_never_written() {
         );
         assert!(text.contains("reads formats up to 2"), "{text}");
     }
+}
+
+/// Every other operation meets the newer-format session `id` without
+/// writing it: touches find nothing, rewrap counts it undecodable, a purge
+/// leaves it, create never takes its id over, a listing reports it.
+async fn nothing_else_writes_the_newer_format(
+    store: &MongoSessionStore,
+    v1: &MongoSessionStore,
+    id: &str,
+) {
+    assert!(!store.touch(id, hours(5)).await.unwrap(), "touch");
+    assert!(!v1.touch(id, hours(5)).await.unwrap(), "touch");
+    let report = store.rewrap().await.unwrap();
+    assert_eq!((report.rewrapped, report.undecodable), (0, 1), "rewrap");
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    let taken = id.to_string();
+    let mut ids = [taken, mongodb_session_store::id::generate_id()].into_iter();
+    let plain = map(json!({"n": 3}));
+    let other = store
+        .create_with_ids(|| ids.next().unwrap(), &plain, hours(1))
+        .await
+        .unwrap();
+    assert_ne!(other, id, "create never takes the id over");
+    let listed: Vec<_> = store.all().await.unwrap().collect().await;
+    assert!(listed
+        .iter()
+        .any(|item| item.as_ref().is_err_and(|e| e.is_newer_format())));
+}
+
+/// Through tower-sessions, a session of a newer format loads as an error,
+/// not a fresh session whose cookie would replace the user's.
+#[cfg(feature = "tower-sessions")]
+async fn tower_answers_a_newer_format_with_an_error(db: &TestDb, store: &MongoSessionStore) {
+    use tower_sessions_core::SessionStore as Tower;
+    let record = crate::common::tower_session(store, json!({"n": 1})).await;
+    let id = record.id.to_string();
+    set_fields(db, store, &id, doc! { "format": 3 }).await;
+    let error = Tower::load(store, &record.id).await.unwrap_err();
+    assert!(error.to_string().contains("format 3"), "{error}");
+}
+
+#[tokio::test]
+async fn a_newer_format_is_answered_with_a_typed_error_and_never_written() {
+    let db = TestDb::new("fmtnewer").await;
+    let ring = KeyRing::new(1, [3u8; 32]).unwrap();
+    let build = || builder(&db).encryption(ring.clone());
+    let store = build().built().await;
+    let strict = build().on_conflict(ConflictPolicy::Fail).built().await;
+    let v1 = build().document_format(DocumentFormat::V1).built().await;
+    // Maps loaded before a newer release rewrote the session.
+    let id = new_session(&store, json!({"n": 1, "cart": ["apple"]}), hours(1)).await;
+    let tracked = loaded(&store, &id).await;
+    let future = doc! { "format": 99, "future": { "meaning": "unknown" } };
+    set_fields(&db, &store, &id, future).await;
+    let newer = raw(&db, &store, &id).await;
+
+    loads_refuse_the_newer_format([&store, &v1], &id).await;
     let mut changed = tracked.clone();
     changed.insert("n".into(), json!(2));
     let plain = map(json!({"n": 3}));
@@ -261,168 +295,127 @@ async fn a_newer_format_is_answered_with_a_typed_error_and_never_written() {
         ("compare-and-swap", &strict, &changed),
         ("per key, writing format 1", &v1, &changed),
     ] {
-        let error = instance.save(&id, data, in_hours(5)).await.unwrap_err();
+        let error = instance.save(&id, data, hours(5)).await.unwrap_err();
         assert!(error.is_newer_format(), "{what}: {error}");
     }
-    assert!(!store.touch(&id, in_hours(5)).await.unwrap(), "touch");
-    assert!(!v1.touch(&id, in_hours(5)).await.unwrap(), "touch");
-    let report = store.rewrap().await.unwrap();
-    assert_eq!((report.rewrapped, report.undecodable), (0, 1), "rewrap");
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
-    let taken = id.clone();
-    let mut ids = [taken, mongodb_session_store::id::generate_id()].into_iter();
-    let other = store
-        .create_with_ids(|| ids.next().unwrap(), &plain, in_hours(1))
-        .await
-        .unwrap();
-    assert_ne!(other, id, "create never takes the id over");
-    let listed: Vec<_> = store.all().await.unwrap().collect().await;
-    assert!(listed
-        .iter()
-        .any(|item| item.as_ref().is_err_and(|e| e.is_newer_format())));
-    // Through tower-sessions: an error, not a fresh session whose cookie
-    // would replace the user's.
+    nothing_else_writes_the_newer_format(&store, &v1, &id).await;
     #[cfg(feature = "tower-sessions")]
-    {
-        use tower_sessions_core::{session::Record, SessionStore as Tower};
-        let mut record = Record {
-            id: Default::default(),
-            data: Default::default(),
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        };
-        record.data.insert("n".into(), json!(1));
-        Tower::create(&store, &mut record).await.unwrap();
-        let filter = doc! { "_id": store.stored_id(&record.id.to_string()) };
-        sessions
-            .update_one(filter, doc! { "$set": { "format": 3 } })
-            .await
-            .unwrap();
-        let error = Tower::load(&store, &record.id).await.unwrap_err();
-        assert!(error.to_string().contains("format 3"), "{error}");
-    }
+    tower_answers_a_newer_format_with_an_error(&db, &store).await;
 
-    let after = sessions.find_one(filter).await.unwrap().unwrap();
+    let after = raw(&db, &store, &id).await;
     assert_eq!(
         after, newer,
         "a newer-format document left exactly as it was"
     );
-    db.cleanup().await;
+}
+
+/// Written by the format-1 instance: no `format`; the format-2 instance
+/// reads it and upgrades it; the format-1 one reads that, and its writes
+/// neither downgrade it nor lose the other's change.
+async fn a_format_1_session_is_upgraded_and_never_downgraded(
+    db: &TestDb,
+    old: &MongoSessionStore,
+    new: &MongoSessionStore,
+) {
+    let a = new_session(old, json!({"who": "old"}), hours(1)).await;
+    assert!(!raw(db, old, &a).await.contains_key("format"));
+    let mut by_new = loaded(new, &a).await;
+    by_new.insert("by_new".into(), json!(1));
+    new.save(&a, &by_new, hours(1)).await.unwrap();
+    assert_eq!(raw(db, old, &a).await.get("format"), Some(&Bson::Int32(2)));
+    let mut by_old = loaded(old, &a).await;
+    by_old.insert("by_old".into(), json!(2));
+    old.save(&a, &by_old, hours(1)).await.unwrap();
+    let format = raw(db, old, &a).await.get("format").cloned();
+    assert_eq!(format, Some(Bson::Int32(2)), "never downgraded");
+    let data = data(new, &a).await;
+    assert_eq!(
+        Value::Object(data),
+        json!({"who": "old", "by_new": 1, "by_old": 2})
+    );
+}
+
+/// When a stored document expires.
+fn expires_at(document: &Document) -> SystemTime {
+    document.get_datetime("expires").unwrap().to_system_time()
+}
+
+/// A session with a lifetime of its own, written by the format-2 instance:
+/// the format-1 instance honours it (it reads format 2), and keeps it
+/// through a regeneration.
+async fn an_own_lifetime_is_honoured_by_the_format_1_instance(
+    db: &TestDb,
+    old: &MongoSessionStore,
+    new: &MongoSessionStore,
+    remembered: SessionLifetime,
+) {
+    let mut data = map(json!({"who": "new"}));
+    data.insert(LIFETIME_KEY.into(), remembered.to_value());
+    let b = new.create(&data, hours(24 * 14)).await.unwrap();
+    let on_old = old.load(&b).await.unwrap().unwrap();
+    assert_eq!(on_old.lifetime, Some(remembered));
+    let tracked = on_old.into_map();
+    let outcome = old.save(&b, &tracked, hours(24 * 14)).await.unwrap();
+    assert_eq!(outcome, SaveOutcome::Touched);
+    let document = raw(db, old, &b).await;
+    let within = expires_at(&document) < SystemTime::now() + 3 * HOUR;
+    assert!(within, "its own window, not 14 days");
+    assert_eq!(document.get("format"), Some(&Bson::Int32(2)));
+    assert!(old.touch(&b, hours(24 * 14)).await.unwrap());
+    let within = expires_at(&raw(db, old, &b).await) < SystemTime::now() + 3 * HOUR;
+    assert!(within, "touch by id too");
+
+    // The format-1 instance keeps it through a regeneration.
+    let tracked = loaded(old, &b).await;
+    assert!(old.delete(&b).await.unwrap());
+    let c = old.create(&tracked, hours(24 * 14)).await.unwrap();
+    let document = raw(db, old, &c).await;
+    assert_eq!(document.get("format"), Some(&Bson::Int32(2)));
+    assert!(document.contains_key("lifetime"));
+}
+
+/// The format-1 instance will not give a format-1 session a lifetime (an
+/// instance of the release before would ignore it): nothing is written.
+/// The format-2 instance may: the session is then format 2 for both.
+async fn only_the_format_2_instance_gives_a_session_a_lifetime(
+    db: &TestDb,
+    old: &MongoSessionStore,
+    new: &MongoSessionStore,
+    remembered: SessionLifetime,
+) {
+    let d = new_session(old, json!({"x": 1}), hours(1)).await;
+    let before = raw(db, old, &d).await;
+    let mut tracked = loaded(old, &d).await;
+    tracked.insert(LIFETIME_KEY.into(), remembered.to_value());
+    tracked.insert("x".into(), json!(2));
+    let error = old.save(&d, &tracked, hours(1)).await.unwrap_err();
+    assert!(error.is_config(), "{error}");
+    assert!(error.to_string().contains("DocumentFormat::V2"), "{error}");
+    assert_eq!(raw(db, old, &d).await, before);
+    let mut fresh = map(json!({"x": 1}));
+    fresh.insert(LIFETIME_KEY.into(), remembered.to_value());
+    assert!(old.create(&fresh, hours(1)).await.unwrap_err().is_config());
+    let outcome = new.save(&d, &tracked, hours(1)).await.unwrap();
+    assert_eq!(outcome, SaveOutcome::Updated);
+    let on_old = old.load(&d).await.unwrap().unwrap();
+    assert_eq!(on_old.lifetime, Some(remembered));
 }
 
 #[tokio::test]
 async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
     let db = TestDb::new("fmtmixed").await;
     let build = |format| {
-        MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .lifetime_limit(30 * 24 * HOUR)
-            .document_format(format)
-            .build()
+        let builder = builder(&db).lifetime_limit(30 * DAY);
+        builder.document_format(format).built()
     };
     let (old, new) = (
-        build(DocumentFormat::V1).await.unwrap(),
-        build(DocumentFormat::V2).await.unwrap(),
+        build(DocumentFormat::V1).await,
+        build(DocumentFormat::V2).await,
     );
-    let sessions = db.collection("sessions");
-    let raw = |store: &MongoSessionStore, id: &str| {
-        let filter = doc! { "_id": store.stored_id(id) };
-        let sessions = sessions.clone();
-        async move { sessions.find_one(filter).await.unwrap().unwrap() }
-    };
-
-    // Written by the format-1 instance: no `format`; the format-2 instance
-    // reads it and upgrades it; the format-1 one reads that, and its writes
-    // neither downgrade it nor lose the other's change.
-    let a = old
-        .create(&map(json!({"who": "old"})), in_hours(1))
-        .await
-        .unwrap();
-    assert!(!raw(&old, &a).await.contains_key("format"));
-    let mut loaded = new.load(&a).await.unwrap().unwrap().into_map();
-    loaded.insert("by_new".into(), json!(1));
-    new.save(&a, &loaded, in_hours(1)).await.unwrap();
-    assert_eq!(raw(&old, &a).await.get("format"), Some(&Bson::Int32(2)));
-    let mut loaded = old.load(&a).await.unwrap().unwrap().into_map();
-    loaded.insert("by_old".into(), json!(2));
-    old.save(&a, &loaded, in_hours(1)).await.unwrap();
-    let document = raw(&old, &a).await;
-    assert_eq!(
-        document.get("format"),
-        Some(&Bson::Int32(2)),
-        "never downgraded"
-    );
-    let data = new.load(&a).await.unwrap().unwrap().data;
-    assert_eq!(
-        Value::Object(data),
-        json!({"who": "old", "by_new": 1, "by_old": 2})
-    );
-
-    // A session with a lifetime of its own, written by the format-2
-    // instance: the format-1 instance honours it (it reads format 2).
+    a_format_1_session_is_upgraded_and_never_downgraded(&db, &old, &new).await;
     let remembered = SessionLifetime::new().idle_timeout(2 * HOUR);
-    let mut data = map(json!({"who": "new"}));
-    data.insert(LIFETIME_KEY.into(), remembered.to_value());
-    let b = new.create(&data, in_hours(24 * 14)).await.unwrap();
-    let loaded = old.load(&b).await.unwrap().unwrap();
-    assert_eq!(loaded.lifetime, Some(remembered));
-    let expires_at =
-        |document: &Document| document.get_datetime("expires").unwrap().to_system_time();
-    let tracked = loaded.into_map();
-    assert_eq!(
-        old.save(&b, &tracked, in_hours(24 * 14)).await.unwrap(),
-        SaveOutcome::Touched
-    );
-    let document = raw(&old, &b).await;
-    assert!(
-        expires_at(&document) < SystemTime::now() + 3 * HOUR,
-        "its own window, not 14 days"
-    );
-    assert_eq!(document.get("format"), Some(&Bson::Int32(2)));
-    assert!(old.touch(&b, in_hours(24 * 14)).await.unwrap());
-    assert!(
-        expires_at(&raw(&old, &b).await) < SystemTime::now() + 3 * HOUR,
-        "touch by id too"
-    );
-
-    // The format-1 instance keeps it through a regeneration ...
-    let tracked = old.load(&b).await.unwrap().unwrap().into_map();
-    assert!(old.delete(&b).await.unwrap());
-    let c = old.create(&tracked, in_hours(24 * 14)).await.unwrap();
-    let document = raw(&old, &c).await;
-    assert_eq!(document.get("format"), Some(&Bson::Int32(2)));
-    assert!(document.contains_key("lifetime"));
-
-    // ... but will not give a format-1 session a lifetime: an instance of
-    // the release before would ignore it. Nothing is written.
-    let d = old
-        .create(&map(json!({"x": 1})), in_hours(1))
-        .await
-        .unwrap();
-    let before = raw(&old, &d).await;
-    let mut tracked = old.load(&d).await.unwrap().unwrap().into_map();
-    tracked.insert(LIFETIME_KEY.into(), remembered.to_value());
-    tracked.insert("x".into(), json!(2));
-    let error = old.save(&d, &tracked, in_hours(1)).await.unwrap_err();
-    assert!(error.is_config(), "{error}");
-    assert!(error.to_string().contains("DocumentFormat::V2"), "{error}");
-    assert_eq!(raw(&old, &d).await, before);
-    let mut fresh = map(json!({"x": 1}));
-    fresh.insert(LIFETIME_KEY.into(), remembered.to_value());
-    assert!(old
-        .create(&fresh, in_hours(1))
-        .await
-        .unwrap_err()
-        .is_config());
-    // The format-2 instance may: the session is then format 2 for both.
-    assert_eq!(
-        new.save(&d, &tracked, in_hours(1)).await.unwrap(),
-        SaveOutcome::Updated
-    );
-    assert_eq!(
-        old.load(&d).await.unwrap().unwrap().lifetime,
-        Some(remembered)
-    );
-    db.cleanup().await;
+    an_own_lifetime_is_honoured_by_the_format_1_instance(&db, &old, &new, remembered).await;
+    only_the_format_2_instance_gives_a_session_a_lifetime(&db, &old, &new, remembered).await;
 }
 
 /// The Express layouts are shared with a Node store that knows no format:
@@ -433,38 +426,19 @@ async fn instances_writing_format_1_and_format_2_share_sessions_both_ways() {
 async fn express_layouts_write_format_1_and_refuse_own_lifetimes() {
     use mongodb_session_store::express::ExpressLayout;
     let db = TestDb::new("fmtexpress").await;
-    let builder = || {
-        MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .express_layout(ExpressLayout::ConnectMongodbSession)
-    };
-    let error = builder()
-        .document_format(DocumentFormat::V2)
-        .build()
-        .await
-        .unwrap_err();
+    let layout = || builder(&db).express_layout(ExpressLayout::ConnectMongodbSession);
+    let error = layout().document_format(DocumentFormat::V2).refused().await;
     assert!(error.is_config(), "{error}");
-    let store = builder().build().await.unwrap();
-    let id = store
-        .create(&map(json!({"n": 1})), in_hours(1))
-        .await
-        .unwrap();
-    let document = db
-        .collection("sessions")
-        .find_one(doc! {})
-        .await
-        .unwrap()
-        .unwrap();
+    let store = layout().built().await;
+    let id = new_session(&store, json!({"n": 1}), hours(1)).await;
+    let document = raw(&db, &store, &id).await;
     assert!(!document.contains_key("format"), "{document}");
-    let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
-    tracked.insert(
-        LIFETIME_KEY.into(),
-        SessionLifetime::new().idle_timeout(HOUR).to_value(),
-    );
-    let error = store.save(&id, &tracked, in_hours(1)).await.unwrap_err();
+    let mut tracked = loaded(&store, &id).await;
+    let hour = SessionLifetime::new().idle_timeout(HOUR).to_value();
+    tracked.insert(LIFETIME_KEY.into(), hour);
+    let error = store.save(&id, &tracked, hours(1)).await.unwrap_err();
     assert!(
         error.is_config() && error.to_string().contains("Express"),
         "{error}"
     );
-    db.cleanup().await;
 }

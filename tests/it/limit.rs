@@ -2,25 +2,19 @@
 //! that gives a session its owner — through both adapters, on two store
 //! instances, with concurrent logins.
 
-use std::collections::HashMap;
-
 use actix_session::storage::SessionStore as Actix;
 use mongodb_session_store::{
     session::USER_KEY, users::EndReason, MongoSessionStore, OverLimit, UserInfo,
 };
 use serde_json::json;
 use testkit::TestDb;
-use tower_sessions_core::{
-    session::{Id, Record},
-    SessionStore as Tower,
-};
+use tower_sessions_core::SessionStore as Tower;
+
+use crate::common::{instance, map, state, tower_session, Build, ACTIX_TTL};
 
 async fn limited(db: &TestDb, policy: OverLimit) -> MongoSessionStore {
-    MongoSessionStore::from_uri(db.uri())
-        .max_sessions_per_user(3, policy)
-        .build()
-        .await
-        .unwrap()
+    let builder = instance(db).max_sessions_per_user(3, policy);
+    builder.built().await
 }
 
 fn owner(device: &str) -> serde_json::Value {
@@ -30,12 +24,7 @@ fn owner(device: &str) -> serde_json::Value {
 /// A login through tower-sessions: an anonymous session, loaded, given an
 /// owner (`tower::set_user` puts it in the map), saved.
 async fn tower_login(store: &MongoSessionStore, device: &str) -> (String, bool) {
-    let mut record = Record {
-        id: Id::default(),
-        data: HashMap::from([("cart".to_string(), json!(1))]),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    };
-    Tower::create(store, &mut record).await.unwrap();
+    let record = tower_session(store, json!({"cart": 1})).await;
     let mut loaded = Tower::load(store, &record.id).await.unwrap().unwrap();
     loaded.data.insert(USER_KEY.to_string(), owner(device));
     let ok = Tower::save(store, &loaded).await.is_ok();
@@ -45,9 +34,10 @@ async fn tower_login(store: &MongoSessionStore, device: &str) -> (String, bool) 
 /// A login through actix-session: an anonymous session, loaded, given an
 /// owner (`actix::set_user` inserts it as JSON text), updated.
 async fn actix_login(store: &MongoSessionStore, device: &str) -> (String, bool) {
-    let ttl = time::Duration::hours(1);
-    let state = HashMap::from([("cart".to_string(), "1".to_string())]);
-    let key = Actix::save(store, state, &ttl).await.unwrap();
+    let ttl = ACTIX_TTL;
+    let key = Actix::save(store, state(&[("cart", "1")]), &ttl)
+        .await
+        .unwrap();
     let mut loaded = Actix::load(store, &key).await.unwrap().unwrap();
     loaded.insert(USER_KEY.to_string(), owner(device).to_string());
     let id = key.as_ref().to_string();
@@ -113,7 +103,6 @@ async fn eight_concurrent_logins_on_two_instances_leave_the_three_most_recent() 
     assert!(signed_out
         .iter()
         .any(|d| d.user_agent.as_deref() == Some("old 1")));
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -143,20 +132,16 @@ async fn refusing_new_logins_admits_exactly_three_of_eight_concurrent_ones() {
         .is_session_limit());
     assert!(one.check_session_limit("bob").await.is_ok());
     // A fourth through the core API is refused with the typed error.
-    let map = json!({ USER_KEY: owner("fourth") })
-        .as_object()
-        .unwrap()
-        .clone();
-    let error = two.create(&map, None).await.unwrap_err();
+    let fourth = map(json!({ USER_KEY: owner("fourth") }));
+    let error = two.create(&fourth, None).await.unwrap_err();
     assert!(error.is_session_limit(), "{error}");
     assert_eq!(one.user_sessions("ada", None).await.unwrap().len(), 3);
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn without_a_limit_nothing_is_ended_and_zero_is_refused_at_build() {
     let db = TestDb::new("limitnone").await;
-    let store = MongoSessionStore::from_uri(db.uri()).build().await.unwrap();
+    let store = instance(&db).built().await;
     let one = limited(&db, OverLimit::EndLeastRecentlyActive).await;
     eight_logins(&store, &store).await;
     assert_eq!(store.user_sessions("ada", None).await.unwrap().len(), 8);
@@ -165,11 +150,7 @@ async fn without_a_limit_nothing_is_ended_and_zero_is_refused_at_build() {
         one.check_session_limit("ada").await.is_ok(),
         "not RefuseNewLogin"
     );
-    let error = MongoSessionStore::from_uri(db.uri())
-        .max_sessions_per_user(0, OverLimit::RefuseNewLogin)
-        .build()
-        .await
-        .unwrap_err();
+    let zero = instance(&db).max_sessions_per_user(0, OverLimit::RefuseNewLogin);
+    let error = zero.refused().await;
     assert!(error.is_config(), "{error}");
-    db.cleanup().await;
 }

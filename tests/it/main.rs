@@ -5,6 +5,7 @@
 #[cfg(feature = "actix-session")]
 mod actix;
 mod cache;
+mod common;
 mod concurrency;
 mod connection;
 #[cfg(all(

@@ -9,8 +9,10 @@ use mongodb_session_store::{
     express::ExpressLayout,
     AutoRemove, ConflictPolicy, MongoSessionStore, ReadCache,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use testkit::{CommandLog, TestDb};
+
+use crate::common::{builder, connect_mongo, data, instance, loaded, map, raw, Build};
 
 const SESSIONS: usize = 10_000;
 
@@ -37,167 +39,18 @@ async fn seed(db: &TestDb, collection: &str, count: usize) {
     }
 }
 
-async fn express_store(db: &TestDb, collection: &str) -> MongoSessionStore {
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .collection(collection)
-        .auto_remove(AutoRemove::Disabled)
-        .express_layout(ExpressLayout::ConnectMongo)
-        .build()
-        .await
-        .unwrap()
+/// A fresh database named after `test` with `count` connect-mongo sessions
+/// in `sessions`, and a store that reads them: a migration's source.
+async fn seeded(test: &str, count: usize) -> (TestDb, MongoSessionStore) {
+    let db = TestDb::new(test).await;
+    seed(&db, "sessions", count).await;
+    let source = connect_mongo(&db, "sessions").await;
+    (db, source)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_sessions_migrate_stay_valid_and_a_rerun_is_a_no_op() {
-    let db = TestDb::new("migrate10k").await;
-    seed(&db, "sessions", SESSIONS).await;
-    let expires = DateTime::from_system_time(SystemTime::now() + Duration::from_secs(3600));
-    let broken = [
-        doc! {"_id": "broken-json", "session": "{not json", "expires": expires},
-        doc! {"_id": "broken-expiry", "session": "{}", "expires": "tomorrow"},
-    ];
-    db.collection("sessions").insert_many(broken).await.unwrap();
-    let source = express_store(&db, "sessions").await;
-    let (client, log) = CommandLog::client().await;
-    let target = MongoSessionStore::from_client(client)
-        .database(&db.name)
-        .collection("sessions_native")
-        .build()
-        .await
-        .unwrap();
-
-    // A dry run reports everything and writes nothing.
-    let dry = target
-        .migrate_from(&source, MigrateOptions::default().dry_run(true), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        (dry.examined, dry.converted),
-        (SESSIONS as u64 + 2, SESSIONS as u64)
-    );
-    assert_eq!(dry.failures.len(), 2, "{:?}", dry.failures);
-    assert!(
-        dry.failures.iter().any(|f| f.contains("`session`")),
-        "{:?}",
-        dry.failures
-    );
-    assert!(
-        dry.failures.iter().all(|f| !f.contains("broken-")),
-        "ids are redacted"
-    );
-    assert_eq!(target.length().await.unwrap(), 0);
-
-    let mut ticks = Vec::new();
-    let report = target
-        .migrate_from(&source, MigrateOptions::default(), |r| {
-            ticks.push(r.examined)
-        })
-        .await
-        .unwrap();
-    assert_eq!(report.converted, SESSIONS as u64);
-    let batches: Vec<u64> = (1..=10)
-        .map(|b| b * 1_000)
-        .chain([10_002, 10_002])
-        .collect();
-    assert_eq!(ticks, batches, "progress after each batch, and the orphans");
-
-    // Every session is still valid for its user, under its old cookie id.
-    for i in 0..SESSIONS {
-        let id = format!("sid-{i:05}-abcdefghijklmnopqrstuv");
-        let loaded = target.load(&id).await.unwrap().expect("a migrated session");
-        assert_eq!(
-            loaded.data,
-            json!({"user": format!("user{i}"), "n": i})
-                .as_object()
-                .unwrap()
-                .clone()
-        );
-    }
-    assert_eq!(
-        db.documents("sessions").await.len(),
-        SESSIONS + 2,
-        "the source is kept"
-    );
-
-    // A rerun writes no session; it marks the ledger, once a batch.
-    log.clear();
-    let rerun = target
-        .migrate_from(&source, MigrateOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!((rerun.converted, rerun.unchanged), (0, SESSIONS as u64));
-    assert_eq!(session_writes(&log, "sessions_native"), 0);
-    assert!(log.writes() <= 11, "at most one ledger update a batch");
-
-    // A session changed at the source since is copied again, alone.
-    let changed =
-        json!({"cookie": {"originalMaxAge": 1}, "user": "user7", "n": "changed"}).to_string();
-    db.collection("sessions")
-        .update_one(
-            doc! {"_id": "sid-00007-abcdefghijklmnopqrstuv"},
-            doc! {"$set": {"session": changed}},
-        )
-        .await
-        .unwrap();
-    let again: MigrationReport = target
-        .migrate_from(&source, MigrateOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(again.converted, 1);
-    let seven = target
-        .load("sid-00007-abcdefghijklmnopqrstuv")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(seven.data["n"], "changed");
-    db.cleanup().await;
-}
-
-#[tokio::test]
-async fn in_place_migration_moves_every_session_and_then_has_nothing_to_do() {
-    let db = TestDb::new("migrateinplace").await;
-    seed(&db, "sessions", 100).await;
-    let source = express_store(&db, "sessions").await;
-    let target = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
-    let report = target
-        .migrate_from(&source, MigrateOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!((report.converted, report.deferred), (100, 0));
-    let documents = db.documents("sessions").await;
-    assert_eq!(documents.len(), 100);
-    assert!(documents
-        .iter()
-        .all(|d| d.contains_key("data") && !d.contains_key("session")));
-    assert_eq!(
-        target
-            .load("sid-00042-abcdefghijklmnopqrstuv")
-            .await
-            .unwrap()
-            .unwrap()
-            .data["n"],
-        42
-    );
-    let rerun = target
-        .migrate_from(&source, MigrateOptions::default(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(rerun, MigrationReport::default());
-    db.cleanup().await;
-}
-
+/// A store of the native layout on `collection` of the test database.
 async fn native_store(db: &TestDb, collection: &str) -> MongoSessionStore {
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .collection(collection)
-        .build()
-        .await
-        .unwrap()
+    builder(db).collection(collection).built().await
 }
 
 fn sid(i: usize) -> String {
@@ -209,6 +62,23 @@ async fn migrate(target: &MongoSessionStore, source: &MongoSessionStore) -> Migr
         .migrate_from(source, MigrateOptions::default(), |_| {})
         .await
         .unwrap()
+}
+
+/// A dry run of the migration: what it would do.
+async fn dry_run(target: &MongoSessionStore, source: &MongoSessionStore) -> MigrationReport {
+    let dry = MigrateOptions::default().dry_run(true);
+    target.migrate_from(source, dry, |_| {}).await.unwrap()
+}
+
+/// Replaces the connect-mongo session `i` at the source with `session`,
+/// as the Express app would.
+async fn change_at_source(db: &TestDb, i: usize, session: Value) {
+    let change = doc! {"$set": {"session": session.to_string()}};
+    let sessions = db.collection("sessions");
+    sessions
+        .update_one(doc! {"_id": sid(i)}, change)
+        .await
+        .unwrap();
 }
 
 /// The write commands `log` recorded on `collection`.
@@ -226,11 +96,115 @@ fn meanwhile(change: impl std::future::Future<Output = ()>) {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(change));
 }
 
+/// `SESSIONS` connect-mongo sessions and two it cannot read (a session
+/// that is no JSON, an expiry that is no date).
+async fn seed_with_two_broken(db: &TestDb) {
+    seed(db, "sessions", SESSIONS).await;
+    let expires = DateTime::from_system_time(SystemTime::now() + Duration::from_secs(3600));
+    let broken = [
+        doc! {"_id": "broken-json", "session": "{not json", "expires": expires},
+        doc! {"_id": "broken-expiry", "session": "{}", "expires": "tomorrow"},
+    ];
+    db.collection("sessions").insert_many(broken).await.unwrap();
+}
+
+/// A dry run reports everything (the broken two without their ids) and
+/// writes nothing.
+async fn a_dry_run_reports_and_writes_nothing(
+    target: &MongoSessionStore,
+    source: &MongoSessionStore,
+) {
+    let dry = dry_run(target, source).await;
+    assert_eq!(
+        (dry.examined, dry.converted),
+        (SESSIONS as u64 + 2, SESSIONS as u64)
+    );
+    assert_eq!(dry.failures.len(), 2, "{:?}", dry.failures);
+    assert!(
+        dry.failures.iter().any(|f| f.contains("`session`")),
+        "{:?}",
+        dry.failures
+    );
+    assert!(
+        dry.failures.iter().all(|f| !f.contains("broken-")),
+        "ids are redacted"
+    );
+    assert_eq!(target.length().await.unwrap(), 0);
+}
+
+/// Every session is still valid for its user, under its old cookie id.
+async fn every_session_is_valid_under_its_old_id(target: &MongoSessionStore) {
+    for i in 0..SESSIONS {
+        let id = format!("sid-{i:05}-abcdefghijklmnopqrstuv");
+        let loaded = target.load(&id).await.unwrap().expect("a migrated session");
+        let expected = map(json!({"user": format!("user{i}"), "n": i}));
+        assert_eq!(loaded.data, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sessions_migrate_stay_valid_and_a_rerun_is_a_no_op() {
+    let db = TestDb::new("migrate10k").await;
+    seed_with_two_broken(&db).await;
+    let source = connect_mongo(&db, "sessions").await;
+    let (client, log) = CommandLog::client().await;
+    let target = MongoSessionStore::from_client(client).database(&db.name);
+    let target = target.collection("sessions_native").built().await;
+    a_dry_run_reports_and_writes_nothing(&target, &source).await;
+
+    let mut ticks = Vec::new();
+    let report = target
+        .migrate_from(&source, MigrateOptions::default(), |r| {
+            ticks.push(r.examined)
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.converted, SESSIONS as u64);
+    let batches: Vec<u64> = (1..=10)
+        .map(|b| b * 1_000)
+        .chain([10_002, 10_002])
+        .collect();
+    assert_eq!(ticks, batches, "progress after each batch, and the orphans");
+    every_session_is_valid_under_its_old_id(&target).await;
+    let source_kept = db.documents("sessions").await.len();
+    assert_eq!(source_kept, SESSIONS + 2, "the source is kept");
+
+    // A rerun writes no session; it marks the ledger, once a batch.
+    log.clear();
+    let rerun = migrate(&target, &source).await;
+    assert_eq!((rerun.converted, rerun.unchanged), (0, SESSIONS as u64));
+    assert_eq!(session_writes(&log, "sessions_native"), 0);
+    assert!(log.writes() <= 11, "at most one ledger update a batch");
+
+    // A session changed at the source since is copied again, alone.
+    let changed = json!({"cookie": {"originalMaxAge": 1}, "user": "user7", "n": "changed"});
+    change_at_source(&db, 7, changed).await;
+    let again: MigrationReport = migrate(&target, &source).await;
+    assert_eq!(again.converted, 1);
+    let seven = data(&target, "sid-00007-abcdefghijklmnopqrstuv").await;
+    assert_eq!(seven["n"], "changed");
+}
+
+#[tokio::test]
+async fn in_place_migration_moves_every_session_and_then_has_nothing_to_do() {
+    let (db, source) = seeded("migrateinplace", 100).await;
+    let target = builder(&db).built().await;
+    let report = migrate(&target, &source).await;
+    assert_eq!((report.converted, report.deferred), (100, 0));
+    let documents = db.documents("sessions").await;
+    assert_eq!(documents.len(), 100);
+    assert!(documents
+        .iter()
+        .all(|d| d.contains_key("data") && !d.contains_key("session")));
+    let forty_two = data(&target, "sid-00042-abcdefghijklmnopqrstuv").await;
+    assert_eq!(forty_two["n"], 42);
+    let rerun = migrate(&target, &source).await;
+    assert_eq!(rerun, MigrationReport::default());
+}
+
 #[tokio::test]
 async fn a_rerun_removes_copies_of_sessions_logged_out_at_the_source_and_only_those() {
-    let db = TestDb::new("migratelogout").await;
-    seed(&db, "sessions", 4).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migratelogout", 4).await;
     let target = native_store(&db, "native").await;
     assert_eq!(migrate(&target, &source).await.converted, 4);
     let native_own = target
@@ -238,7 +212,7 @@ async fn a_rerun_removes_copies_of_sessions_logged_out_at_the_source_and_only_th
         .await
         .unwrap();
     // Session 2 is used on the native side, then its Express twin logs out.
-    let mut two = target.load(&sid(2)).await.unwrap().unwrap().data;
+    let mut two = data(&target, &sid(2)).await;
     two.insert("cart".into(), json!(["book"]));
     target.save(&sid(2), &two, None).await.unwrap();
 
@@ -246,10 +220,7 @@ async fn a_rerun_removes_copies_of_sessions_logged_out_at_the_source_and_only_th
     for i in [1, 2] {
         sessions.delete_one(doc! {"_id": sid(i)}).await.unwrap();
     }
-    let dry = target
-        .migrate_from(&source, MigrateOptions::default().dry_run(true), |_| {})
-        .await
-        .unwrap();
+    let dry = dry_run(&target, &source).await;
     assert_eq!(dry.removed, 1, "{dry:?}");
     assert!(target.load(&sid(1)).await.unwrap().is_some(), "dry run");
     let rerun = migrate(&target, &source).await;
@@ -262,14 +233,11 @@ async fn a_rerun_removes_copies_of_sessions_logged_out_at_the_source_and_only_th
     assert!(target.load(&sid(0)).await.unwrap().is_some());
     assert!(target.load(&native_own).await.unwrap().is_some());
     assert_eq!(migrate(&target, &source).await.removed, 0);
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_rerun_does_not_bring_back_a_session_logged_out_on_the_native_side() {
-    let db = TestDb::new("migratenativelogout").await;
-    seed(&db, "sessions", 3).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migratenativelogout", 3).await;
     let target = native_store(&db, "native").await;
     migrate(&target, &source).await;
     assert!(target.delete(&sid(0)).await.unwrap());
@@ -283,24 +251,15 @@ async fn a_rerun_does_not_bring_back_a_session_logged_out_on_the_native_side() {
 
     // Decided: a source that changed since (the user still active on
     // Express) is copied again; the source is authoritative until cut-over.
-    let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "again"}).to_string();
-    db.collection("sessions")
-        .update_one(doc! {"_id": sid(0)}, doc! {"$set": {"session": changed}})
-        .await
-        .unwrap();
+    let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "again"});
+    change_at_source(&db, 0, changed).await;
     assert_eq!(migrate(&target, &source).await.converted, 1);
-    assert_eq!(
-        target.load(&sid(0)).await.unwrap().unwrap().data["n"],
-        "again"
-    );
-    db.cleanup().await;
+    assert_eq!(data(&target, &sid(0)).await["n"], "again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_a_source_changed_or_logged_out_while_moving_leaves_no_native_copy() {
-    let db = TestDb::new("migratedeferred").await;
-    seed(&db, "sessions", 3).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migratedeferred", 3).await;
     let target = native_store(&db, "sessions").await;
     let sessions = db.collection("sessions");
     let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "changed"}).to_string();
@@ -335,11 +294,28 @@ async fn in_place_a_source_changed_or_logged_out_while_moving_leaves_no_native_c
 
     let rerun = migrate(&target, &source).await;
     assert_eq!(rerun.converted, 1);
-    assert_eq!(
-        target.load(&sid(1)).await.unwrap().unwrap().data["n"],
-        "changed"
-    );
-    db.cleanup().await;
+    assert_eq!(data(&target, &sid(1)).await["n"], "changed");
+}
+
+/// Three connect-mongodb-session documents (no createdAt), dates relative
+/// to `now` (ms): a cookie last set 10 minutes ago for an hour, a
+/// browser-session cookie, and one whose lastModified says more.
+async fn seed_without_creation_times(db: &TestDb, now: i64) {
+    let minute = 60_000;
+    let at = |offset: i64| DateTime::from_millis(now + offset);
+    let cookie = |max_age: Option<i64>| {
+        let cookie = json!({"originalMaxAge": max_age, "path": "/"});
+        mongodb::bson::to_bson(&cookie).unwrap()
+    };
+    let documents = [
+        doc! {"_id": sid(0), "session": {"cookie": cookie(Some(60 * minute)), "n": 0}, "expires": at(50 * minute)},
+        // A browser-session cookie: nothing to infer from but the migration time.
+        doc! {"_id": sid(1), "session": {"cookie": cookie(None), "n": 1}, "expires": at(60 * minute)},
+        // lastModified tells more than the cookie here.
+        doc! {"_id": sid(2), "session": {"cookie": cookie(Some(60 * minute)), "n": 2}, "expires": at(59 * minute), "lastModified": at(-3 * minute)},
+    ];
+    let sessions = db.collection("sessions");
+    sessions.insert_many(documents).await.unwrap();
 }
 
 #[tokio::test]
@@ -350,55 +326,24 @@ async fn a_session_without_a_creation_time_keeps_its_absolute_lifetime() {
     let at = |offset: i64| DateTime::from_millis(now + offset);
     // connect-mongodb-session documents: no createdAt. The cookie was last
     // set 10 minutes ago for an hour, so the session is at least that old.
-    let cookie = |max_age: Option<i64>| json!({"originalMaxAge": max_age, "path": "/"});
-    let documents = [
-        doc! {"_id": sid(0), "session": {"cookie": mongodb::bson::to_bson(&cookie(Some(60 * minute))).unwrap(), "n": 0}, "expires": at(50 * minute)},
-        // A browser-session cookie: nothing to infer from but the migration time.
-        doc! {"_id": sid(1), "session": {"cookie": mongodb::bson::to_bson(&cookie(None)).unwrap(), "n": 1}, "expires": at(60 * minute)},
-        // lastModified tells more than the cookie here.
-        doc! {"_id": sid(2), "session": {"cookie": mongodb::bson::to_bson(&cookie(Some(60 * minute))).unwrap(), "n": 2}, "expires": at(59 * minute), "lastModified": at(-3 * minute)},
-    ];
-    db.collection("sessions")
-        .insert_many(documents)
-        .await
-        .unwrap();
-    let source = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .auto_remove(AutoRemove::Disabled)
-        .express_layout(ExpressLayout::ConnectMongodbSession)
-        .build()
-        .await
-        .unwrap();
+    seed_without_creation_times(&db, now).await;
+    let source = builder(&db).auto_remove(AutoRemove::Disabled);
+    let layout = ExpressLayout::ConnectMongodbSession;
+    let source = source.express_layout(layout).built().await;
     let lifetime = Duration::from_secs(5 * 60);
-    let target = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .collection("native")
-        .absolute_timeout(lifetime)
-        .build()
-        .await
-        .unwrap();
+    let target = builder(&db).collection("native");
+    let target = target.absolute_timeout(lifetime).built().await;
     let before = DateTime::now();
     assert_eq!(migrate(&target, &source).await.converted, 3);
     let after = DateTime::now();
 
-    let stored = |i: usize| {
-        let collection = db.collection("native");
-        let key = target.stored_id(&sid(i));
-        async move {
-            collection
-                .find_one(doc! {"_id": key})
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
-    let zero = stored(0).await;
+    let zero = raw(&db, &target, &sid(0)).await;
     assert_eq!(zero.get_datetime("createdAt").unwrap(), &at(-10 * minute));
     assert!(
         target.load(&sid(0)).await.unwrap().is_none(),
         "created at least 10 minutes ago: past a 5-minute lifetime"
     );
-    let one = stored(1).await;
+    let one = raw(&db, &target, &sid(1)).await;
     let created = *one.get_datetime("createdAt").unwrap();
     assert!(before <= created && created <= after, "{created}");
     let cap = created.timestamp_millis() + lifetime.as_millis() as i64;
@@ -407,12 +352,9 @@ async fn a_session_without_a_creation_time_keeps_its_absolute_lifetime() {
         "the stored expiry is within the lifetime"
     );
     assert!(target.load(&sid(1)).await.unwrap().is_some());
-    assert_eq!(
-        stored(2).await.get_datetime("createdAt").unwrap(),
-        &at(-3 * minute)
-    );
+    let two = raw(&db, &target, &sid(2)).await;
+    assert_eq!(two.get_datetime("createdAt").unwrap(), &at(-3 * minute));
     assert!(target.load(&sid(2)).await.unwrap().is_some());
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -424,17 +366,11 @@ async fn every_migration_operation_is_bounded_by_the_operation_timeout() {
             return;
         }
     };
-    let db = TestDb::new("migratetimeout").await;
-    seed(&db, "sessions", 3).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migratetimeout", 3).await;
     let bound = Duration::from_secs(1);
-    let target = MongoSessionStore::from_uri(proxy.uri(&db.name))
-        .collection("native")
-        .connect_timeout(Duration::from_secs(30))
-        .operation_timeout(bound)
-        .build()
-        .await
-        .unwrap();
+    let target = MongoSessionStore::from_uri(proxy.uri(&db.name)).collection("native");
+    let target = target.connect_timeout(Duration::from_secs(30));
+    let target = target.operation_timeout(bound).built().await;
     proxy.cut();
     let started = std::time::Instant::now();
     let err = target
@@ -449,23 +385,16 @@ async fn every_migration_operation_is_bounded_by_the_operation_timeout() {
         started.elapsed()
     );
     proxy.restore();
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn with_encryption_a_rerun_rewrites_only_what_changed_at_the_source() {
-    let db = TestDb::new("migrateencrypted").await;
-    seed(&db, "sessions", 5).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migrateencrypted", 5).await;
     let (client, log) = CommandLog::client().await;
     let key = [7u8; 32];
-    let target = MongoSessionStore::from_client(client)
-        .database(&db.name)
-        .collection("native")
-        .encryption(mongodb_session_store::KeyRing::new(1, key).unwrap())
-        .build()
-        .await
-        .unwrap();
+    let ring = mongodb_session_store::KeyRing::new(1, key).unwrap();
+    let target = MongoSessionStore::from_client(client).database(&db.name);
+    let target = target.collection("native").encryption(ring).built().await;
     assert_eq!(migrate(&target, &source).await.converted, 5);
     log.clear();
     let rerun = migrate(&target, &source).await;
@@ -475,26 +404,14 @@ async fn with_encryption_a_rerun_rewrites_only_what_changed_at_the_source() {
         0,
         "ciphertexts differ, yet nothing is rewritten"
     );
-    db.collection("sessions")
-        .update_one(
-            doc! {"_id": sid(3)},
-            doc! {"$set": {"session": json!({"n": "changed"}).to_string()}},
-        )
-        .await
-        .unwrap();
+    change_at_source(&db, 3, json!({"n": "changed"})).await;
     assert_eq!(migrate(&target, &source).await.converted, 1);
-    assert_eq!(
-        target.load(&sid(3)).await.unwrap().unwrap().data["n"],
-        "changed"
-    );
-    db.cleanup().await;
+    assert_eq!(data(&target, &sid(3)).await["n"], "changed");
 }
 
 #[tokio::test]
 async fn a_copy_interrupted_before_it_was_written_is_made_by_the_next_run() {
-    let db = TestDb::new("migratepending").await;
-    seed(&db, "sessions", 2).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migratepending", 2).await;
     let target = native_store(&db, "native").await;
     migrate(&target, &source).await;
     // As if the run had stopped between recording the copy and writing it.
@@ -511,115 +428,79 @@ async fn a_copy_interrupted_before_it_was_written_is_made_by_the_next_run() {
     let rerun = migrate(&target, &source).await;
     assert_eq!((rerun.converted, rerun.kept_native), (1, 0), "{rerun:?}");
     assert!(target.load(&sid(1)).await.unwrap().is_some());
-    db.cleanup().await;
+}
+
+/// Two app instances on the migration's target, each with a client of its
+/// own: a write-through cache (no change stream, so only versions tell it),
+/// and a store that must not lose an update.
+async fn cached_and_strict(db: &TestDb) -> (MongoSessionStore, MongoSessionStore) {
+    let on_native = || instance(db).collection("native");
+    let no_stream = ReadCache::new().change_streams(false);
+    let cached = on_native().cache(no_stream).built().await;
+    let strict = on_native().on_conflict(ConflictPolicy::Fail).built().await;
+    (cached, strict)
 }
 
 /// Issue #20, case 5: a re-copy continues the stored version, so requests
 /// on two other instances that loaded the earlier copy see the change.
 #[tokio::test]
 async fn a_re_copy_moves_the_version_on_for_requests_holding_the_earlier_copy() {
-    let db = TestDb::new("migrateversion").await;
-    seed(&db, "sessions", 2).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migrateversion", 2).await;
     let target = native_store(&db, "native").await;
     assert_eq!(migrate(&target, &source).await.converted, 2);
-    // Two app instances: a write-through cache (no change stream, so only
-    // versions tell it), and a store that must not lose an update.
-    let instance = |client: mongodb::Client| {
-        MongoSessionStore::from_client(client)
-            .database(&db.name)
-            .collection("native")
-    };
-    let other = || mongodb::Client::with_uri_str(db.uri());
-    let cached = instance(other().await.unwrap())
-        .cache(ReadCache::new().change_streams(false))
-        .build()
-        .await
-        .unwrap();
-    let strict = instance(other().await.unwrap())
-        .on_conflict(ConflictPolicy::Fail)
-        .build()
-        .await
-        .unwrap();
-    let on_cached = cached.load(&sid(0)).await.unwrap().unwrap();
-    let on_strict = strict.load(&sid(1)).await.unwrap().unwrap();
+    let (cached, strict) = cached_and_strict(&db).await;
+    let on_cached = loaded(&cached, &sid(0)).await;
+    let on_strict = loaded(&strict, &sid(1)).await;
 
     for i in [0, 1] {
         let changed = json!({"cookie": {"originalMaxAge": 1}, "user": "u", "n": "changed"});
-        db.collection("sessions")
-            .update_one(
-                doc! {"_id": sid(i)},
-                doc! {"$set": {"session": changed.to_string()}},
-            )
-            .await
-            .unwrap();
+        change_at_source(&db, i, changed).await;
     }
     assert_eq!(migrate(&target, &source).await.converted, 2);
-    let key = target.stored_id(&sid(0));
-    let stored = db
-        .collection("native")
-        .find_one(doc! {"_id": &key})
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        stored.get_i64("version").unwrap(),
-        1,
-        "continued, not reset to 0"
-    );
+    let stored = raw(&db, &target, &sid(0)).await;
+    let version = stored.get_i64("version").unwrap();
+    assert_eq!(version, 1, "continued, not reset to 0");
 
     // The cached instance's request adds a key: its cache must not keep
     // the map it loaded before the re-copy as if it were stored.
-    let mut data = on_cached.into_map();
-    data.insert("m".into(), json!(1));
-    cached.save(&sid(0), &data, None).await.unwrap();
+    let mut added = on_cached;
+    added.insert("m".into(), json!(1));
+    cached.save(&sid(0), &added, None).await.unwrap();
     let served = cached.load(&sid(0)).await.unwrap().unwrap();
     assert_eq!(served.data["n"], "changed", "a map that was never stored");
-    assert_eq!(
-        served.data,
-        target.load(&sid(0)).await.unwrap().unwrap().data
-    );
+    assert_eq!(served.data, data(&target, &sid(0)).await);
 
     // The strict instance's request loaded n = 1 and changes n: a conflict,
     // not a silent overwrite of the re-copy.
-    let mut data = on_strict.into_map();
-    data.insert("n".into(), json!(2));
-    let lost = strict.save(&sid(1), &data, None).await;
+    let mut changed = on_strict;
+    changed.insert("n".into(), json!(2));
+    let lost = strict.save(&sid(1), &changed, None).await;
     assert!(
         lost.is_err_and(|e| e.is_conflict()),
         "the re-copy would be lost"
     );
     cached.close().await;
     strict.close().await;
-    db.cleanup().await;
 }
 
 /// A copy the native side deleted and the migration makes again (its
 /// source changed) gets a version past any the deleted one reached.
 #[tokio::test]
 async fn a_copy_made_again_after_a_native_logout_does_not_reuse_a_version() {
-    let db = TestDb::new("migrateversionagain").await;
-    seed(&db, "sessions", 1).await;
-    let source = express_store(&db, "sessions").await;
+    let (db, source) = seeded("migrateversionagain", 1).await;
     let target = native_store(&db, "native").await;
     migrate(&target, &source).await;
-    let mut data = target.load(&sid(0)).await.unwrap().unwrap().into_map();
+    let mut tracked = loaded(&target, &sid(0)).await;
     for n in 0..3 {
-        data.insert("k".into(), json!(n));
-        target.save(&sid(0), &data, None).await.unwrap();
+        tracked.insert("k".into(), json!(n));
+        target.save(&sid(0), &tracked, None).await.unwrap();
     }
-    let key = target.stored_id(&sid(0));
-    let native = db.collection("native");
-    let reached = native.find_one(doc! {"_id": &key}).await.unwrap().unwrap();
+    let reached = raw(&db, &target, &sid(0)).await;
     let reached = reached.get_i64("version").unwrap();
     assert!(target.delete(&sid(0)).await.unwrap());
-    let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "again"}).to_string();
-    db.collection("sessions")
-        .update_one(doc! {"_id": sid(0)}, doc! {"$set": {"session": changed}})
-        .await
-        .unwrap();
+    let changed = json!({"cookie": {"originalMaxAge": 1}, "n": "again"});
+    change_at_source(&db, 0, changed).await;
     assert_eq!(migrate(&target, &source).await.converted, 1);
-    let again = native.find_one(doc! {"_id": &key}).await.unwrap().unwrap();
+    let again = raw(&db, &target, &sid(0)).await;
     assert!(again.get_i64("version").unwrap() > reached, "{again}");
-    db.cleanup().await;
 }

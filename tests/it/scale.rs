@@ -3,53 +3,24 @@
 //! and a rerun finishes the job. (How fast, at 10,000 to 1,000,000
 //! sessions, is the scale benchmark's: `scripts/bench-scale`.)
 
-use std::{
-    future::IntoFuture,
-    sync::{Arc, Mutex},
-};
+use std::future::IntoFuture;
 
 use mongodb::{
     bson::{doc, Bson, DateTime, Document},
-    event::{command::CommandEvent, EventHandler},
-    options::ClientOptions,
     Client,
 };
 use mongodb_session_store::{
-    admin::BatchOptions,
-    express::{migrate::MigrateOptions, ExpressLayout},
-    AutoRemove, MongoSessionStore,
+    admin::BatchOptions, express::migrate::MigrateOptions, AutoRemove, MongoSessionStore,
 };
 use testkit::{
     fault::{FailPoint, Times},
-    TestDb,
+    CommandLog, TestDb,
 };
 
-/// The commands a client sent, by name, with their bodies.
-type Sent = Arc<Mutex<Vec<(String, Document)>>>;
-
-/// A client named `app` (for failpoints) whose commands are recorded.
-pub(crate) async fn named_client(app: &str) -> (Client, Sent) {
-    let mut options = ClientOptions::parse(testkit::mongodb_uri()).await.unwrap();
-    options.app_name = Some(app.into());
-    let sent = Sent::default();
-    let sink = Arc::clone(&sent);
-    options.command_event_handler = Some(EventHandler::callback(move |event| {
-        if let CommandEvent::Started(started) = event {
-            let entry = (started.command_name, started.command);
-            sink.lock().unwrap().push(entry);
-        }
-    }));
-    (Client::with_options(options).unwrap(), sent)
-}
-
-pub(crate) fn sent(log: &Sent, name: &str) -> Vec<Document> {
-    let log = log.lock().unwrap();
-    let named = log.iter().filter(|(n, _)| n == name);
-    named.map(|(_, command)| command.clone()).collect()
-}
+use crate::common::{connect_mongo, count, Build};
 
 /// `count` native documents expiring `in_ms` from now, ids `<prefix>00000…`.
-pub(crate) async fn seed_native(db: &TestDb, prefix: &str, count: usize, in_ms: i64) {
+async fn seed_native(db: &TestDb, prefix: &str, count: usize, in_ms: i64) {
     let now = DateTime::now();
     let expires = DateTime::from_millis(now.timestamp_millis() + in_ms);
     let documents: Vec<Document> = (0..count)
@@ -60,21 +31,53 @@ pub(crate) async fn seed_native(db: &TestDb, prefix: &str, count: usize, in_ms: 
             }
         })
         .collect();
+    insert(db, documents).await;
+}
+
+/// Inserts `documents` into `sessions`, a thousand at a time.
+async fn insert(db: &TestDb, documents: Vec<Document>) {
     for chunk in documents.chunks(1000) {
-        db.collection("sessions")
-            .insert_many(chunk.to_vec())
-            .await
-            .unwrap();
+        let sessions = db.collection("sessions");
+        sessions.insert_many(chunk.to_vec()).await.unwrap();
     }
 }
 
+/// A store on the test database, on `client`, that leaves expired sessions
+/// for the test to purge.
 async fn purging_store(db: &TestDb, client: Client) -> MongoSessionStore {
-    MongoSessionStore::from_client(client)
-        .database(&db.name)
-        .auto_remove(AutoRemove::Disabled)
-        .build()
-        .await
-        .unwrap()
+    let builder = MongoSessionStore::from_client(client).database(&db.name);
+    builder.auto_remove(AutoRemove::Disabled).built().await
+}
+
+/// Makes every `command` of the client named `app` fail once `passing`
+/// have passed; or says why the server will not.
+async fn failing_after(
+    db: &TestDb,
+    app: &str,
+    command: &str,
+    passing: u32,
+) -> Result<FailPoint, String> {
+    let error = doc! { "errorCode": 2 };
+    let times = Times::Skip(passing);
+    FailPoint::fail_command(&db.client, app, &[command], times, error).await
+}
+
+/// Every round trip of a purge `log` recorded was bounded by the batch
+/// (100): no unbounded deleteMany.
+fn assert_purge_bounded(log: &CommandLog) {
+    for delete in log.commands("delete") {
+        let deletes = delete.get_array("deletes").unwrap();
+        let filter = deletes[0].as_document().unwrap().get_document("q").unwrap();
+        let ids = filter
+            .get_document("_id")
+            .unwrap()
+            .get_array("$in")
+            .unwrap();
+        assert!(ids.len() <= 100, "{} ids in one deleteMany", ids.len());
+    }
+    for find in log.commands("find") {
+        assert_eq!(find.get_i64("limit").ok(), Some(100), "{find}");
+    }
 }
 
 #[tokio::test]
@@ -82,19 +85,11 @@ async fn a_purge_that_fails_in_a_middle_batch_reports_what_it_deleted_and_a_reru
     let db = TestDb::new("scale_purge").await;
     seed_native(&db, "old-", 5_000, -60_000).await;
     seed_native(&db, "live-", 10, 3_600_000).await;
-    let (client, log) = named_client("scale-purge").await;
+    let (client, log) = CommandLog::named_client("scale-purge").await;
     let store = purging_store(&db, client).await;
     let batches = BatchOptions::default().size(100);
     // The 21st deleteMany, and every one after it, fails.
-    let fail = FailPoint::fail_command(
-        &db.client,
-        "scale-purge",
-        &["delete"],
-        Times::Skip(20),
-        doc! { "errorCode": 2 },
-    )
-    .await;
-    let fail = match fail {
+    let fail = match failing_after(&db, "scale-purge", "delete", 20).await {
         Ok(fail) => fail,
         Err(skipped) => return eprintln!("{skipped}"),
     };
@@ -108,39 +103,17 @@ async fn a_purge_that_fails_in_a_middle_batch_reports_what_it_deleted_and_a_reru
     assert!(stopped.error.is_database(), "{}", stopped.error);
     assert_eq!(seen.last(), Some(&2_000), "progress after each batch");
     assert_eq!(seen.len(), 20);
-    let sessions = db.collection("sessions");
-    assert_eq!(sessions.count_documents(doc! {}).await.unwrap(), 3_010);
+    assert_eq!(count(&db).await, 3_010);
 
-    assert_eq!(
-        store.delete_expired_with(batches, |_| {}).await.unwrap(),
-        3_000
-    );
-    let left: Vec<Bson> = sessions
-        .distinct("_id", doc! {})
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let rerun = store.delete_expired_with(batches, |_| {}).await;
+    assert_eq!(rerun.unwrap(), 3_000);
+    let sessions = db.collection("sessions");
+    let left: Vec<Bson> = sessions.distinct("_id", doc! {}).await.unwrap();
     assert_eq!(left.len(), 10, "only the live sessions are left");
     assert!(left
         .iter()
         .all(|id| id.as_str().unwrap().starts_with("live-")));
-
-    // Every round trip was bounded by the batch: no unbounded deleteMany.
-    for delete in sent(&log, "delete") {
-        let deletes = delete.get_array("deletes").unwrap();
-        let filter = deletes[0].as_document().unwrap().get_document("q").unwrap();
-        let ids = filter
-            .get_document("_id")
-            .unwrap()
-            .get_array("$in")
-            .unwrap();
-        assert!(ids.len() <= 100, "{} ids in one deleteMany", ids.len());
-    }
-    for find in sent(&log, "find") {
-        assert_eq!(find.get_i64("limit").ok(), Some(100), "{find}");
-    }
-    db.cleanup().await;
+    assert_purge_bounded(&log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +144,6 @@ async fn a_session_touched_while_a_purge_runs_is_not_deleted() {
     let left = db.documents("sessions").await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].get_str("_id").unwrap(), "old-00002");
-    db.cleanup().await;
 }
 
 /// `count` connect-mongo documents, ids `sid-00000…`.
@@ -183,11 +155,22 @@ async fn seed_connect_mongo(db: &TestDb, count: usize) {
             doc! { "_id": format!("sid-{i:05}"), "session": session, "expires": expires }
         })
         .collect();
-    for chunk in documents.chunks(1000) {
-        db.collection("sessions")
-            .insert_many(chunk.to_vec())
-            .await
-            .unwrap();
+    insert(db, documents).await;
+}
+
+/// Every round trip of a migration `log` recorded carried at most a batch
+/// (100).
+fn assert_migration_bounded(log: &CommandLog) {
+    for insert in log.commands("insert") {
+        assert!(insert.get_array("documents").unwrap().len() <= 100);
+    }
+    for find in log.commands("find") {
+        if let Ok(filter) = find.get_document("filter") {
+            let ids = filter
+                .get_document("_id")
+                .and_then(|id| id.get_array("$in"));
+            assert!(ids.map_or(0, Vec::len) <= 100, "{find}");
+        }
     }
 }
 
@@ -195,33 +178,15 @@ async fn seed_connect_mongo(db: &TestDb, count: usize) {
 async fn a_migration_that_fails_in_a_middle_batch_reports_what_it_did_and_a_rerun_finishes() {
     let db = TestDb::new("scale_migrate").await;
     seed_connect_mongo(&db, 5_000).await;
-    let source = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .auto_remove(AutoRemove::Disabled)
-        .express_layout(ExpressLayout::ConnectMongo)
-        .build()
-        .await
-        .unwrap();
-    let (client, log) = named_client("scale-migrate").await;
-    let target = MongoSessionStore::from_client(client)
-        .database(&db.name)
-        .collection("native")
-        .build()
-        .await
-        .unwrap();
+    let source = connect_mongo(&db, "sessions").await;
+    let (client, log) = CommandLog::named_client("scale-migrate").await;
+    let target = MongoSessionStore::from_client(client).database(&db.name);
+    let target = target.collection("native").built().await;
     let options = MigrateOptions::default().batch_size(100);
     // A first copy inserts three times a batch: its record, its ledger
     // entries, its copies. The 21st batch's copies fail, after its entries
     // were recorded as pending.
-    let fail = FailPoint::fail_command(
-        &db.client,
-        "scale-migrate",
-        &["insert"],
-        Times::Skip(3 * 20 + 2),
-        doc! { "errorCode": 2 },
-    )
-    .await;
-    let fail = match fail {
+    let fail = match failing_after(&db, "scale-migrate", "insert", 3 * 20 + 2).await {
         Ok(fail) => fail,
         Err(skipped) => return eprintln!("{skipped}"),
     };
@@ -231,27 +196,12 @@ async fn a_migration_that_fails_in_a_middle_batch_reports_what_it_did_and_a_reru
         .expect_err("the 21st batch fails");
     fail.off().await;
     let done = &stopped.done;
-    assert_eq!(
-        (done.examined, done.converted),
-        (2_000, 2_000),
-        "{}",
-        stopped.error
-    );
+    let copied = (done.examined, done.converted);
+    assert_eq!(copied, (2_000, 2_000), "{}", stopped.error);
     assert!(stopped.error.is_database(), "{}", stopped.error);
     let native = db.collection("native");
     assert_eq!(native.count_documents(doc! {}).await.unwrap(), 2_000);
-    // Bounded: every round trip carried at most a batch.
-    for insert in sent(&log, "insert") {
-        assert!(insert.get_array("documents").unwrap().len() <= 100);
-    }
-    for find in sent(&log, "find") {
-        if let Ok(filter) = find.get_document("filter") {
-            let ids = filter
-                .get_document("_id")
-                .and_then(|id| id.get_array("$in"));
-            assert!(ids.map_or(0, Vec::len) <= 100, "{find}");
-        }
-    }
+    assert_migration_bounded(&log);
 
     let rerun = target.migrate_from(&source, options, |_| {}).await.unwrap();
     assert_eq!(
@@ -266,5 +216,4 @@ async fn a_migration_that_fails_in_a_middle_batch_reports_what_it_did_and_a_reru
     }
     let again = target.migrate_from(&source, options, |_| {}).await.unwrap();
     assert_eq!((again.converted, again.unchanged), (0, 5_000));
-    db.cleanup().await;
 }

@@ -6,29 +6,23 @@
 
 use std::time::{Duration, Instant};
 
-use mongodb::{bson::doc, options::ClientOptions};
-use mongodb_session_store::{Codec, MongoSessionStore};
-use serde_json::{json, Map, Value};
+use mongodb::bson::doc;
+use mongodb_session_store::{Codec, MongoSessionStore, StoreBuilder};
+use serde_json::json;
 use testkit::{
     fault::{self, FailPoint, Times},
     TestDb,
 };
 
+use crate::common::{instance, loaded, named, new_session, Build};
+
 const BOUND: Duration = Duration::from_millis(1500);
 
-fn map(value: Value) -> Map<String, Value> {
-    value.as_object().expect("an object").clone()
-}
-
-async fn json_store(db: &TestDb, app: Option<&str>) -> MongoSessionStore {
-    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
-    options.app_name = app.map(str::to_string);
-    MongoSessionStore::from_client_options(options)
-        .codec(Codec::JsonString)
-        .operation_timeout(BOUND)
-        .build()
-        .await
-        .unwrap()
+/// A store bounded by [`BOUND`] on a client of its own named `app` (so a
+/// failpoint can single it out).
+async fn bounded(db: &TestDb, app: &str) -> StoreBuilder {
+    let options = named(&db.uri(), app).await;
+    MongoSessionStore::from_client_options(options).operation_timeout(BOUND)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,12 +32,17 @@ async fn a_contended_save_with_slow_round_trips_answers_within_the_bound() {
         return eprintln!("{reason}");
     }
     let app = format!("slowcas-{}", db.name);
-    let store = json_store(&db, Some(&app)).await;
-    let other = json_store(&db, None).await;
-    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
-    let mut tracked = store.load(&id).await.unwrap().unwrap().into_map();
+    let store = bounded(&db, &app)
+        .await
+        .codec(Codec::JsonString)
+        .built()
+        .await;
+    let other = instance(&db).codec(Codec::JsonString);
+    let other = other.operation_timeout(BOUND).built().await;
+    let id = new_session(&store, json!({"n": 0}), None).await;
+    let mut tracked = loaded(&store, &id).await;
     // Another instance writes meanwhile: our save must re-read and retry.
-    let mut theirs = other.load(&id).await.unwrap().unwrap().into_map();
+    let mut theirs = loaded(&other, &id).await;
     theirs.insert("m".into(), json!(1));
     other.save(&id, &theirs, None).await.unwrap();
 
@@ -68,7 +67,6 @@ async fn a_contended_save_with_slow_round_trips_answers_within_the_bound() {
         took < BOUND + Duration::from_millis(750),
         "save answered after {took:?}, bound {BOUND:?}"
     );
-    db.cleanup().await;
 }
 
 /// A load that meets a persistent state-change error (the primary
@@ -82,14 +80,8 @@ async fn a_state_change_error_on_a_load_is_transient() {
         return eprintln!("{reason}");
     }
     let app = format!("transientload-{}", db.name);
-    let mut options = ClientOptions::parse(db.uri()).await.unwrap();
-    options.app_name = Some(app.clone());
-    let store = MongoSessionStore::from_client_options(options)
-        .operation_timeout(BOUND)
-        .build()
-        .await
-        .unwrap();
-    let id = store.create(&map(json!({"n": 0})), None).await.unwrap();
+    let store = bounded(&db, &app).await.built().await;
+    let id = new_session(&store, json!({"n": 0}), None).await;
     for code in [91, 189, 10107, 11600] {
         let point = FailPoint::fail_command(
             &db.client,
@@ -104,5 +96,4 @@ async fn a_state_change_error_on_a_load_is_transient() {
         point.off().await;
         assert!(error.is_transient(), "{code}: {error}");
     }
-    db.cleanup().await;
 }

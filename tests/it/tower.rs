@@ -1,69 +1,34 @@
 //! The tower-sessions adapter, through tower-sessions' own trait.
 
 use mongodb::bson::doc;
-use mongodb_session_store::MongoSessionStore;
-use testkit::TestDb;
-use tower_sessions_core::{
-    session::{Id, Record},
-    SessionStore,
-};
+use serde_json::json;
+use tower_sessions_core::{session::Id, SessionStore};
 
-fn record(id: Id) -> Record {
-    Record {
-        id,
-        data: [("user".to_string(), serde_json::json!("ada"))]
-            .into_iter()
-            .collect(),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    }
-}
+use crate::common::{db_and_store, record, record_with_id, set_fields};
 
 #[tokio::test]
 async fn create_draws_a_new_id_on_collision_and_updates_the_record() {
-    let db = TestDb::new("towercollision").await;
-    let store = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
+    let (_db, store) = db_and_store("towercollision").await;
     let taken = Id::default();
-    SessionStore::create(&store, &mut record(taken))
-        .await
-        .unwrap();
-    let mut second = record(taken);
-    second
-        .data
-        .insert("user".into(), serde_json::json!("mallory"));
+    let mut first = record_with_id(taken, json!({"user": "ada"}));
+    SessionStore::create(&store, &mut first).await.unwrap();
+    let mut second = record_with_id(taken, json!({"user": "mallory"}));
     SessionStore::create(&store, &mut second).await.unwrap();
 
     assert_ne!(second.id, taken);
     let first = SessionStore::load(&store, &taken).await.unwrap().unwrap();
     assert_eq!(first.data["user"], "ada");
-    let other = SessionStore::load(&store, &second.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(other.data["user"], "mallory");
-    db.cleanup().await;
+    let other = SessionStore::load(&store, &second.id).await.unwrap();
+    assert_eq!(other.unwrap().data["user"], "mallory");
 }
 
 #[tokio::test]
 async fn an_undecodable_session_loads_as_none() {
-    let db = TestDb::new("towercorrupt").await;
-    let store = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .unwrap();
-    let mut fresh = record(Id::default());
+    let (db, store) = db_and_store("towercorrupt").await;
+    let mut fresh = record(json!({"user": "ada"}));
     SessionStore::create(&store, &mut fresh).await.unwrap();
-    db.collection("sessions")
-        .update_one(doc! {}, doc! {"$set": {"expires": "soon"}})
-        .await
-        .unwrap();
-    assert!(SessionStore::load(&store, &fresh.id)
-        .await
-        .unwrap()
-        .is_none());
-    db.cleanup().await;
+    let id = fresh.id.to_string();
+    set_fields(&db, &store, &id, doc! {"expires": "soon"}).await;
+    let loaded = SessionStore::load(&store, &fresh.id).await.unwrap();
+    assert!(loaded.is_none());
 }

@@ -1,40 +1,23 @@
 //! Per-session lifetimes set from handlers, through both frameworks.
 
-use std::time::Duration;
-
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::doc;
 use mongodb_session_store::{MongoSessionStore, SessionLifetime};
 use testkit::TestDb;
 
-use super::expires_near;
-
-const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(24 * 3600);
+use super::{expires_near, lifetime_of};
+use crate::common::{builder, from_now, only_document, Build, DAY, HOUR, MINUTE};
 
 async fn store(db: &TestDb) -> MongoSessionStore {
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .idle_timeout(12 * HOUR)
-        .lifetime_limit(30 * DAY)
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn only_document(db: &TestDb) -> Document {
-    let documents = db.documents("sessions").await;
-    assert_eq!(documents.len(), 1, "{documents:?}");
-    documents.into_iter().next().unwrap()
+    let builder = builder(db).idle_timeout(12 * HOUR);
+    builder.lifetime_limit(30 * DAY).built().await
 }
 
 /// Moves every stored expiry to a minute from now, so the next write shows
 /// which window it applied.
 async fn expire_soon(db: &TestDb) {
-    let soon = DateTime::from_system_time(std::time::SystemTime::now() + Duration::from_secs(60));
-    db.collection("sessions")
-        .update_many(doc! {}, doc! { "$set": { "expires": soon } })
-        .await
-        .unwrap();
+    let soon = doc! { "$set": { "expires": from_now(MINUTE) } };
+    let sessions = db.collection("sessions");
+    sessions.update_many(doc! {}, soon).await.unwrap();
 }
 
 mod with_axum {
@@ -129,11 +112,8 @@ mod with_axum {
             .unwrap();
         assert_eq!(&body[..], b"Some(2592000s)");
         let document = only_document(&db).await;
-        assert_eq!(
-            document.get_document("lifetime").unwrap(),
-            &doc! { "idleTimeout": 2_592_000_000_i64 }
-        );
-        db.cleanup().await;
+        let month = doc! { "idleTimeout": 2_592_000_000_i64 };
+        assert_eq!(lifetime_of(&document), &month);
     }
 }
 
@@ -212,13 +192,10 @@ mod with_actix {
         let response = call_service(&app, request).await;
         let renewed = response.response().cookies().next().unwrap().into_owned();
         let document = only_document(&db).await;
-        assert_eq!(
-            document.get_document("lifetime").unwrap(),
-            &doc! { "idleTimeout": 3_600_000_i64 }
-        );
+        let hour = doc! { "idleTimeout": 3_600_000_i64 };
+        assert_eq!(lifetime_of(&document), &hour);
         let request = TestRequest::get().uri("/").cookie(renewed).to_request();
         let body = actix_web::test::call_and_read_body(&app, request).await;
         assert_eq!(&body[..], b"Some(3600s)");
-        db.cleanup().await;
     }
 }

@@ -2,19 +2,9 @@
 //! the store's spans are children of the request's span — here opened by a
 //! middleware, as `tower-http`'s `TraceLayer` and `tracing-actix-web` do.
 
-use mongodb_session_store::MongoSessionStore;
-use testkit::TestDb;
 use tracing::Instrument;
 
-use super::capture::Capture;
-
-async fn store(db: &TestDb) -> MongoSessionStore {
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .build()
-        .await
-        .expect("building the store")
-}
+use crate::common::{capture::Capture, db_and_store};
 
 /// Every store span so far, as (op, outermost enclosing span), then
 /// forgets them. (Between the two, a framework may open its own spans:
@@ -54,7 +44,7 @@ mod with_axum {
     use tower::ServiceExt;
     use tower_sessions::{Session, SessionManagerLayer};
 
-    use super::{ops_and_roots, store, under_request, Capture, Instrument, TestDb};
+    use super::{db_and_store, ops_and_roots, under_request, Capture, Instrument};
 
     async fn bump(session: Session) -> String {
         let n: i64 = session.get("n").await.unwrap().unwrap_or(0);
@@ -70,8 +60,7 @@ mod with_axum {
 
     #[tokio::test]
     async fn an_axum_request_span_encloses_the_store_spans() {
-        let db = TestDb::new("observe_axum").await;
-        let store = store(&db).await;
+        let (_db, store) = db_and_store("observe_axum").await;
         let app = Router::new()
             .route("/", get(bump))
             .layer(SessionManagerLayer::new(store.clone()))
@@ -97,7 +86,6 @@ mod with_axum {
         let raw = cookie.split_once('=').unwrap().1;
         capture.assert_never_mentions(raw);
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -111,7 +99,7 @@ mod with_actix {
         web, App,
     };
 
-    use super::{ops_and_roots, store, under_request, Capture, Instrument, TestDb};
+    use super::{db_and_store, ops_and_roots, under_request, Capture, Instrument};
 
     async fn bump(session: Session) -> String {
         let n: i64 = session.get("n").unwrap().unwrap_or(0);
@@ -121,8 +109,7 @@ mod with_actix {
 
     #[actix_web::test]
     async fn an_actix_request_span_encloses_the_store_spans() {
-        let db = TestDb::new("observe_actix").await;
-        let store = store(&db).await;
+        let (_db, store) = db_and_store("observe_actix").await;
         let app = init_service(
             App::new()
                 .route("/", web::get().to(bump))
@@ -141,14 +128,10 @@ mod with_actix {
         let cookie = cookie.into_owned();
         assert_eq!(ops_and_roots(&capture), under_request(&["create"]));
 
-        let again = TestRequest::get()
-            .uri("/")
-            .cookie(cookie.clone())
-            .to_request();
-        let second = call_service(&app, again).await;
+        let again = TestRequest::get().uri("/").cookie(cookie.clone());
+        let second = call_service(&app, again.to_request()).await;
         assert!(second.status().is_success());
         assert_eq!(ops_and_roots(&capture), under_request(&["load", "save"]));
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -8,6 +8,9 @@ use std::future::Future;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use testkit::TestDb;
 
+#[cfg(not(feature = "metrics"))]
+use crate::common::Build;
+
 /// A figure as the recorder holds it: name, sorted labels, value.
 #[derive(Debug, PartialEq)]
 struct Figure {
@@ -51,31 +54,23 @@ fn recorded<F: Future<Output = ()>>(test: impl FnOnce() -> F) -> Vec<Figure> {
 fn without_the_feature_nothing_is_recorded() {
     let figures = recorded(|| async {
         let db = TestDb::new("observe_nometrics").await;
-        let store = mongodb_session_store::MongoSessionStore::from_client(db.client.clone())
-            .database(&db.name)
-            .cache(mongodb_session_store::ReadCache::new())
-            .build()
-            .await
-            .unwrap();
-        let id = store
-            .create(&super::map(serde_json::json!({"n": 1})), None)
-            .await
-            .unwrap();
+        let cache = mongodb_session_store::ReadCache::new();
+        let store = crate::common::builder(&db).cache(cache).built().await;
+        let n1 = serde_json::json!({"n": 1});
+        let id = crate::common::new_session(&store, n1, None).await;
         store.load(&id).await.unwrap();
         store.load(&id).await.unwrap();
         store.close().await;
-        db.cleanup().await;
     });
     assert_eq!(figures, vec![]);
 }
 
 #[cfg(feature = "metrics")]
 mod enabled {
-    use mongodb_session_store::{ConflictPolicy, MongoSessionStore};
     use serde_json::json;
 
     use super::{
-        super::{cached_store_and_uncached_session, map},
+        super::{cached_store_and_uncached_session, strict_store_and_a_losing_save},
         recorded, DebugValue, Figure, TestDb,
     };
 
@@ -100,6 +95,9 @@ mod enabled {
             .map(|f| &f.value)
     }
 
+    /// A counter's name, labels and value.
+    type Count<'a> = (&'a str, &'a [(&'a str, &'a str)], u64);
+
     fn counter(figures: &[Figure], name: &str, pairs: &[(&str, &str)]) -> u64 {
         match find(figures, name, pairs) {
             Some(DebugValue::Counter(n)) => *n,
@@ -111,65 +109,32 @@ mod enabled {
     fn operations_are_counted_and_timed_by_op_and_outcome() {
         let figures = recorded(|| async {
             let db = TestDb::new("observe_metrics_ops").await;
-            let store = MongoSessionStore::from_client(db.client.clone())
-                .database(&db.name)
-                .on_conflict(ConflictPolicy::Fail)
-                .build()
-                .await
-                .unwrap();
-            let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-            let mut first = store.load(&id).await.unwrap().unwrap().into_map();
-            let mut second = store.load(&id).await.unwrap().unwrap().into_map();
-            first.insert("n".into(), json!(2));
-            second.insert("n".into(), json!(3));
-            store.save(&id, &first, None).await.unwrap();
-            store.save(&id, &second, None).await.unwrap_err();
-            store
-                .load(&mongodb_session_store::id::generate_id())
-                .await
-                .unwrap();
+            let (store, id, losing) = strict_store_and_a_losing_save(&db).await;
+            store.save(&id, &losing, None).await.unwrap_err();
+            let made_up = mongodb_session_store::id::generate_id();
+            store.load(&made_up).await.unwrap();
             store.rewrap().await.unwrap_err();
             store.close().await;
-            db.cleanup().await;
         });
         let ops = "mongodb_sessions_operations_total";
-        assert_eq!(
-            counter(&figures, ops, &[("op", "create"), ("outcome", "created")]),
-            1
-        );
-        assert_eq!(
-            counter(&figures, ops, &[("op", "load"), ("outcome", "miss")]),
-            2
-        );
-        assert_eq!(
-            counter(&figures, ops, &[("op", "load"), ("outcome", "missing")]),
-            1
-        );
-        assert_eq!(
-            counter(&figures, ops, &[("op", "save"), ("outcome", "updated")]),
-            1
-        );
-        assert_eq!(
-            counter(&figures, ops, &[("op", "save"), ("outcome", "conflict")]),
-            1
-        );
-        assert_eq!(
-            counter(&figures, ops, &[("op", "rewrap"), ("outcome", "error")]),
-            1
-        );
         let errors = "mongodb_sessions_errors_total";
-        assert_eq!(
-            counter(&figures, errors, &[("op", "save"), ("kind", "conflict")]),
-            1
-        );
-        assert_eq!(
-            counter(&figures, errors, &[("op", "rewrap"), ("kind", "config")]),
-            1
-        );
         let trips = "mongodb_sessions_round_trips_total";
-        // 1 update + 1 failed update and its re-read.
-        assert_eq!(counter(&figures, trips, &[("op", "save")]), 3);
-        assert_eq!(counter(&figures, trips, &[("op", "load")]), 3);
+        let expected: [Count<'_>; 10] = [
+            (ops, &[("op", "create"), ("outcome", "created")], 1),
+            (ops, &[("op", "load"), ("outcome", "miss")], 2),
+            (ops, &[("op", "load"), ("outcome", "missing")], 1),
+            (ops, &[("op", "save"), ("outcome", "updated")], 1),
+            (ops, &[("op", "save"), ("outcome", "conflict")], 1),
+            (ops, &[("op", "rewrap"), ("outcome", "error")], 1),
+            (errors, &[("op", "save"), ("kind", "conflict")], 1),
+            (errors, &[("op", "rewrap"), ("kind", "config")], 1),
+            // 1 update + 1 failed update and its re-read.
+            (trips, &[("op", "save")], 3),
+            (trips, &[("op", "load")], 3),
+        ];
+        for (name, pairs, n) in expected {
+            assert_eq!(counter(&figures, name, pairs), n, "{name} {pairs:?}");
+        }
         let duration = "mongodb_sessions_operation_duration_seconds";
         match find(&figures, duration, &[("op", "load"), ("outcome", "miss")]) {
             Some(DebugValue::Histogram(samples)) => {
@@ -208,7 +173,6 @@ mod enabled {
             // run during the awaits above (one thread runs them all).
             tokio::task::yield_now().await;
             store.close().await;
-            db.cleanup().await;
         });
         assert_eq!(
             counter(&figures, "mongodb_sessions_cache_hits_total", &[]),

@@ -3,20 +3,16 @@
 use std::time::Duration;
 
 use mongodb_session_store::{
-    id::generate_id, id::RedactedId, session::USER_KEY, ConflictPolicy, MongoSessionStore, UserInfo,
+    id::generate_id, id::RedactedId, session::USER_KEY, MongoSessionStore, UserInfo,
 };
 use serde_json::json;
 use testkit::TestDb;
 
-use super::{cached_store_and_uncached_session, capture::Capture, map};
+use super::{cached_store_and_uncached_session, strict_store_and_a_losing_save};
+use crate::common::{builder, capture::Capture, map, new_session, Build};
 
 async fn store(db: &TestDb, touch_after: Duration) -> MongoSessionStore {
-    MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .touch_after(touch_after)
-        .build()
-        .await
-        .expect("building the store")
+    builder(db).touch_after(touch_after).built().await
 }
 
 /// (span name suffix, outcome, round trips) of every store span, in order.
@@ -42,12 +38,9 @@ fn expect(rows: &[(&str, &str, u32)]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
-    let db = TestDb::new("observe_ops").await;
-    let store = store(&db, Duration::from_secs(3600)).await;
-    let (capture, _guard) = Capture::install();
-
+/// Runs every kind of operation once or more, each answered as
+/// [`EVERY_OPERATION`] lists; the ids of the sessions it made.
+async fn every_operation(store: &MongoSessionStore) -> [String; 3] {
     let owned = map(json!({ USER_KEY: UserInfo::new("ada").to_value(), "n": 1 }));
     let id = store.create(&owned, None).await.unwrap();
     let loaded = store.load(&id).await.unwrap().expect("the session");
@@ -67,47 +60,58 @@ async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
     assert!(store.rewrap().await.unwrap_err().is_config());
     assert!(store.revoke("ada", &handle).await.unwrap());
     assert!(!store.delete(&id).await.unwrap());
-    let other = store.create(&map(json!({"k": true})), None).await.unwrap();
+    let other = new_session(store, json!({"k": true}), None).await;
     assert!(store.delete(&other).await.unwrap());
     store.delete_expired().await.unwrap();
     // A regeneration: the old id's delete, then the create of what it held.
-    let old = store.create(&map(json!({"k": 1})), None).await.unwrap();
+    let old = new_session(store, json!({"k": 1}), None).await;
     let carried = store.load(&old).await.unwrap().unwrap().into_map();
     assert!(store.delete(&old).await.unwrap());
     let new = store.create(&carried, None).await.unwrap();
     assert_eq!(store.clear().await.unwrap(), 1);
+    [id, other, new]
+}
 
-    // Listings count the query and the draining of its cursor. Loads and
-    // saves cost what they always did; endings (see tests/it/endings.rs)
-    // cost their record: a logout finds the session, records the ending,
-    // deletes; a made-up id costs two reads; a revocation also reads the
-    // user's recent endings; a regeneration's create claims its ending.
-    let expected = expect(&[
-        ("create", "created", 1),
-        ("load", "miss", 1),
-        ("save", "unchanged", 0),
-        ("save", "updated", 1),
-        ("touch", "unchanged", 0),
-        ("load", "missing", 1),
-        ("load", "missing", 0),
-        ("user_sessions", "ok", 2),
-        ("revoke", "missing", 4),
-        ("revoke_others", "ok", 4),
-        ("length", "ok", 1),
-        ("all", "ok", 1),
-        ("rewrap", "error", 0),
-        ("revoke", "revoked", 6),
-        ("delete", "missing", 2),
-        ("create", "created", 1),
-        ("delete", "deleted", 3),
-        ("delete_expired", "ok", 1),
-        ("create", "created", 1),
-        ("load", "miss", 1),
-        ("delete", "deleted", 3),
-        ("create", "created", 2),
-        ("clear", "ok", 1),
-    ]);
-    assert_eq!(summary(&capture), expected);
+/// The spans of [`every_operation`]: (op, outcome, round trips).
+///
+/// Listings count the query and the draining of its cursor. Loads and
+/// saves cost what they always did; endings (see tests/it/endings.rs)
+/// cost their record: a logout finds the session, records the ending,
+/// deletes; a made-up id costs two reads; a revocation also reads the
+/// user's recent endings; a regeneration's create claims its ending.
+const EVERY_OPERATION: &[(&str, &str, u32)] = &[
+    ("create", "created", 1),
+    ("load", "miss", 1),
+    ("save", "unchanged", 0),
+    ("save", "updated", 1),
+    ("touch", "unchanged", 0),
+    ("load", "missing", 1),
+    ("load", "missing", 0),
+    ("user_sessions", "ok", 2),
+    ("revoke", "missing", 4),
+    ("revoke_others", "ok", 4),
+    ("length", "ok", 1),
+    ("all", "ok", 1),
+    ("rewrap", "error", 0),
+    ("revoke", "revoked", 6),
+    ("delete", "missing", 2),
+    ("create", "created", 1),
+    ("delete", "deleted", 3),
+    ("delete_expired", "ok", 1),
+    ("create", "created", 1),
+    ("load", "miss", 1),
+    ("delete", "deleted", 3),
+    ("create", "created", 2),
+    ("clear", "ok", 1),
+];
+
+#[tokio::test]
+async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
+    let db = TestDb::new("observe_ops").await;
+    let store = store(&db, Duration::from_secs(3600)).await;
+    let (capture, _guard) = Capture::install();
+    let [id, other, new] = every_operation(&store).await;
+    assert_eq!(summary(&capture), expect(EVERY_OPERATION));
 
     let spans = capture.store_spans();
     let redacted = RedactedId::new(&id).to_string();
@@ -129,7 +133,6 @@ async fn every_operation_opens_its_span_with_outcome_and_round_trips() {
     capture.assert_never_mentions(&other);
     capture.assert_never_mentions(&new);
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -145,31 +148,16 @@ async fn a_cache_hit_costs_no_round_trip() {
     );
     capture.assert_never_mentions(&id);
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_save_that_loses_a_strict_race_ends_in_conflict() {
     let db = TestDb::new("observe_conflict").await;
-    let store = MongoSessionStore::from_client(db.client.clone())
-        .database(&db.name)
-        .on_conflict(ConflictPolicy::Fail)
-        .build()
-        .await
-        .unwrap();
-    let id = store.create(&map(json!({"n": 1})), None).await.unwrap();
-    let mut first = store.load(&id).await.unwrap().unwrap().into_map();
-    let mut second = store.load(&id).await.unwrap().unwrap().into_map();
-    first.insert("n".into(), json!(2));
-    second.insert("n".into(), json!(3));
-    store.save(&id, &first, None).await.unwrap();
+    let (store, id, losing) = strict_store_and_a_losing_save(&db).await;
 
     let (capture, _guard) = Capture::install();
-    assert!(store
-        .save(&id, &second, None)
-        .await
-        .unwrap_err()
-        .is_conflict());
+    let conflict = store.save(&id, &losing, None).await.unwrap_err();
+    assert!(conflict.is_conflict());
     let spans = capture.store_spans();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].field("outcome"), Some("conflict"));
@@ -178,23 +166,20 @@ async fn a_save_that_loses_a_strict_race_ends_in_conflict() {
     // the other request's change.
     assert_eq!(spans[0].field("round_trips"), Some("2"));
     capture.assert_never_mentions(&id);
-    db.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_raw_id_reaches_neither_a_span_nor_an_event() {
     let db = TestDb::new("observe_redacted").await;
     let store = store(&db, Duration::ZERO).await;
-    let taken = store.create(&map(json!({"n": 1})), None).await.unwrap();
+    let taken = new_session(&store, json!({"n": 1}), None).await;
     let fresh = generate_id();
 
     let (capture, _guard) = Capture::install();
     let mut ids = [taken.clone(), fresh.clone()].into_iter();
-    let created = store
-        .create_with_ids(|| ids.next().unwrap(), &map(json!({"n": 2})), None)
-        .await
-        .unwrap();
-    assert_eq!(created, fresh);
+    let n2 = map(json!({"n": 2}));
+    let created = store.create_with_ids(|| ids.next().unwrap(), &n2, None);
+    assert_eq!(created.await.unwrap(), fresh);
     assert!(capture.event_count() > 0, "the collision is logged");
     let spans = capture.store_spans();
     assert_eq!(spans.len(), 1);
@@ -205,5 +190,4 @@ async fn the_raw_id_reaches_neither_a_span_nor_an_event() {
     );
     capture.assert_never_mentions(&taken);
     capture.assert_never_mentions(&fresh);
-    db.cleanup().await;
 }

@@ -1,5 +1,6 @@
 //! A subscriber that keeps every span (name, parent, fields as finally
-//! recorded) and every event's fields, for the tests to inspect.
+//! recorded) and every event's fields (with its `target` and `level`), for
+//! the tests to inspect.
 
 use std::{
     collections::BTreeMap,
@@ -84,6 +85,13 @@ impl Capture {
     pub fn event_count(&self) -> usize {
         self.0.lock().unwrap().events.len()
     }
+
+    /// The fields of every event of `target`, with its `level`, in order.
+    pub fn events(&self, target: &str) -> Vec<BTreeMap<String, String>> {
+        let records = self.0.lock().unwrap();
+        let of_target = records.events.iter().filter(|e| e["target"] == target);
+        of_target.cloned().collect()
+    }
 }
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
@@ -125,6 +133,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut fields = BTreeMap::new();
+        let metadata = event.metadata();
+        fields.insert("target".into(), metadata.target().to_string());
+        fields.insert("level".into(), metadata.level().to_string());
         event.record(&mut Fields(&mut fields));
         self.0.lock().unwrap().events.push(fields);
     }
