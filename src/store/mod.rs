@@ -157,6 +157,8 @@ impl MongoSessionStore {
         &self.inner.collection
     }
 
+    /// The collection, for the migration (`express`).
+    #[cfg_attr(not(feature = "express"), allow(dead_code))]
     pub(crate) fn collection(&self) -> &Collection<Document> {
         &self.inner.collection
     }
