@@ -19,7 +19,12 @@
 //!   decode error is logged without the id, and the visitor gets a new key.
 //!
 //! Values are stored as BSON (parsed from actix-session's JSON strings), so
-//! `data` stays queryable. The state map carries one reserved entry,
+//! `data` stays queryable. An `update` parses only the values whose text
+//! changed since the load: the tracking entry carries a keyed fingerprint
+//! of each loaded text and the bytes its value takes as stored (for the
+//! size limit); with a cache, `ConflictPolicy::Fail`, an Express layout or
+//! values stored under an older key, every value is parsed, as those
+//! saves need them. The state map carries one reserved entry,
 //! [`TRACKING_KEY`], which
 //! [`Session::entries`](actix_session::Session::entries) shows; skip it.
 //!
@@ -59,9 +64,15 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use serde_json::{Map, Value};
 
 use crate::{
-    adapter::handle_in, id::RedactedId, session::SaveOutcome, session::LIFETIME_KEY,
-    session::TRACKING_KEY, session::USER_KEY, store::Touches, Error, MongoSessionStore,
-    SessionLifetime, UserInfo,
+    adapter::handle_in,
+    id::RedactedId,
+    session::SaveOutcome,
+    session::LIFETIME_KEY,
+    session::TRACKING_KEY,
+    session::USER_KEY,
+    snapshot::{entry_size, Snapshot, Texts, UserEntries},
+    store::Touches,
+    Error, MongoSessionStore, SessionLifetime, UserInfo,
 };
 
 type SessionState = HashMap<String, String>;
@@ -70,7 +81,7 @@ impl SessionStore for MongoSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         let id = session_key.as_ref();
         match self.load_or_fresh(id, Touches::ById).await {
-            Ok(found) => Ok(found.map(|loaded| to_state(loaded.into_map()))),
+            Ok(found) => Ok(found.map(|loaded| self.to_state(loaded))),
             Err(e) => Err(LoadError::Other(e.into())),
         }
     }
@@ -101,12 +112,22 @@ impl SessionStore for MongoSessionStore {
         session_state: SessionState,
         ttl: &time::Duration,
     ) -> Result<SessionKey, UpdateError> {
-        let data: HashMap<String, Value> =
-            parse(session_state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let outcome = self
-            .save_map(session_key.as_ref(), &data, Some(expiry(ttl)))
-            .await
-            .map_err(|e| save_error(e, UpdateError::Serialization, UpdateError::Other))?;
+        let id = session_key.as_ref();
+        let expires = Some(expiry(ttl));
+        let serialization = |e: serde_json::Error| UpdateError::Serialization(e.into());
+        let saved = match self.changed_only(&session_state).map_err(serialization)? {
+            // Only the values whose text changed were parsed.
+            Some((changed, kept_size, snapshot)) => {
+                let entries = UserEntries::partial(&changed, &session_state, kept_size);
+                self.save_entries(id, entries, snapshot, expires).await
+            }
+            None => {
+                let data: HashMap<String, Value> = parse(session_state).map_err(serialization)?;
+                self.save_map(id, &data, expires).await
+            }
+        };
+        let outcome =
+            saved.map_err(|e| save_error(e, UpdateError::Serialization, UpdateError::Other))?;
         if outcome == SaveOutcome::Missing {
             tracing::debug!(session = %RedactedId::new(session_key.as_ref()), "update of a deleted or expired session ignored");
         }
@@ -234,6 +255,68 @@ fn parse<M: FromIterator<(String, Value)>>(state: SessionState) -> Result<M, ser
         .map(|(k, v)| Ok((k, serde_json::from_str(&v)?)))
         .collect()
 }
+
+impl MongoSessionStore {
+    /// A loaded session as actix-session's state: every value as JSON text,
+    /// and the tracking entry extended with each text's fingerprint and
+    /// each value's stored size, so that an update parses only what
+    /// changed ([`changed_only`](Self::changed_only)).
+    fn to_state(&self, loaded: crate::session::LoadedSession) -> SessionState {
+        let encrypted = self.layout().encryption.is_some();
+        let mut data = loaded.into_map();
+        let mut entry = match data.remove(TRACKING_KEY) {
+            Some(Value::String(entry)) => entry,
+            _ => return to_state(data),
+        };
+        entry.push('~');
+        let mut state = SessionState::with_capacity(data.len() + 1);
+        for (key, value) in data {
+            let text = value.to_string();
+            if !crate::session::is_reserved(&key) {
+                Texts::push(&mut entry, &key, &text, entry_size(&key, &value, encrypted));
+            }
+            state.insert(key, text);
+        }
+        state.insert(TRACKING_KEY.to_string(), Value::String(entry).to_string());
+        state
+    }
+
+    /// The values of `state` whose text is not the one loaded (and the
+    /// store's reserved entries), the stored size of the others, and the
+    /// snapshot; `None` where the save needs every value (no usable
+    /// tracking entry, values stored the old way, or a store that does not
+    /// save per key alone: see `saves_by_key`).
+    fn changed_only(&self, state: &SessionState) -> Result<Option<ChangedOnly>, serde_json::Error> {
+        let Some(entry) = state.get(TRACKING_KEY) else {
+            return Ok(None);
+        };
+        let snapshot = Snapshot::from_value(&serde_json::from_str(entry)?);
+        let Some(snapshot) = snapshot.filter(|s| s.stale.is_empty() && self.saves_by_key()) else {
+            return Ok(None);
+        };
+        let Some(texts) = &snapshot.texts else {
+            return Ok(None);
+        };
+        let mut changed = HashMap::new();
+        let mut kept_size = 0;
+        for (key, text) in state {
+            if key == TRACKING_KEY {
+                continue;
+            }
+            match texts.unchanged(key, text) {
+                Some(size) => kept_size += size,
+                None => {
+                    changed.insert(key.clone(), serde_json::from_str(text)?);
+                }
+            }
+        }
+        Ok(Some((changed, kept_size, snapshot)))
+    }
+}
+
+/// The values an update parsed, the stored size of those it did not, and
+/// the load's snapshot.
+type ChangedOnly = (HashMap<String, Value>, usize, Snapshot);
 
 fn to_state(data: Map<String, Value>) -> SessionState {
     data.into_iter().map(|(k, v)| (k, v.to_string())).collect()

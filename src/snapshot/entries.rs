@@ -26,7 +26,11 @@ pub(crate) fn split_map(data: &HashMap<String, Value>) -> (UserEntries<'_>, Opti
 
 fn split_any(data: SessionMap<'_>) -> (UserEntries<'_>, Option<Snapshot>) {
     let snapshot = data.get(TRACKING_KEY).and_then(Snapshot::from_value);
-    (UserEntries(data), snapshot)
+    let entries = UserEntries {
+        map: data,
+        kept: None,
+    };
+    (entries, snapshot)
 }
 
 /// A session map as a framework holds it.
@@ -74,22 +78,59 @@ impl<'a> Iterator for Entries<'a> {
 
 /// A session map seen without its reserved entry.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct UserEntries<'a>(SessionMap<'a>);
+pub(crate) struct UserEntries<'a> {
+    map: SessionMap<'a>,
+    kept: Option<Kept<'a>>,
+}
+
+/// The entries of a partial view whose values were not parsed because
+/// their text is the one loaded (actix-session, see `texts.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Kept<'a> {
+    /// Every key the framework's map holds.
+    present: &'a HashMap<String, String>,
+    /// The stored size of the values left out.
+    size: usize,
+}
 
 impl<'a> UserEntries<'a> {
+    /// A partial view: `changed` holds the values parsed (the reserved
+    /// entries and those whose text changed), `present` every key the
+    /// framework holds, `kept_size` the stored size of the others, which
+    /// are as loaded. Only a per-key save may read it: it never needs
+    /// values that did not change (`to_map` gives the parsed ones only).
+    #[cfg_attr(not(feature = "actix-session"), allow(dead_code))]
+    pub(crate) fn partial(
+        changed: &'a HashMap<String, Value>,
+        present: &'a HashMap<String, String>,
+        kept_size: usize,
+    ) -> Self {
+        Self {
+            map: SessionMap::Hashed(changed),
+            kept: Some(Kept {
+                present,
+                size: kept_size,
+            }),
+        }
+    }
+
+    /// The entries whose values the view holds (all of them but in a
+    /// partial view).
     pub(crate) fn iter(self) -> impl Iterator<Item = (&'a String, &'a Value)> {
-        self.0.iter().filter(|(k, _)| !is_reserved(k))
+        self.map.iter().filter(|(k, _)| !is_reserved(k))
     }
 
     pub(crate) fn contains(self, key: &str) -> bool {
-        !is_reserved(key) && self.0.get(key).is_some()
+        !is_reserved(key)
+            && (self.map.get(key).is_some()
+                || self.kept.is_some_and(|kept| kept.present.contains_key(key)))
     }
 
     /// Refuses keys of the reserved namespace other than the ones the store
     /// itself puts there, and an owner or lifetime entry that is not one: they would
     /// otherwise be dropped silently, or forge an owner.
     pub(crate) fn check_reserved(self) -> crate::Result<()> {
-        for (key, value) in self.0.iter() {
+        for (key, value) in self.map.iter() {
             let legitimate = match key.as_str() {
                 TRACKING_KEY => true,
                 crate::user::USER_KEY => crate::UserInfo::from_value(value).is_some(),
@@ -105,13 +146,13 @@ impl<'a> UserEntries<'a> {
 
     /// The owner entry ([`USER_KEY`](crate::session::USER_KEY)), if any.
     pub(crate) fn user_entry(self) -> Option<&'a Value> {
-        self.0.get(crate::user::USER_KEY)
+        self.map.get(crate::user::USER_KEY)
     }
 
     /// The session's own lifetime ([`LIFETIME_KEY`](crate::session::LIFETIME_KEY)),
     /// if the map gives it one.
     pub(crate) fn lifetime(self) -> Option<crate::SessionLifetime> {
-        self.0
+        self.map
             .get(crate::session::LIFETIME_KEY)
             .and_then(crate::SessionLifetime::from_value)
             .filter(|lifetime| !lifetime.is_empty())
@@ -150,23 +191,30 @@ impl<'a> UserEntries<'a> {
     /// without building it: BSON as the native codec writes it, or, with
     /// encryption, one ciphertext of `[key, value]` per entry.
     pub(crate) fn stored_size(self, encrypted: bool) -> usize {
-        let mut size = DOCUMENT_FRAME;
-        for (key, value) in self.iter() {
-            size += if encrypted {
-                // Type, a 22-character name and its NUL, the binary's length
-                // and subtype, our header, the JSON plaintext, the GCM tag.
-                let mut counter = ByteCounter(0);
-                let _ = serde_json::to_writer(&mut counter, &(key, value));
-                1 + 22 + 1 + 4 + 1 + 17 + counter.0 + 16
-            } else {
-                element_size(escape_key(key).len(), value)
-            };
-        }
-        size
+        let kept = self.kept.map_or(0, |kept| kept.size);
+        self.iter()
+            .map(|(key, value)| entry_size(key, value, encrypted))
+            .sum::<usize>()
+            + DOCUMENT_FRAME
+            + kept
     }
 
     pub(crate) fn to_map(self) -> Map<String, Value> {
         self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Bytes one entry takes in the stored `data` document: BSON as the native
+/// codec writes it, or, with encryption, one ciphertext of `[key, value]`.
+pub(crate) fn entry_size(key: &str, value: &Value, encrypted: bool) -> usize {
+    if encrypted {
+        // Type, a 22-character name and its NUL, the binary's length and
+        // subtype, our header, the JSON plaintext, the GCM tag.
+        let mut counter = ByteCounter(0);
+        let _ = serde_json::to_writer(&mut counter, &(key, value));
+        1 + 22 + 1 + 4 + 1 + 17 + counter.0 + 16
+    } else {
+        element_size(escape_key(key).len(), value)
     }
 }
 

@@ -27,10 +27,14 @@ use crate::lifetime::SessionLifetime;
 mod entries;
 mod entry;
 mod prints;
+mod texts;
 
+#[cfg_attr(not(feature = "actix-session"), allow(unused_imports))]
+pub(crate) use entries::entry_size;
 pub(crate) use entries::{split, split_map, UserEntries};
 use entry::{push_name, read_head, take_name, write_head, Head};
 pub(crate) use prints::Prints;
+pub(crate) use texts::Texts;
 
 /// The key of the *tracking entry*: the entry a loaded session map carries
 /// from [`load`](crate::MongoSessionStore::load) to its save, so the save
@@ -75,6 +79,8 @@ pub(crate) struct Snapshot {
     /// or field name), with the field name they are stored under: a write
     /// of the key must remove that field, and rewriting them is worth it.
     pub(crate) stale: HashMap<String, String>,
+    /// actix-session's texts of the values as loaded (see `texts.rs`).
+    pub(crate) texts: Option<Texts>,
 }
 
 impl Snapshot {
@@ -116,6 +122,10 @@ impl Snapshot {
                 push_name(&mut entry, field);
             }
         }
+        if let Some(texts) = &self.texts {
+            entry.push('~');
+            entry.push_str(texts.text());
+        }
         Value::String(entry)
     }
 
@@ -127,16 +137,22 @@ impl Snapshot {
         let (head, rest) = read_head(value.as_str()?)?;
         let (fingerprints, rest) = Prints::parse(rest)?;
         let mut stale = HashMap::new();
-        if let Some(mut rest) = rest.strip_prefix('/') {
-            while !rest.is_empty() {
-                let (key, after) = take_name(rest)?;
+        let mut rest = rest;
+        if let Some(mut section) = rest.strip_prefix('/') {
+            // A stale record starts with a length, so a `~` there ends them.
+            while !section.is_empty() && !section.starts_with('~') {
+                let (key, after) = take_name(section)?;
                 let (field, after) = take_name(after)?;
                 stale.insert(key.to_string(), field.to_string());
-                rest = after;
+                section = after;
             }
-        } else if !rest.is_empty() {
-            return None;
+            rest = section;
         }
+        let texts = match rest.strip_prefix('~') {
+            Some(section) => Some(Texts::parse(section)?),
+            None if rest.is_empty() => None,
+            None => return None,
+        };
         Some(Self {
             fingerprints,
             expires: head.expires,
@@ -149,6 +165,7 @@ impl Snapshot {
             lifetime: head.lifetime,
             format: head.format,
             stale,
+            texts,
         })
     }
 
@@ -300,8 +317,15 @@ mod tests {
         snapshot.format = 2;
         snapshot.stale.insert("a".into(), "old-name".into());
         snapshot.stale.insert("b/c".into(), "1:x/".into());
+        let mut texts = String::new();
+        Texts::push(&mut texts, "a~", "1", 7);
+        snapshot.texts = Texts::parse(&texts);
         let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
         assert_eq!(back, snapshot);
+        snapshot.stale.clear();
+        let back = Snapshot::from_value(&snapshot.to_value()).unwrap();
+        assert_eq!(back, snapshot);
+        snapshot.texts = None;
         assert!(!back.changed("a", &json!(1)));
         assert!(back.changed("a", &json!(2)));
         assert!(back.changed("new", &json!(1)));

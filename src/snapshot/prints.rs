@@ -38,14 +38,14 @@ impl Prints {
         prints
     }
 
-    /// Reads the records at the start of `text` (up to a `/` or the end);
+    /// Reads the records at the start of `text` (up to a `/`, a `~` or the end);
     /// the prints and what follows them. `None` if they are malformed.
     pub(crate) fn parse(text: &str) -> Option<(Self, &str)> {
-        // A record starts with hexadecimal digits, so a `/` there is
-        // the end (a key may hold one: it is read by its length).
+        // A record starts with hexadecimal digits, so a `/` or `~` there
+        // is the end (a key may hold one: it is read by its length).
         let mut index = Vec::new();
         let mut rest = text;
-        while !rest.is_empty() && !rest.starts_with('/') {
+        while !rest.is_empty() && !rest.starts_with(['/', '~']) {
             let (print, after) = take_print(rest)?;
             let (name, after) = take_name(after)?;
             let start = text.len() - after.len() - name.len();

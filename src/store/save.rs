@@ -70,6 +70,31 @@ impl MongoSessionStore {
         observed(Op::Save, Some(id), self.save_split(id, map, expires)).await
     }
 
+    /// A save of `entries` with `snapshot`, the adapters' way in when
+    /// they read the map themselves (actix-session's partial view).
+    #[cfg_attr(not(feature = "actix-session"), allow(dead_code))]
+    pub(crate) async fn save_entries(
+        &self,
+        id: &str,
+        entries: UserEntries<'_>,
+        snapshot: Snapshot,
+        expires: Option<SystemTime>,
+    ) -> Result<SaveOutcome> {
+        let split = (entries, Some(snapshot));
+        observed(Op::Save, Some(id), self.save_split(id, split, expires)).await
+    }
+
+    /// Whether every save of a session with a usable tracking entry is
+    /// planned per key from what changed alone: no value the request left
+    /// alone is read (no whole write, no swap, no rules rewriting values,
+    /// no cache keeping what was written).
+    #[cfg_attr(not(feature = "actix-session"), allow(dead_code))]
+    pub(crate) fn saves_by_key(&self) -> bool {
+        self.inner.layout.per_key()
+            && self.inner.cache.is_none()
+            && self.inner.config.conflicts != ConflictPolicy::Fail
+    }
+
     async fn save_split(
         &self,
         id: &str,

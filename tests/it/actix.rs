@@ -7,7 +7,9 @@ use mongodb::bson::doc;
 use mongodb_session_store::{session::TRACKING_KEY, MongoSessionStore};
 use testkit::{CommandLog, TestDb};
 
-use crate::common::{count, db_and_store, key, only_document, state, Build, ACTIX_TTL};
+use crate::common::{
+    builder, count, db_and_store, instance, key, only_document, state, Build, ACTIX_TTL,
+};
 
 #[tokio::test]
 async fn keys_come_from_a_csprng_with_256_bits() {
@@ -128,4 +130,64 @@ async fn an_undecodable_session_loads_as_none() {
     let sessions = db.collection("sessions");
     sessions.update_one(doc! {}, garbage).await.unwrap();
     assert!(SessionStore::load(&store, &key1).await.unwrap().is_none());
+}
+
+/// An update parses only the values whose text changed (issue 25); what
+/// it writes is still exactly what changed, merged with another instance's
+/// change of a value this request left alone, with a removal and an
+/// addition, in plain and encrypted stores.
+#[tokio::test]
+async fn an_update_of_some_values_merges_with_another_instances_change() {
+    let db = TestDb::new("actixpartial").await;
+    let keys = || mongodb_session_store::KeyRing::new(1, [7; 32]).unwrap();
+    for (first, second) in [
+        (instance(&db).built().await, instance(&db).built().await),
+        (
+            instance(&db).encryption(keys()).built().await,
+            instance(&db).encryption(keys()).built().await,
+        ),
+    ] {
+        let loaded = state(&[("a", "1"), ("b", r#"{"x":[1]}"#), ("c", r#""c""#)]);
+        let key1 = SessionStore::save(&first, loaded, &ACTIX_TTL)
+            .await
+            .unwrap();
+        let mut mine = SessionStore::load(&first, &key1).await.unwrap().unwrap();
+        let mut theirs = SessionStore::load(&second, &key1).await.unwrap().unwrap();
+        theirs.insert("b".into(), r#"{"x":[2]}"#.into());
+        SessionStore::update(&second, key(key1.as_ref()), theirs, &ACTIX_TTL)
+            .await
+            .unwrap();
+        mine.insert("a".into(), "2".into());
+        mine.remove("c");
+        mine.insert("d".into(), "true".into());
+        SessionStore::update(&first, key(key1.as_ref()), mine, &ACTIX_TTL)
+            .await
+            .unwrap();
+        let mut now = SessionStore::load(&second, &key1).await.unwrap().unwrap();
+        now.remove(TRACKING_KEY);
+        let expected = state(&[("a", "2"), ("b", r#"{"x":[2]}"#), ("d", "true")]);
+        assert_eq!(now, expected);
+    }
+}
+
+/// The size limit counts the values an update did not parse: a change that
+/// takes the whole session over it is refused.
+#[tokio::test]
+async fn an_update_counts_the_values_it_did_not_parse_against_the_size_limit() {
+    let db = TestDb::new("actixpartialsize").await;
+    let store = builder(&db).max_session_bytes(1_000).built().await;
+    let big = format!("{:?}", "x".repeat(600));
+    let saved = state(&[("big", &big), ("small", "1")]);
+    let key1 = SessionStore::save(&store, saved, &ACTIX_TTL).await.unwrap();
+    let mut loaded = SessionStore::load(&store, &key1).await.unwrap().unwrap();
+    loaded.insert("small".into(), format!("{:?}", "y".repeat(500)));
+    let update = SessionStore::update(&store, key(key1.as_ref()), loaded.clone(), &ACTIX_TTL);
+    let refused = update
+        .await
+        .expect_err("over the limit with the value left alone");
+    let refusal = format!("{refused:?}");
+    assert!(refusal.contains("max_session_bytes"), "{refusal}");
+    loaded.insert("small".into(), format!("{:?}", "y".repeat(300)));
+    let update = SessionStore::update(&store, key(key1.as_ref()), loaded, &ACTIX_TTL);
+    update.await.expect("under the limit");
 }
