@@ -286,7 +286,10 @@ impl MongoSessionStore {
     /// snapshot; `None` where the save needs every value (no usable
     /// tracking entry, values stored the old way, or a store that does not
     /// save per key alone: see `saves_by_key`).
-    fn changed_only(&self, state: &SessionState) -> Result<Option<ChangedOnly>, serde_json::Error> {
+    pub(crate) fn changed_only(
+        &self,
+        state: &SessionState,
+    ) -> Result<Option<ChangedOnly>, serde_json::Error> {
         let Some(entry) = state.get(TRACKING_KEY) else {
             return Ok(None);
         };

@@ -178,3 +178,18 @@ impl DocumentCodec {
 pub async fn observed_nothing(id: &str) -> Result<SaveOutcome> {
     observed(Op::Save, Some(id), async { Ok(SaveOutcome::Unchanged) }).await
 }
+
+/// actix-session's `update` reading its state, as the adapter does: the
+/// values whose text changed since the load parsed, the others only
+/// recognised; how many were parsed (`None`: the adapter would parse every
+/// value, as without a usable tracking entry).
+#[cfg(feature = "actix-session")]
+pub fn actix_changed_only(
+    store: &crate::MongoSessionStore,
+    state: &HashMap<String, String>,
+) -> Option<usize> {
+    match store.changed_only(state) {
+        Ok(Some((changed, ..))) => Some(changed.len()),
+        _ => None,
+    }
+}
