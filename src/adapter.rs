@@ -31,12 +31,3 @@ impl MongoSessionStore {
 pub(crate) fn handle_in(entry: &Value) -> Option<String> {
     Snapshot::from_value(entry).and_then(|snapshot| snapshot.handle)
 }
-
-/// The revocation handle of a session map as
-/// [`LoadedSession::into_map`](crate::session::LoadedSession::into_map)
-/// returned it (`None` for a map not loaded from the store): the core
-/// API's `current_handle`, to find "this session" among
-/// [`MongoSessionStore::user_sessions`].
-pub fn current_handle(data: &serde_json::Map<String, Value>) -> Option<String> {
-    data.get(crate::session::TRACKING_KEY).and_then(handle_in)
-}

@@ -56,9 +56,8 @@ pub use user::UserInfo;
 /// for an application or adapter that calls it rather than going through
 /// the `tower` or `actix` module.
 pub mod session {
-    pub use crate::adapter::current_handle;
     pub use crate::lifetime::LIFETIME_KEY;
-    pub use crate::outcome::{LoadedSession, SaveOutcome, StoredSession};
+    pub use crate::outcome::{current_handle, LoadedSession, SaveOutcome, StoredSession};
     pub use crate::snapshot::{is_reserved, RESERVED_PREFIX, TRACKING_KEY};
     pub use crate::user::USER_KEY;
 }

@@ -110,6 +110,16 @@ impl LoadedSession {
     }
 }
 
+/// The revocation handle of a session map as [`LoadedSession::into_map`]
+/// returned it (`None` for a map not loaded from the store): the core
+/// API's `current_handle`, to find "this session" among
+/// [`MongoSessionStore::user_sessions`](crate::MongoSessionStore::user_sessions).
+pub fn current_handle(data: &Map<String, Value>) -> Option<String> {
+    data.get(TRACKING_KEY)
+        .and_then(Snapshot::from_value)
+        .and_then(|snapshot| snapshot.handle)
+}
+
 /// What a write stored besides the values (see [`LoadedSession::written`]).
 #[derive(Debug)]
 pub(crate) struct Written {

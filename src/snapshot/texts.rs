@@ -25,6 +25,8 @@ pub(crate) struct Texts {
     index: Vec<(usize, usize, u64, usize)>,
 }
 
+// Written and read by the actix-session adapter only; parsed by every save.
+#[cfg_attr(not(feature = "actix-session"), allow(dead_code))]
 impl Texts {
     /// Appends the record of `key`, whose value's text is `text` and takes
     /// `size` bytes as stored, to an entry's texts section.
@@ -75,6 +77,7 @@ impl Texts {
 
 /// A keyed hash of a value's JSON text, keyed per process like the
 /// values' fingerprints (see `snapshot::fingerprint`).
+#[cfg_attr(not(feature = "actix-session"), allow(dead_code))]
 fn text_fingerprint(text: &str) -> u64 {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
