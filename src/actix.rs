@@ -64,8 +64,8 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use serde_json::{Map, Value};
 
 use crate::{
-    adapter::handle_in,
     id::RedactedId,
+    outcome::handle_in,
     session::SaveOutcome,
     session::LIFETIME_KEY,
     session::TRACKING_KEY,

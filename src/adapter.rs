@@ -1,11 +1,8 @@
 //! What the framework adapters (`tower`, `actix`) share, so neither
 //! repeats it.
 
-use serde_json::Value;
-
 use crate::{
-    error::Result, id::RedactedId, outcome::LoadedSession, snapshot::Snapshot, store::Touches,
-    MongoSessionStore,
+    error::Result, id::RedactedId, outcome::LoadedSession, store::Touches, MongoSessionStore,
 };
 
 impl MongoSessionStore {
@@ -25,9 +22,4 @@ impl MongoSessionStore {
             other => other,
         }
     }
-}
-
-/// The revocation handle recorded in a tracking entry, if it is one.
-pub(crate) fn handle_in(entry: &Value) -> Option<String> {
-    Snapshot::from_value(entry).and_then(|snapshot| snapshot.handle)
 }

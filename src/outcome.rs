@@ -115,9 +115,13 @@ impl LoadedSession {
 /// API's `current_handle`, to find "this session" among
 /// [`MongoSessionStore::user_sessions`](crate::MongoSessionStore::user_sessions).
 pub fn current_handle(data: &Map<String, Value>) -> Option<String> {
-    data.get(TRACKING_KEY)
-        .and_then(Snapshot::from_value)
-        .and_then(|snapshot| snapshot.handle)
+    data.get(TRACKING_KEY).and_then(handle_in)
+}
+
+/// The revocation handle recorded in a tracking entry, if it is one (the
+/// adapters' `current_handle`).
+pub(crate) fn handle_in(entry: &Value) -> Option<String> {
+    Snapshot::from_value(entry).and_then(|snapshot| snapshot.handle)
 }
 
 /// What a write stored besides the values (see [`LoadedSession::written`]).

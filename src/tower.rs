@@ -32,7 +32,7 @@ use tower_sessions_core::{
 };
 
 use crate::{
-    adapter::handle_in, id::RedactedId, session::SaveOutcome, session::LIFETIME_KEY,
+    id::RedactedId, outcome::handle_in, session::SaveOutcome, session::LIFETIME_KEY,
     session::TRACKING_KEY, session::USER_KEY, snapshot::Snapshot, store::Touches, Error,
     MongoSessionStore, SessionLifetime, UserInfo,
 };

@@ -198,7 +198,7 @@ mod tests {
     use super::*;
     use crate::{codec::Codec, snapshot::split};
 
-    fn clock(now: i64, expires: i64, touch_after_secs: u64) -> Clock {
+    pub(super) fn clock(now: i64, expires: i64, touch_after_secs: u64) -> Clock {
         Clock {
             now: DateTime::from_millis(now),
             expires: DateTime::from_millis(expires),
@@ -208,7 +208,7 @@ mod tests {
         }
     }
 
-    fn document(update: UpdateModifications) -> Document {
+    pub(super) fn document(update: UpdateModifications) -> Document {
         match update {
             UpdateModifications::Document(document) => document,
             other => panic!("not an operator update: {other:?}"),

@@ -21,8 +21,11 @@
 //!
 //! Five runs of this binary gave the same counts, but for one run in which
 //! two calls counted one allocation more (2,072 bytes, in every round of
-//! that process: the driver reading a reply in two parts). [`SLACK`] covers
-//! that.
+//! that process: the driver reading a reply in two parts). After issue
+//! 25's optimisation, 2 of 12 runs counted the tower load 5 above the rest
+//! (141 against 136, in every round of those processes). [`SLACK`] covers
+//! that; the counts before the optimisation (186 for that load) are far
+//! past it.
 //!
 //! What the driver contributes is measured beside it, on the same client:
 //! the raw `findOne` by `_id` (bytes, as the store reads them) and the raw
@@ -56,7 +59,7 @@ const ROUNDS: usize = 7;
 const WARM_UP: usize = 3;
 /// Allowed over a ceiling: room for a dependency's patch release, not for
 /// new work.
-const SLACK: u64 = 3;
+const SLACK: u64 = 8;
 
 /// The allocations of the store's own work (the whole call minus the
 /// driver's floor). First taken 2026-12-03 on `main` before issue 25's

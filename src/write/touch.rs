@@ -39,29 +39,10 @@ fn within_touch_after(snapshot: &Snapshot, clock: Clock) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use mongodb::bson::{DateTime, Document};
     use serde_json::json;
 
     use super::*;
-
-    fn clock(now: i64, expires: i64, touch_after_secs: u64) -> Clock {
-        Clock {
-            now: DateTime::from_millis(now),
-            expires: DateTime::from_millis(expires),
-            touch_after: Duration::from_secs(touch_after_secs),
-            cap_on_server: None,
-            stored: None,
-        }
-    }
-
-    fn document(update: UpdateModifications) -> Document {
-        match update {
-            UpdateModifications::Document(document) => document,
-            other => panic!("not an operator update: {other:?}"),
-        }
-    }
+    use crate::write::tests::{clock, document};
 
     #[test]
     fn unchanged_sessions_touch_only_outside_touch_after() {

@@ -43,15 +43,9 @@ impl MongoSessionStore {
             let old = existing.get(&item.key);
             let entry = entries.get(&item.key);
             let version = version_after(self, old, entry);
-            let native = match self.native_copy(&item.key, item.decoded, old, version) {
-                Ok(native) => native,
-                Err(e) if e.is_decode() => {
-                    tally
-                        .failures
-                        .push(describe(source.layout(), item.source, &e));
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let copy = self.native_copy(&item.key, item.decoded, old, version);
+            let Some(native) = skip_undecodable(copy, source, item.source, tally)? else {
+                continue;
             };
             let from = fingerprint(item.source, None);
             if let Some(entry) = entry.filter(|e| e.from == from && !e.pending) {
@@ -132,15 +126,9 @@ impl MongoSessionStore {
         for item in items {
             let old = existing.get(&item.key).cloned();
             let version = version_after(self, old.as_ref(), None);
-            let native = match self.native_copy(&item.key, item.decoded, old.as_ref(), version) {
-                Ok(native) => native,
-                Err(e) if e.is_decode() => {
-                    tally
-                        .failures
-                        .push(describe(source.layout(), item.source, &e));
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let copy = self.native_copy(&item.key, item.decoded, old.as_ref(), version);
+            let Some(native) = skip_undecodable(copy, source, item.source, tally)? else {
+                continue;
             };
             let up_to_date = old
                 .as_ref()
@@ -205,6 +193,24 @@ impl MongoSessionStore {
     fn version_of(&self, document: &Document) -> Option<i64> {
         let field = self.layout().fields.version.as_ref()?;
         document.get_i64(field).ok()
+    }
+}
+
+/// A session's native `copy`, or `None` after counting a failure for one
+/// that does not decode: the batch goes on without it.
+fn skip_undecodable(
+    copy: Result<Document>,
+    source: &MongoSessionStore,
+    raw: &Document,
+    tally: &mut MigrationReport,
+) -> Result<Option<Document>> {
+    match copy {
+        Ok(native) => Ok(Some(native)),
+        Err(e) if e.is_decode() => {
+            tally.failures.push(describe(source.layout(), raw, &e));
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
