@@ -29,8 +29,10 @@ pub(crate) struct Pending(Mutex<Inner>);
 #[derive(Debug, Default)]
 struct Inner {
     tokens: HashMap<String, Vec<String>>,
-    /// Insertion order, for eviction: `(when, handle)`.
-    order: VecDeque<(Instant, String)>,
+    /// Insertion order, for eviction: `(when, handle, token)`. The token
+    /// is named, not found by position: a handle's tokens may have been
+    /// taken and new ones put since.
+    order: VecDeque<(Instant, String, String)>,
 }
 
 impl Pending {
@@ -39,19 +41,19 @@ impl Pending {
     pub(crate) fn put(&self, handle: String, token: String) {
         let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        while let Some((at, _)) = inner.order.front() {
+        while let Some((at, _, _)) = inner.order.front() {
             if inner.order.len() < CAPACITY && now.duration_since(*at) < MAX_AGE {
                 break;
             }
-            let (_, old) = inner.order.pop_front().expect("just looked");
+            let (_, old, stale) = inner.order.pop_front().expect("just looked");
             if let Some(tokens) = inner.tokens.get_mut(&old) {
-                tokens.remove(0);
+                tokens.retain(|t| *t != stale);
                 if tokens.is_empty() {
                     inner.tokens.remove(&old);
                 }
             }
         }
-        inner.order.push_back((now, handle.clone()));
+        inner.order.push_back((now, handle.clone(), token.clone()));
         inner.tokens.entry(handle).or_default().push(token);
     }
 
@@ -65,8 +67,8 @@ impl Pending {
         if tokens.is_empty() {
             inner.tokens.remove(handle);
         }
-        // Its place in `order` goes when it reaches the front: eviction
-        // then removes the oldest token left for the handle, if any.
+        // Its place in `order` goes when it reaches the front, and then
+        // finds nothing to remove.
         token
     }
 }
@@ -84,6 +86,21 @@ mod tests {
         assert_eq!(pending.take("h").as_deref(), Some("t1"));
         assert_eq!(pending.take("h"), None);
         assert_eq!(pending.take("other"), None);
+    }
+
+    /// A token taken, then a new one put for the same handle: evicting the
+    /// first one's place must not remove the second.
+    #[test]
+    fn eviction_removes_the_token_it_names() {
+        let pending = Pending::default();
+        pending.put("h".into(), "t1".into());
+        assert_eq!(pending.take("h").as_deref(), Some("t1"));
+        pending.put("h".into(), "t2".into());
+        for i in 0..CAPACITY - 1 {
+            pending.put(format!("x{i}"), format!("y{i}"));
+        }
+        // The first put's place is gone now; the second's is not.
+        assert_eq!(pending.take("h").as_deref(), Some("t2"));
     }
 
     #[test]
