@@ -45,11 +45,6 @@ impl BatchOptions {
         self
     }
 
-    /// The batch size as the driver's `limit`/`batchSize` take it.
-    pub(crate) fn limit(self) -> i64 {
-        i64::try_from(self.size.max(1)).unwrap_or(i64::MAX)
-    }
-
     /// The batch size as the driver's cursor `batchSize` takes it.
     pub(crate) fn cursor_batch(self) -> u32 {
         u32::try_from(self.size.max(1)).unwrap_or(u32::MAX)

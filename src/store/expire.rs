@@ -1,7 +1,10 @@
 //! Removing expired sessions, a bounded batch at a time.
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, DateTime, Document};
+use mongodb::{
+    bson::{doc, Bson, DateTime, Document},
+    Collection, Cursor,
+};
 
 use super::MongoSessionStore;
 use crate::{
@@ -9,6 +12,9 @@ use crate::{
     error::{Error, Result},
     observe::{observed, Op},
 };
+
+/// Batches per cursor of a purge (see `purge`).
+const SEGMENT: usize = 100;
 
 impl MongoSessionStore {
     /// Deletes every expired session and returns how many, in batches of
@@ -27,15 +33,14 @@ impl MongoSessionStore {
     }
 
     /// Deletes every session expired when the call began, a batch of
-    /// [`size`](BatchOptions::size) at a time: each batch is one `find` of
-    /// the next expired ids (in `_id` order, projected to `_id`) and one
-    /// `deleteMany` of those ids that repeats the expiry condition, so a
-    /// session touched meanwhile stays. Every round trip is bounded by the
-    /// operation timeout however many sessions have expired. `progress` is
-    /// called after each batch with the number deleted so far.
-    ///
-    /// Sessions are paged by `_id`, so the ids must be of one BSON type, as
-    /// every layout writes them.
+    /// [`size`](BatchOptions::size) at a time. A cursor reads the expired
+    /// sessions' ids, a batch per round trip (the `find`, then a `getMore`
+    /// each, a new cursor every 100 batches), and each batch is deleted by
+    /// one `deleteMany` of those ids that repeats the expiry condition, so a
+    /// session touched meanwhile stays. The read of the next batch overlaps
+    /// the delete of this one. Every round trip is bounded by the operation
+    /// timeout however many sessions have expired. `progress` is called
+    /// after each batch with the number deleted so far.
     ///
     /// # Errors
     ///
@@ -63,97 +68,85 @@ impl MongoSessionStore {
         // One cut-off for the whole run, so that it ends, and a session
         // touched meanwhile is not deleted.
         let now = DateTime::now();
-        let mut after = None;
-        loop {
-            let ids = self.expired_ids(now, after.as_ref(), options).await?;
-            let Some(last) = ids.last().cloned() else {
-                break;
-            };
-            let full = ids.len() >= options.size;
-            let mut filter = self.inner.layout.expired_filter(now);
-            filter.insert("_id", doc! { "$in": ids });
-            let result = self
-                .run("deleteMany", self.inner.collection.delete_many(filter))
-                .await?;
-            *deleted += result.deleted_count;
-            progress(*deleted);
-            if !full {
-                break;
-            }
-            after = Some(last);
-        }
+        let sessions = &self.inner.collection;
+        let expired = self.inner.layout.expired_filter(now);
+        self.purge(sessions, expired, options, deleted, progress)
+            .await?;
         // Without a TTL index on the sessions (AutoRemove::Interval or
         // Disabled), the endings records are not reaped by one either.
         if self.inner.indexes.ttl.is_none() {
-            self.delete_expired_endings(now, options).await?;
+            let expired = doc! { "expires": { "$lte": now } };
+            self.purge(&self.inner.endings, expired, options, &mut 0, &mut |_| {})
+                .await?;
         }
         Ok(*deleted)
     }
 
-    /// Deletes the endings records (see `crate::endings`) past their
-    /// retention, a batch at a time.
-    async fn delete_expired_endings(&self, now: DateTime, options: BatchOptions) -> Result<()> {
-        let expired = doc! { "expires": { "$lte": now } };
+    /// Deletes the documents of `collection` that match `expired`, a batch
+    /// at a time, adding each batch's count to `deleted`.
+    ///
+    /// The expired documents are read through cursors of at most
+    /// [`SEGMENT`] batches, each batch one round trip; a cursor's next
+    /// batch is read while its last one is deleted. A new cursor after each
+    /// segment, rather than one for the whole run, because some servers
+    /// (SecantusDB) gather a cursor's every result before they answer its
+    /// first batch: a round trip that would grow with the collection.
+    async fn purge(
+        &self,
+        collection: &Collection<Document>,
+        expired: Document,
+        options: BatchOptions,
+        deleted: &mut u64,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<()> {
+        let segment = i64::try_from(options.size.saturating_mul(SEGMENT)).unwrap_or(i64::MAX);
         loop {
-            let find = self
-                .inner
-                .endings
+            let find = collection
                 .find(expired.clone())
                 .projection(doc! { "_id": 1 })
-                .limit(options.limit())
-                .batch_size(options.cursor_batch());
-            let documents: Vec<Document> = self
-                .run("find", async { find.await?.try_collect().await })
-                .await?;
-            let ids: Vec<Bson> = documents
-                .into_iter()
-                .filter_map(|mut d| d.remove("_id"))
-                .collect();
-            let full = ids.len() >= options.size;
+                .batch_size(options.cursor_batch())
+                .limit(segment);
+            let mut cursor = self.run("find", find).await?;
+            let mut ids = self.next_ids(&mut cursor, options.size).await?;
+            let before = *deleted;
             if ids.is_empty() {
                 return Ok(());
             }
-            let mut filter = expired.clone();
-            filter.insert("_id", doc! { "$in": ids });
-            let delete = self.inner.endings.delete_many(filter);
-            self.run("deleteMany", delete).await?;
-            if !full {
+            while !ids.is_empty() {
+                // `$and`, not `_id` beside the condition's top-level `$or`:
+                // so written, a planner that plans each `$or` branch on its
+                // own (SecantusDB's) scans the collection for every batch.
+                let filter = doc! { "$and": [{ "_id": { "$in": ids } }, expired.clone()] };
+                let delete = self.run("deleteMany", collection.delete_many(filter));
+                let next = self.next_ids(&mut cursor, options.size);
+                let (done, next) = tokio::join!(delete, next);
+                *deleted += done?.deleted_count;
+                progress(*deleted);
+                ids = next?;
+            }
+            // A segment that deleted nothing of what it found (touched
+            // since, or taken by another purge running beside this one)
+            // ends the run: a server that found what it then would not
+            // delete would otherwise be asked again forever.
+            if *deleted == before {
                 return Ok(());
             }
         }
     }
 
-    /// The `_id`s of the next batch of sessions expired at `now`, after
-    /// `after`. The `_id` index is walked (hinted): it exists in every
-    /// collection, and it keeps each batch's work to the documents between
-    /// two batches, where an expiry index and a sort would read every expired
-    /// document again for each batch.
-    pub(super) async fn expired_ids(
-        &self,
-        now: DateTime,
-        after: Option<&Bson>,
-        options: BatchOptions,
-    ) -> Result<Vec<Bson>> {
-        let mut filter = self.inner.layout.expired_filter(now);
-        if let Some(after) = after {
-            filter.insert("_id", doc! { "$gt": after });
-        }
-        let find = self
-            .inner
-            .collection
-            .find(filter)
-            .projection(doc! { "_id": 1 })
-            .sort(doc! { "_id": 1 })
-            .hint(mongodb::options::Hint::Keys(doc! { "_id": 1 }))
-            .limit(options.limit())
-            .batch_size(options.cursor_batch());
-        // The limit is the batch size: one round trip, no getMore.
-        let documents: Vec<Document> = self
-            .run("find", async { find.await?.try_collect().await })
-            .await?;
-        Ok(documents
-            .into_iter()
-            .filter_map(|mut d| d.remove("_id"))
-            .collect())
+    /// The `_id`s of the cursor's next `size` documents: one round trip
+    /// when the cursor's batch size is `size` (none at its end).
+    async fn next_ids(&self, cursor: &mut Cursor<Document>, size: usize) -> Result<Vec<Bson>> {
+        let read = async {
+            let mut ids = Vec::with_capacity(size.min(10_000));
+            while ids.len() < size {
+                let Some(mut document) = cursor.try_next().await? else {
+                    break;
+                };
+                ids.extend(document.remove("_id"));
+            }
+            Ok(ids)
+        };
+        self.run("getMore", read).await
     }
 }

@@ -68,15 +68,19 @@ fn assert_purge_bounded(log: &CommandLog) {
     for delete in log.commands("delete") {
         let deletes = delete.get_array("deletes").unwrap();
         let filter = deletes[0].as_document().unwrap().get_document("q").unwrap();
-        let ids = filter
-            .get_document("_id")
-            .unwrap()
-            .get_array("$in")
-            .unwrap();
+        let clauses = filter.get_array("$and").unwrap();
+        let ids = clauses[0].as_document().unwrap();
+        let ids = ids.get_document("_id").unwrap().get_array("$in").unwrap();
         assert!(ids.len() <= 100, "{} ids in one deleteMany", ids.len());
     }
-    for find in log.commands("find") {
-        assert_eq!(find.get_i64("limit").ok(), Some(100), "{find}");
+    // One cursor, read a batch per round trip.
+    for read in [log.commands("find"), log.commands("getMore")].concat() {
+        let batch = match read.get("batchSize") {
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            Some(Bson::Int64(n)) => Some(*n),
+            _ => None,
+        };
+        assert_eq!(batch, Some(100), "{read}");
     }
 }
 
@@ -114,6 +118,29 @@ async fn a_purge_that_fails_in_a_middle_batch_reports_what_it_deleted_and_a_reru
         .iter()
         .all(|id| id.as_str().unwrap().starts_with("live-")));
     assert_purge_bounded(&log);
+}
+
+/// Past 100 batches a purge reads through a new cursor (a server may
+/// gather a whole cursor's results before its first batch): 250 expired
+/// sessions in batches of 2 are three finds of at most 200, and every one
+/// is deleted.
+#[tokio::test]
+async fn a_purge_longer_than_one_cursor_deletes_every_expired_session() {
+    let db = TestDb::new("scale_purge_segments").await;
+    seed_native(&db, "old-", 250, -60_000).await;
+    seed_native(&db, "live-", 3, 3_600_000).await;
+    let (client, log) = CommandLog::named_client("scale-segments").await;
+    let store = purging_store(&db, client).await;
+    let deleted = store.delete_expired_with(BatchOptions::default().size(2), |_| {});
+    assert_eq!(deleted.await.unwrap(), 250);
+    assert_eq!(count(&db).await, 3);
+    let limits: Vec<Option<i64>> = log
+        .commands("find")
+        .iter()
+        .filter(|find| find.get_str("find") == Ok("sessions"))
+        .map(|find| find.get_i64("limit").ok())
+        .collect();
+    assert_eq!(limits, [Some(200); 3], "two full cursors and an empty one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

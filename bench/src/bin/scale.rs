@@ -38,6 +38,15 @@ struct Args {
     /// Add 1,000,000 to the sizes.
     #[arg(long)]
     million: bool,
+    /// Which operations to run (rewrap includes stats, user is list and
+    /// revoke --all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "migrate,purge,rewrap,user",
+        value_parser = ["migrate", "purge", "rewrap", "user"]
+    )]
+    only: Vec<String>,
 }
 
 /// One row: an operation at one size, ours beside the baseline.
@@ -66,10 +75,19 @@ async fn main() {
             uri: with_database(&uri, &db),
         };
         let db = client.database(&db);
-        rows.extend(migrate(&cli, &db, n).await);
-        rows.push(purge(&cli, &db, n).await);
-        rows.extend(rewrap_and_stats(&cli, &db, n).await);
-        rows.extend(user(&cli, &db, n).await);
+        let runs = |operation: &str| args.only.iter().any(|o| o == operation);
+        if runs("migrate") {
+            rows.extend(migrate(&cli, &db, n).await);
+        }
+        if runs("purge") {
+            rows.extend(purge(&cli, &db, n).await);
+        }
+        if runs("rewrap") {
+            rows.extend(rewrap_and_stats(&cli, &db, n).await);
+        }
+        if runs("user") {
+            rows.extend(user(&cli, &db, n).await);
+        }
         db.drop().await.unwrap();
         eprintln!("{n}: done");
     }
@@ -216,8 +234,11 @@ fn native(i: usize, expires: DateTime, user: Option<&str>) -> Document {
 }
 
 /// `purge-expired` of n expired sessions (no index on the expiry: the
-/// deployments that need it have none) beside one raw `deleteMany`.
-async fn purge(cli: &Cli, db: &mongodb::Database, n: usize) -> Row {
+/// deployments that need it have none) beside one raw `deleteMany`, and
+/// beside the least a purge bounded per round trip can do: a raw cursor of
+/// the expired ids, a batch of 1,000 per round trip, each batch deleted
+/// with one `deleteMany` of those ids.
+async fn purge(cli: &Cli, db: &mongodb::Database, n: usize) -> Vec<Row> {
     let sessions = db.collection::<Document>("purge");
     let expired = in_ms(-60_000);
     insert(&sessions, (0..n).map(|i| native(i, expired, None))).await;
@@ -228,17 +249,48 @@ async fn purge(cli: &Cli, db: &mongodb::Database, n: usize) -> Row {
         .unwrap();
     let raw = start.elapsed();
     assert_eq!(deleted.deleted_count, n as u64);
+
+    insert(&sessions, (0..n).map(|i| native(i, expired, None))).await;
+    let start = Instant::now();
+    let condition = doc! { "expires": { "$lte": DateTime::now() } };
+    let find = sessions
+        .find(condition.clone())
+        .projection(doc! { "_id": 1 });
+    let mut cursor = find.batch_size(BATCH as u32).await.unwrap();
+    let (mut deleted, mut ids) = (0, Vec::with_capacity(BATCH));
+    loop {
+        let more = cursor.advance().await.unwrap();
+        if more {
+            let mut document = cursor.deserialize_current().unwrap();
+            ids.push(document.remove("_id").unwrap());
+        }
+        if ids.len() == BATCH || (!more && !ids.is_empty()) {
+            let batch = std::mem::take(&mut ids);
+            let filter = doc! { "$and": [{ "_id": { "$in": batch } }, condition.clone()] };
+            deleted += sessions.delete_many(filter).await.unwrap().deleted_count;
+        }
+        if !more {
+            break;
+        }
+    }
+    let raw_batched = start.elapsed();
+    assert_eq!(deleted, n as u64);
+
     insert(&sessions, (0..n).map(|i| native(i, expired, None))).await;
     let (ours, report, rss) = cli.run(&["--collection", "purge", "purge-expired", "--yes"]);
     assert_eq!(report["deleted"], n, "{report}");
     sessions.drop().await.unwrap();
-    Row {
+    let row = |operation, raw| Row {
         n,
-        operation: "purge-expired",
+        operation,
         ours,
         raw: Some(raw),
         rss_kb: rss,
-    }
+    };
+    vec![
+        row("purge-expired", raw),
+        row("purge-expired, beside a raw purge in batches", raw_batched),
+    ]
 }
 
 /// `rewrap` of n sessions sealed under key 1 (key 2 now primary) beside a
