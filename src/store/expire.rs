@@ -106,8 +106,13 @@ impl MongoSessionStore {
                 .projection(doc! { "_id": 1 })
                 .batch_size(options.cursor_batch())
                 .limit(segment);
-            let mut cursor = self.run("find", find).await?;
-            let mut ids = self.next_ids(&mut cursor, options.size).await?;
+            // The find's reply carries the first batch: one round trip.
+            let open = async {
+                let mut cursor = find.await?;
+                let ids = read_ids(&mut cursor, options.size).await?;
+                Ok((cursor, ids))
+            };
+            let (mut cursor, mut ids) = self.run("find", open).await?;
             let before = *deleted;
             if ids.is_empty() {
                 return Ok(());
@@ -134,19 +139,26 @@ impl MongoSessionStore {
         }
     }
 
-    /// The `_id`s of the cursor's next `size` documents: one round trip
-    /// when the cursor's batch size is `size` (none at its end).
+    /// The `_id`s of the cursor's next `size` documents: one round trip (a
+    /// `getMore`; the cursor's batch size is `size`), none at its end.
     async fn next_ids(&self, cursor: &mut Cursor<Document>, size: usize) -> Result<Vec<Bson>> {
-        let read = async {
-            let mut ids = Vec::with_capacity(size.min(10_000));
-            while ids.len() < size {
-                let Some(mut document) = cursor.try_next().await? else {
-                    break;
-                };
-                ids.extend(document.remove("_id"));
-            }
-            Ok(ids)
-        };
-        self.run("getMore", read).await
+        // Between batches nothing is buffered: whether there is more is
+        // whether the server kept the cursor open.
+        if !cursor.has_next() {
+            return Ok(Vec::new());
+        }
+        self.run("getMore", read_ids(cursor, size)).await
     }
+}
+
+/// The `_id`s of the cursor's next `size` documents.
+async fn read_ids(cursor: &mut Cursor<Document>, size: usize) -> mongodb::error::Result<Vec<Bson>> {
+    let mut ids = Vec::with_capacity(size.min(10_000));
+    while ids.len() < size {
+        let Some(mut document) = cursor.try_next().await? else {
+            break;
+        };
+        ids.extend(document.remove("_id"));
+    }
+    Ok(ids)
 }
