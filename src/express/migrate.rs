@@ -71,7 +71,6 @@ mod batch;
 mod ledger;
 mod writes;
 
-use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use serde_json::Value;
 
@@ -216,19 +215,9 @@ impl MongoSessionStore {
             .collection()
             .find(filter)
             .batch_size(u32::try_from(size).unwrap_or(u32::MAX));
-        let mut cursor = source.run("find", find).await?;
-        loop {
-            // A batch is one round trip to the source (the cursor's batch).
-            let mut batch = Vec::with_capacity(size);
-            while batch.len() < size {
-                match source.run("find", cursor.try_next()).await? {
-                    Some(document) => batch.push(document),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
+        // A batch is one round trip to the source (the cursor's batch).
+        let (mut cursor, mut batch) = source.open_batches(find, size).await?;
+        while !batch.is_empty() {
             let mut tally = MigrationReport {
                 examined: batch.len() as u64,
                 ..MigrationReport::default()
@@ -242,6 +231,7 @@ impl MongoSessionStore {
             }
             report.add(tally);
             progress(report);
+            batch = source.next_batch(&mut cursor, size).await?;
         }
         if let Some(ledger) = &ledger {
             if let Some(dry) = &mut dry {

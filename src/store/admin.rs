@@ -69,16 +69,9 @@ impl MongoSessionStore {
             .collection
             .find(doc! {})
             .batch_size(options.cursor_batch());
-        let mut cursor = self.run("find", find).await?;
+        // One round trip (the cursor's batch) per batch.
+        let (mut cursor, mut batch) = self.open_batches(find, options.size).await?;
         loop {
-            // One round trip (the cursor's batch) per batch.
-            let mut batch = Vec::with_capacity(options.size);
-            while batch.len() < options.size {
-                match self.run("find", cursor.try_next()).await? {
-                    Some(document) => batch.push(document),
-                    None => break,
-                }
-            }
             if batch.is_empty() {
                 return Ok(*report);
             }
@@ -128,6 +121,7 @@ impl MongoSessionStore {
             }
             report.add(tally);
             observe(RewrapEvent::Progress(report));
+            batch = self.next_batch(&mut cursor, options.size).await?;
         }
     }
 

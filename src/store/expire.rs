@@ -1,9 +1,8 @@
 //! Removing expired sessions, a bounded batch at a time.
 
-use futures_util::TryStreamExt;
 use mongodb::{
     bson::{doc, Bson, DateTime, Document},
-    Collection, Cursor,
+    Collection,
 };
 
 use super::MongoSessionStore;
@@ -106,13 +105,8 @@ impl MongoSessionStore {
                 .projection(doc! { "_id": 1 })
                 .batch_size(options.cursor_batch())
                 .limit(segment);
-            // The find's reply carries the first batch: one round trip.
-            let open = async {
-                let mut cursor = find.await?;
-                let ids = read_ids(&mut cursor, options.size).await?;
-                Ok((cursor, ids))
-            };
-            let (mut cursor, mut ids) = self.run("find", open).await?;
+            let (mut cursor, first) = self.open_batches(find, options.size).await?;
+            let mut ids = ids_of(first);
             let before = *deleted;
             if ids.is_empty() {
                 return Ok(());
@@ -123,11 +117,11 @@ impl MongoSessionStore {
                 // own (SecantusDB's) scans the collection for every batch.
                 let filter = doc! { "$and": [{ "_id": { "$in": ids } }, expired.clone()] };
                 let delete = self.run("deleteMany", collection.delete_many(filter));
-                let next = self.next_ids(&mut cursor, options.size);
+                let next = self.next_batch(&mut cursor, options.size);
                 let (done, next) = tokio::join!(delete, next);
                 *deleted += done?.deleted_count;
                 progress(*deleted);
-                ids = next?;
+                ids = ids_of(next?);
             }
             // A segment that deleted nothing of what it found (touched
             // since, or taken by another purge running beside this one)
@@ -138,27 +132,11 @@ impl MongoSessionStore {
             }
         }
     }
-
-    /// The `_id`s of the cursor's next `size` documents: one round trip (a
-    /// `getMore`; the cursor's batch size is `size`), none at its end.
-    async fn next_ids(&self, cursor: &mut Cursor<Document>, size: usize) -> Result<Vec<Bson>> {
-        // Between batches nothing is buffered: whether there is more is
-        // whether the server kept the cursor open.
-        if !cursor.has_next() {
-            return Ok(Vec::new());
-        }
-        self.run("getMore", read_ids(cursor, size)).await
-    }
 }
 
-/// The `_id`s of the cursor's next `size` documents.
-async fn read_ids(cursor: &mut Cursor<Document>, size: usize) -> mongodb::error::Result<Vec<Bson>> {
-    let mut ids = Vec::with_capacity(size.min(10_000));
-    while ids.len() < size {
-        let Some(mut document) = cursor.try_next().await? else {
-            break;
-        };
-        ids.extend(document.remove("_id"));
-    }
-    Ok(ids)
+fn ids_of(documents: Vec<Document>) -> Vec<Bson> {
+    documents
+        .into_iter()
+        .filter_map(|mut d| d.remove("_id"))
+        .collect()
 }

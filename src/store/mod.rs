@@ -2,6 +2,7 @@
 //! lifecycle. Each family of operations has a file of its own.
 
 mod admin;
+mod batches;
 mod create;
 mod delete;
 mod expire;

@@ -7,7 +7,6 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
 };
 
-use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, RawBsonRef, RawDocument, RawDocumentBuf};
 
 use super::MongoSessionStore;
@@ -121,29 +120,33 @@ impl MongoSessionStore {
             .raw
             .find(doc! {})
             .batch_size(BatchOptions::default().cursor_batch());
-        let mut cursor = self.run("find", find).await?;
+        let size = BatchOptions::default().size;
+        let (mut cursor, mut batch) = self.open_batches(find, size).await?;
         let mut stats = SessionStats::default();
         let (mut sizes, mut owners) = (BTreeMap::new(), HashSet::new());
-        while let Some(document) = self.run("find", cursor.try_next()).await? {
-            *sizes.entry(document.as_bytes().len() as u64).or_insert(0) += 1;
-            for id in key_ids(&document, &layout.fields.data) {
-                *stats.key_ids.entry(id).or_default() += 1;
-            }
-            match liveness(layout, &document, now) {
-                Liveness::Live => {
-                    stats.live += 1;
-                    if let Ok(Some(RawBsonRef::String(user))) = document.get(USER_FIELD) {
-                        stats.with_owner += 1;
-                        let mut hasher = DefaultHasher::new();
-                        user.hash(&mut hasher);
-                        owners.insert(hasher.finish());
-                    }
+        while !batch.is_empty() {
+            for document in &batch {
+                *sizes.entry(document.as_bytes().len() as u64).or_insert(0) += 1;
+                for id in key_ids(document, &layout.fields.data) {
+                    *stats.key_ids.entry(id).or_default() += 1;
                 }
-                Liveness::Expired => stats.expired += 1,
-                Liveness::Neither => {}
+                match liveness(layout, document, now) {
+                    Liveness::Live => {
+                        stats.live += 1;
+                        if let Ok(Some(RawBsonRef::String(user))) = document.get(USER_FIELD) {
+                            stats.with_owner += 1;
+                            let mut hasher = DefaultHasher::new();
+                            user.hash(&mut hasher);
+                            owners.insert(hasher.finish());
+                        }
+                    }
+                    Liveness::Expired => stats.expired += 1,
+                    Liveness::Neither => {}
+                }
+                stats.documents += 1;
+                progress(stats.documents);
             }
-            stats.documents += 1;
-            progress(stats.documents);
+            batch = self.next_batch(&mut cursor, size).await?;
         }
         stats.owners = owners.len() as u64;
         stats.size = SizeDistribution::of(&sizes);

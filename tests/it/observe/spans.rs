@@ -191,3 +191,30 @@ async fn the_raw_id_reaches_neither_a_span_nor_an_event() {
     capture.assert_never_mentions(&taken);
     capture.assert_never_mentions(&fresh);
 }
+
+/// A walk over the collection counts a round trip per batch, not per
+/// document: `stats` of 5 sessions is one `find`; a purge of 5 in batches
+/// of 2 is a `find`, two `getMore`s and three `deleteMany`s, and the `find`
+/// that finds nothing left.
+#[tokio::test]
+async fn a_walk_over_the_collection_counts_a_round_trip_per_batch() {
+    use mongodb::bson::{doc, DateTime};
+    use mongodb_session_store::admin::BatchOptions;
+    let db = TestDb::new("observe_batches").await;
+    let store = store(&db, Duration::ZERO).await;
+    for n in 0..5 {
+        new_session(&store, json!({ "n": n }), None).await;
+    }
+    let (capture, _guard) = Capture::install();
+    assert_eq!(store.stats().await.unwrap().documents, 5);
+    let past = DateTime::from_millis(DateTime::now().timestamp_millis() - 60_000);
+    let sessions = db.collection("sessions");
+    let expire = doc! { "$set": { "expires": past } };
+    sessions.update_many(doc! {}, expire).await.unwrap();
+    let purge = store.delete_expired_with(BatchOptions::default().size(2), |_| {});
+    assert_eq!(purge.await.unwrap(), 5);
+    assert_eq!(
+        summary(&capture),
+        expect(&[("stats", "ok", 1), ("delete_expired", "ok", 7)])
+    );
+}
