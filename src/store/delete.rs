@@ -123,6 +123,14 @@ impl MongoSessionStore {
             return Ok(0);
         }
         let pending = self.expect_changes();
+        if keys.len() >= super::bulk_endings::BULK_FROM {
+            // A user's many sessions: a `deleteMany` per batch of ids.
+            let mut deleted = 0;
+            let result = self.delete_in_bulk(&keys, &mut deleted).await;
+            let changed = usize::try_from(deleted).unwrap_or(usize::MAX);
+            self.settle(pending, &keys, changed).await;
+            return result.map(|()| deleted);
+        }
         // One delete per session, by id equality: each is a retryable write
         // and, on a sharded collection, goes to one shard. There are rarely
         // more than one or two.

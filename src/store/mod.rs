@@ -3,6 +3,7 @@
 
 mod admin;
 mod batches;
+mod bulk_endings;
 mod create;
 mod delete;
 mod expire;

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use futures_util::{future::join_all, TryStreamExt};
+use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document, RawDocument, RawDocumentBuf};
 
 use super::MongoSessionStore;
@@ -167,19 +167,20 @@ impl MongoSessionStore {
         targets.dedup_by(|a, b| a.lineage == b.lineage && a.key == b.key);
         let token = crate::endings::token();
         let now = DateTime::now();
-        let endings = targets.iter().map(|target| {
+        let updates = targets.iter().map(|target| {
             let mut update = crate::endings::append(&token, target.key.as_deref(), Some(user), now);
             if let (Some(note), Ok(set)) = (&target.note, update.get_document_mut("$set")) {
                 set.insert("signedOut", note.clone());
             }
-            self.record_ending(doc! { "_id": &target.lineage }, update, true, deadline)
+            (target.lineage.clone(), update)
         });
+        let records = self.record_endings(updates.collect(), deadline).await?;
         let mut victims = Vec::new();
-        for (target, record) in targets.iter().zip(join_all(endings).await) {
+        for target in &targets {
             victims.extend(target.key.clone());
-            if let Some(record) = record? {
-                victims.extend(record.successors().map(str::to_string));
-            }
+        }
+        for record in records.values() {
+            victims.extend(record.successors().map(str::to_string));
         }
         self.delete_sessions(victims, deadline).await
     }

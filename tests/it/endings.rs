@@ -273,11 +273,16 @@ async fn handle(store: &MongoSessionStore, id: Id) -> String {
 
 /// Case 3: "sign out everywhere else" while the phone's request is between
 /// its `cycle_id` and its save: the phone's session must not come back.
+/// With a dozen other devices too, which ends them in bulk (one `update` of
+/// the endings, one `deleteMany`).
 #[tokio::test]
 async fn signing_out_other_devices_ends_a_regeneration_in_flight() {
     let db = TestDb::new("endothers").await;
     let (laptop_instance, phone_instance) = instances(&db).await;
-    for phone_first in [false, true] {
+    for (phone_first, tablets) in [(false, 0), (true, 0), (false, 12), (true, 12)] {
+        for _ in 0..tablets {
+            owned(&phone_instance, "ada", "tablet").await;
+        }
         let laptop = owned(&laptop_instance, "ada", "laptop").await;
         let phone = owned(&phone_instance, "ada", "phone").await;
         let keep = handle(&laptop_instance, laptop).await;
@@ -291,7 +296,8 @@ async fn signing_out_other_devices_ends_a_regeneration_in_flight() {
             laptop_instance.revoke_others("ada", &keep).await.unwrap();
             regeneration.save(&phone_instance).await
         };
-        assert_eq!(live(&laptop_instance, new).await, None, "{phone_first}");
+        let round = format!("phone first {phone_first}, {tablets} tablets");
+        assert_eq!(live(&laptop_instance, new).await, None, "{round}");
         assert_eq!(live(&phone_instance, laptop).await, Some(json!(7)));
         let listed = laptop_instance.user_sessions("ada", None).await.unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
