@@ -123,3 +123,46 @@ fn statement_index(error: &Bson) -> Option<usize> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mongodb::{
+        bson::Document,
+        options::{
+            Acknowledgment, ClientOptions, CollectionOptions, ReadPreference,
+            ReadPreferenceOptions, SelectionCriteria, WriteConcern,
+        },
+        Client,
+    };
+
+    use crate::store::endings_collection;
+
+    /// The endings are the check of a write-then-check: read on the
+    /// primary even when the sessions are read on secondaries, written
+    /// with the sessions' write concern.
+    #[tokio::test]
+    async fn the_endings_are_read_on_the_primary_whatever_the_sessions_preference() {
+        let options = ClientOptions::parse("mongodb://localhost:27017")
+            .await
+            .unwrap();
+        let client = Client::with_options(options).unwrap();
+        let secondaries = ReadPreference::SecondaryPreferred {
+            options: Some(ReadPreferenceOptions::default()),
+        };
+        let majority = WriteConcern::builder().w(Acknowledgment::Majority).build();
+        let sessions = CollectionOptions::builder()
+            .selection_criteria(SelectionCriteria::ReadPreference(secondaries))
+            .write_concern(majority.clone())
+            .build();
+        let sessions = client
+            .database("app")
+            .collection_with_options::<Document>("sessions", sessions);
+        let endings = endings_collection(&sessions);
+        assert_eq!(endings.name(), "sessions.endings");
+        assert!(matches!(
+            endings.selection_criteria(),
+            Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+        ));
+        assert_eq!(endings.write_concern(), Some(&majority));
+    }
+}

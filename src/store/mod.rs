@@ -351,12 +351,17 @@ impl MongoSessionStore {
     }
 }
 
-/// The endings collection beside `sessions`, read and written as it is.
+/// The endings collection beside `sessions`, with its read and write
+/// concerns, always read on the primary: its reads are the "check" of a
+/// write-then-check (a revocation's read of the records it just appended
+/// to, a regeneration's re-read of its lineage), and a secondary may not
+/// have the other side's write yet.
 pub(crate) fn endings_collection(sessions: &Collection<Document>) -> Collection<Document> {
+    use mongodb::options::{ReadPreference, SelectionCriteria};
     let options = mongodb::options::CollectionOptions::builder()
         .read_concern(sessions.read_concern().cloned())
         .write_concern(sessions.write_concern().cloned())
-        .selection_criteria(sessions.selection_criteria().cloned())
+        .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
         .build();
     let name = crate::endings::collection_name(sessions.name());
     sessions
