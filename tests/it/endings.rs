@@ -306,6 +306,34 @@ async fn signing_out_other_devices_ends_a_regeneration_in_flight() {
     }
 }
 
+/// Case 3 at the size of a user with thousands of sessions (an API
+/// client, a scripted login): "sign out everywhere else" on one instance
+/// ends 2,500 sessions in three bulk batches while another instance
+/// regenerates one of them; all end, the regeneration stores nothing, and
+/// every lineage has its ending on record.
+#[tokio::test]
+async fn signing_out_thousands_of_other_sessions_ends_each_and_a_regeneration_in_flight() {
+    let db = TestDb::new("endthousands").await;
+    let (one, two) = instances(&db).await;
+    let created: Vec<Id> = stream::iter(0..2_500)
+        .map(|_| owned(&one, "ada", "script"))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let laptop = owned(&one, "ada", "laptop").await;
+    let keep = handle(&one, laptop).await;
+    let mut regeneration = Regeneration::load(&two, created[7]).await;
+    regeneration.cycle_id(&two).await;
+    assert_eq!(one.revoke_others("ada", &keep).await.unwrap(), 2_499);
+    let new = regeneration.save(&two).await;
+    assert_eq!(live(&one, new).await, None);
+    assert_eq!(live(&two, laptop).await, Some(json!(7)));
+    assert_eq!(count(&db).await, 1);
+    let endings = db.collection("sessions.endings");
+    let ended = doc! { "user": "ada", "signedOut": { "$exists": true } };
+    assert_eq!(endings.count_documents(ended).await.unwrap(), 2_499);
+}
+
 /// Case 3 for one device: revoking a session by its handle while that
 /// device regenerates it.
 #[tokio::test]

@@ -143,6 +143,26 @@ async fn a_purge_longer_than_one_cursor_deletes_every_expired_session() {
     assert_eq!(limits, [Some(200); 3], "two full cursors and an empty one");
 }
 
+/// Two instances purge one collection at once (each app's interval
+/// reaper): between them every expired session is deleted exactly once,
+/// the live ones stay, and neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_purging_at_once_delete_each_expired_session_once() {
+    let db = TestDb::new("scale_purge_two").await;
+    seed_native(&db, "old-", 5_000, -60_000).await;
+    seed_native(&db, "live-", 10, 3_600_000).await;
+    let one = purging_store(&db, db.client.clone()).await;
+    let two = purging_store(&db, db.client.clone()).await;
+    let batches = BatchOptions::default().size(100);
+    let (a, b) = tokio::join!(
+        one.delete_expired_with(batches, |_| {}),
+        two.delete_expired_with(batches, |_| {})
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a + b, 5_000, "{a} + {b}");
+    assert_eq!(count(&db).await, 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_touched_while_a_purge_runs_is_not_deleted() {
     let db = TestDb::new("scale_purge_touch").await;
