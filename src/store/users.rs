@@ -175,13 +175,12 @@ impl MongoSessionStore {
             (target.lineage.clone(), update)
         });
         let records = self.record_endings(updates.collect(), deadline).await?;
-        let mut victims = Vec::new();
-        for target in &targets {
-            victims.extend(target.key.clone());
-        }
-        for record in records.values() {
-            victims.extend(record.successors().map(str::to_string));
-        }
+        let mut victims: Vec<String> = targets.iter().filter_map(|t| t.key.clone()).collect();
+        victims.extend(
+            records
+                .values()
+                .flat_map(|r| r.successors().map(str::to_string)),
+        );
         self.delete_sessions(victims, deadline).await
     }
 
